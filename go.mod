@@ -1,0 +1,3 @@
+module github.com/rdsgate/rdsgate
+
+go 1.26
