@@ -229,7 +229,7 @@ func ParseDBUserARN(s string) (DBUserARN, error) {
 	}
 	rest, ok := strings.CutPrefix(a.Resource, "dbuser:")
 	if !ok {
-		return DBUserARN{}, fmt.Errorf("%w %q: resource must start with dbuser:", ErrMalformedARN, s)
+		return DBUserARN{}, fmt.Errorf("%w %q: resource must start with \"dbuser:\"", ErrMalformedARN, s)
 	}
 	id, user, ok := strings.Cut(rest, "/")
 	if !ok || id == "" || user == "" {

@@ -29,8 +29,6 @@ func (t *fitTree) set(i, v int) {
 	}
 }
 
-func (t *fitTree) get(i int) int { return t.max[i+t.size] }
-
 // first returns the lowest bin with remaining capacity >= need, or -1.
 func (t *fitTree) first(need int) int {
 	if t.max[1] < need {

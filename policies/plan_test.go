@@ -694,9 +694,9 @@ func TestPlanErrors(t *testing.T) {
 func TestReadPlanErrors(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
-		`{"principals":[]}`:             "no format_version",
-		`{"format_version":2}`:          "newer than this rdsgate understands",
-		`{"format_version":1,`:          "invalid JSON",
+		`{"principals":[]}`:    "no format_version",
+		`{"format_version":2}`: "newer than this rdsgate understands",
+		`{"format_version":1,`: "invalid JSON",
 		`{"format_version":1,"principals":[{"inline_policies":[{"document":{"Statement":3}}]}]}`: "Statement",
 	} {
 		if _, err := ReadPlan([]byte(in), "p.json"); err == nil || !strings.Contains(err.Error(), want) {
