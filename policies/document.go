@@ -597,12 +597,17 @@ func (d *Document) Normalize() *Document {
 	if n.Version == "" {
 		n.Version = "2008-10-17"
 	}
+	type keyed struct {
+		key string
+		st  Statement
+	}
+	var all []keyed
 	seen := map[string]bool{}
 	add := func(s Statement) {
 		key := string(s.appendJSON(nil))
 		if !seen[key] {
 			seen[key] = true
-			n.Statements = append(n.Statements, s)
+			all = append(all, keyed{key, s})
 		}
 	}
 	for _, s := range d.Statements {
@@ -635,9 +640,11 @@ func (d *Document) Normalize() *Document {
 			}
 		}
 	}
-	sort.Slice(n.Statements, func(i, j int) bool {
-		return bytes.Compare(n.Statements[i].appendJSON(nil), n.Statements[j].appendJSON(nil)) < 0
-	})
+	sort.Slice(all, func(i, j int) bool { return all[i].key < all[j].key })
+	n.Statements = make([]Statement, len(all))
+	for i, k := range all {
+		n.Statements[i] = k.st
+	}
 	return n
 }
 
@@ -645,6 +652,9 @@ func (d *Document) Normalize() *Document {
 // ignoring statement order and splitting, white space, Sids, string-or-list
 // forms, duplicates and the case of action names.
 func Equivalent(a, b *Document) bool {
+	if bytes.Equal(a.JSON(), b.JSON()) {
+		return true
+	}
 	return bytes.Equal(a.Normalize().JSON(), b.Normalize().JSON())
 }
 

@@ -1,7 +1,6 @@
 package policies
 
 import (
-	"bytes"
 	"fmt"
 	"slices"
 	"sort"
@@ -19,12 +18,6 @@ func TrustPolicy(baseARN, externalID string) *Document {
 		st.Condition = Condition{"StringEquals": {"sts:ExternalId": One(externalID)}}
 	}
 	return &Document{Version: PolicyVersion, Statements: []Statement{st}}
-}
-
-type docKey struct {
-	principal string
-	managed   bool
-	policy    string
 }
 
 func (p *planner) render(lb int) (*Plan, error) {
@@ -117,8 +110,8 @@ func (p *planner) render(lb int) (*Plan, error) {
 		pp.Databases = nonNil(all)
 		plan.Principals = append(plan.Principals, pp)
 	}
-	p.steps(plan)
-	p.stats(plan, lb)
+	plan.Steps = Diff(p.in.Previous, plan)
+	plan.Stats = planStats(p.in.Previous, plan, len(p.in.Inventory.Databases), lb)
 	return plan, nil
 }
 
@@ -136,92 +129,6 @@ func sortedIntKeys(m map[int]bool) []int {
 	}
 	sort.Ints(keys)
 	return keys
-}
-
-// steps lists the writes that take AWS from the previous plan to this one:
-// new roles, then every document that grants something new, then every
-// document that only takes away, then deletions.
-func (p *planner) steps(plan *Plan) {
-	prev := map[docKey]*prevDoc{}
-	for _, d := range p.prev {
-		prev[docKey{d.principal.Name, d.managed, d.policy.Name}] = d
-	}
-	inPlan := map[string]bool{}
-	for _, pp := range plan.Principals {
-		for _, n := range pp.Databases {
-			inPlan[n] = true
-		}
-	}
-	var grant, revoke, deletes []Step
-	var prepare, cleanup []Step
-	current := map[docKey]bool{}
-	principals := map[string]bool{}
-	for _, pp := range plan.Principals {
-		principals[string(pp.Kind)+"/"+pp.Name] = true
-		if pp.Shard {
-			old := p.prevPrincipals[string(pp.Kind)+"/"+pp.Name]
-			switch {
-			case old == nil:
-				prepare = append(prepare, Step{Phase: PhasePrepare, Action: ActionCreateRole, Kind: pp.Kind, Principal: pp.Name})
-			case old.TrustPolicy == nil || !Equivalent(old.TrustPolicy, pp.TrustPolicy):
-				prepare = append(prepare, Step{Phase: PhasePrepare, Action: ActionUpdateTrust, Kind: pp.Kind, Principal: pp.Name})
-			}
-		}
-		for _, managed := range []bool{false, true} {
-			list, action := pp.InlinePolicies, ActionPutInline
-			if managed {
-				list, action = pp.ManagedPolicies, ActionPutManaged
-			}
-			for _, pol := range list {
-				key := docKey{pp.Name, managed, pol.Name}
-				current[key] = true
-				old := prev[key]
-				if old != nil && bytes.Equal(old.policy.Document.JSON(), pol.Document.JSON()) {
-					continue
-				}
-				st := Step{Action: action, Kind: pp.Kind, Principal: pp.Name, Policy: pol.Name, Phase: PhaseGrant}
-				if old == nil {
-					st.Adds = pol.Databases
-				} else {
-					st.Adds = difference(pol.Databases, old.policy.Databases)
-					st.Removes = difference(old.policy.Databases, pol.Databases)
-					// A document that gives a database to another one is
-					// written only after every grant, even when it also
-					// gains a user: its database must be in place first.
-					givesAway := slices.ContainsFunc(st.Removes, func(n string) bool { return inPlan[n] })
-					if givesAway || len(st.Adds) == 0 && !grantsMore(pol.Document, old.policy.Document) {
-						st.Phase = PhaseRevoke
-					}
-				}
-				if st.Phase == PhaseGrant {
-					grant = append(grant, st)
-				} else {
-					revoke = append(revoke, st)
-				}
-			}
-		}
-	}
-	for _, d := range p.prev {
-		if current[docKey{d.principal.Name, d.managed, d.policy.Name}] {
-			continue
-		}
-		action := ActionDeleteInline
-		if d.managed {
-			action = ActionDeleteManaged
-		}
-		deletes = append(deletes, Step{Phase: PhaseRevoke, Action: action, Kind: d.principal.Kind, Principal: d.principal.Name, Policy: d.policy.Name, Removes: d.policy.Databases})
-	}
-	if p.in.Previous != nil {
-		for _, pp := range p.in.Previous.Principals {
-			if pp.Shard && !principals[string(pp.Kind)+"/"+pp.Name] {
-				cleanup = append(cleanup, Step{Phase: PhaseCleanup, Action: ActionDeleteRole, Kind: pp.Kind, Principal: pp.Name})
-			}
-		}
-	}
-	plan.Steps = slices.Concat(prepare, grant, revoke, deletes, cleanup)
-	if len(plan.Steps) == 0 {
-		plan.Steps = []Step{}
-	}
 }
 
 // grantsMore reports whether next allows an rds-db:connect or sts:AssumeRole
@@ -263,33 +170,18 @@ func difference(a, b []string) []string {
 	return out
 }
 
-func (p *planner) stats(plan *Plan, lb int) {
-	s := Stats{Databases: len(p.in.Inventory.Databases), Principals: len(plan.Principals), LowerBound: lb}
-	where := map[string]docKey{}
-	for _, pp := range plan.Principals {
-		for _, managed := range []bool{false, true} {
-			list := pp.InlinePolicies
-			if managed {
-				list = pp.ManagedPolicies
-			}
-			for _, pol := range list {
-				s.Documents++
-				s.Characters += pol.Size
-				s.Capacity += pol.Quota
-				for _, n := range pol.Databases {
-					where[n] = docKey{pp.Name, managed, pol.Name}
-				}
-			}
-		}
+func planStats(prev, plan *Plan, databases, lb int) Stats {
+	s := Stats{Databases: databases, Principals: len(plan.Principals), LowerBound: lb}
+	where := documentsOf(plan)
+	for _, d := range where {
+		s.Documents++
+		s.Characters += d.policy.Size
+		s.Capacity += d.policy.Quota
 	}
-	if p.in.Previous != nil {
-		before := map[string]docKey{}
-		for _, d := range p.prev {
-			for _, n := range d.policy.Databases {
-				before[n] = docKey{d.principal.Name, d.managed, d.policy.Name}
-			}
-		}
-		for n, k := range where {
+	at := placement(where)
+	if prev != nil {
+		before := placement(documentsOf(prev))
+		for n, k := range at {
 			old, ok := before[n]
 			switch {
 			case !ok:
@@ -299,17 +191,17 @@ func (p *planner) stats(plan *Plan, lb int) {
 			}
 		}
 		for n := range before {
-			if _, ok := where[n]; !ok {
+			if _, ok := at[n]; !ok {
 				s.Removed++
 			}
 		}
 	} else {
-		s.Added = len(where)
+		s.Added = len(at)
 	}
 	for _, st := range plan.Steps {
 		if st.Policy != "" {
 			s.Written++
 		}
 	}
-	plan.Stats = s
+	return s
 }
