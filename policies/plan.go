@@ -77,8 +77,27 @@ type Plan struct {
 	Base          PrincipalRef    `json:"base"`
 	Settings      PlanSettings    `json:"settings"`
 	Principals    []PlanPrincipal `json:"principals"`
-	Steps         []Step          `json:"steps"`
-	Stats         Stats           `json:"stats"`
+	// Databases says where each database's permission lives, sorted by name:
+	// the proxy reads it to know which role to assume, apply to name what
+	// AWS holds.
+	Databases []PlanDatabase `json:"databases"`
+	Steps     []Step         `json:"steps"`
+	Stats     Stats          `json:"stats"`
+}
+
+// PlanDatabase is one inventory entry and the document that grants it.
+type PlanDatabase struct {
+	Name       string `json:"name"`
+	Region     string `json:"region"`
+	ResourceID string `json:"resource_id"`
+	Principal  string `json:"principal"`
+	Policy     string `json:"policy"`
+}
+
+// ResourcePrefix is the part of an rds-db ARN before the database user, the
+// same for every user of the database.
+func (d PlanDatabase) ResourcePrefix(partition, account string) string {
+	return DBUserARN{Partition: partition, Region: d.Region, AccountID: account, ResourceID: d.ResourceID}.String()
 }
 
 // PrincipalRef names a principal.
@@ -1055,9 +1074,78 @@ func (pl *Plan) JSON() ([]byte, error) {
 
 // PrincipalFor returns the principal that holds a database, or nil.
 func (pl *Plan) PrincipalFor(database string) *PlanPrincipal {
-	for i := range pl.Principals {
-		if _, ok := slices.BinarySearch(pl.Principals[i].Databases, database); ok {
-			return &pl.Principals[i]
+	i, ok := slices.BinarySearchFunc(pl.Databases, database, func(d PlanDatabase, n string) int { return strings.Compare(d.Name, n) })
+	if !ok {
+		return nil
+	}
+	for j := range pl.Principals {
+		if pl.Principals[j].Name == pl.Databases[i].Principal {
+			return &pl.Principals[j]
+		}
+	}
+	return nil
+}
+
+// Check verifies a plan against its own settings before anything is written:
+// every document within its quota by IAM's count, each principal's inline
+// policies together within its budget, attached policies within the limit,
+// and names IAM accepts. A plan read from a file may have been edited; IAM
+// emulators do not enforce sizes; so apply checks instead of trusting.
+func (pl *Plan) Check() error {
+	if pl.FormatVersion > PlanFormatVersion {
+		return fmt.Errorf("%w: plan format version %d is newer than this rdsgate understands (%d); upgrade rdsgate", ErrPlanFormat, pl.FormatVersion, PlanFormatVersion)
+	}
+	s := pl.Settings
+	if pl.Base.Name == "" || pl.Base.ARN == "" || (pl.Base.Kind != PrincipalRole && pl.Base.Kind != PrincipalUser) {
+		return fmt.Errorf("%w: the plan names no base principal", ErrPlanFormat)
+	}
+	if err := ValidateAccountID(pl.AccountID); err != nil {
+		return fmt.Errorf("%w: %w", ErrPlanFormat, err)
+	}
+	for _, pp := range pl.Principals {
+		base := !pp.Shard
+		if base && (pp.Name != pl.Base.Name || pp.Kind != pl.Base.Kind) {
+			return fmt.Errorf("%w: principal %s is neither the base nor a shard role", ErrPlanFormat, pp.Name)
+		}
+		if err := ValidateIAMName(string(pp.Kind), pp.Name, QuotaValue("RoleNameLength")); err != nil {
+			return fmt.Errorf("%w: %w", ErrPlanFormat, err)
+		}
+		inlineLimit, managedLimit := s.InlineSize-s.ReservedInline, s.MaxManaged-s.ReservedManaged
+		if !base {
+			inlineLimit, managedLimit = QuotaValue("RolePolicySizeQuota"), s.MaxManaged
+			if pp.Kind != PrincipalRole {
+				return fmt.Errorf("%w: shard %s must be a role", ErrPlanFormat, pp.Name)
+			}
+			if pp.TrustPolicy == nil {
+				return fmt.Errorf("%w: shard role %s has no trust policy", ErrPlanFormat, pp.Name)
+			}
+			if n := pp.TrustPolicy.Size(); n > s.AssumeRolePolicySize {
+				return &NoFitError{Msg: fmt.Sprintf("the trust policy of %s is %d characters, over the quota of %d", pp.Name, n, s.AssumeRolePolicySize)}
+			}
+		}
+		inline := 0
+		for _, pol := range pp.InlinePolicies {
+			if pol.Document == nil {
+				return fmt.Errorf("%w: %s/%s has no document", ErrPlanFormat, pp.Name, pol.Name)
+			}
+			inline += pol.Document.Size()
+		}
+		if inline > inlineLimit {
+			return &NoFitError{Msg: fmt.Sprintf("the inline policies of %s %s are %d characters, over the %d its budget leaves (quota %d, reserved %d)", pp.Kind, pp.Name, inline, inlineLimit, s.InlineSize, s.ReservedInline)}
+		}
+		if len(pp.ManagedPolicies) > managedLimit {
+			return &NoFitError{Msg: fmt.Sprintf("%s %s has %d managed policies, over the limit of %d", pp.Kind, pp.Name, len(pp.ManagedPolicies), managedLimit)}
+		}
+		for _, pol := range pp.ManagedPolicies {
+			if pol.Document == nil {
+				return fmt.Errorf("%w: %s/%s has no document", ErrPlanFormat, pp.Name, pol.Name)
+			}
+			if n := pol.Document.Size(); n > s.PolicySize {
+				return &NoFitError{Msg: fmt.Sprintf("managed policy %s is %d characters, over the quota of %d", pol.Name, n, s.PolicySize)}
+			}
+			if err := ValidateIAMName("policy", pol.Name, QuotaValue("PolicyNameLength")); err != nil {
+				return fmt.Errorf("%w: %w", ErrPlanFormat, err)
+			}
 		}
 	}
 	return nil

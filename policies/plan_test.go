@@ -238,6 +238,16 @@ func checkPlan(t *testing.T, in PlanInput, plan *Plan) {
 	if len(listed) != len(in.Inventory.Databases) {
 		t.Errorf("plan lists %d databases, inventory has %d", len(listed), len(in.Inventory.Databases))
 	}
+	// The index agrees with the principals.
+	if len(plan.Databases) != len(in.Inventory.Databases) {
+		t.Errorf("index has %d databases, inventory %d", len(plan.Databases), len(in.Inventory.Databases))
+	}
+	for _, d := range plan.Databases {
+		pp := plan.PrincipalFor(d.Name)
+		if pp == nil || pp.ARN != listed[d.Name] {
+			t.Errorf("index puts %s on %s, principals on %s", d.Name, d.Principal, listed[d.Name])
+		}
+	}
 }
 
 func mustPlan(t testing.TB, in PlanInput) *Plan {

@@ -110,6 +110,18 @@ func (p *planner) render(lb int) (*Plan, error) {
 		pp.Databases = nonNil(all)
 		plan.Principals = append(plan.Principals, pp)
 	}
+	where := map[string][2]string{}
+	for _, d := range documentsOf(plan) {
+		for _, n := range d.policy.Databases {
+			where[n] = [2]string{d.principal.Name, d.policy.Name}
+		}
+	}
+	plan.Databases = make([]PlanDatabase, 0, len(p.in.Inventory.Databases))
+	for _, db := range p.in.Inventory.Databases {
+		w := where[db.Name]
+		plan.Databases = append(plan.Databases, PlanDatabase{Name: db.Name, Region: db.Region, ResourceID: db.ResourceID, Principal: w[0], Policy: w[1]})
+	}
+	sort.Slice(plan.Databases, func(i, j int) bool { return plan.Databases[i].Name < plan.Databases[j].Name })
 	plan.Steps = Diff(p.in.Previous, plan)
 	plan.Stats = planStats(p.in.Previous, plan, len(p.in.Inventory.Databases), lb)
 	return plan, nil

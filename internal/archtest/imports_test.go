@@ -28,10 +28,14 @@ func part(pkg string) string {
 }
 
 type pkg struct {
-	path    string
-	dir     string
-	imports []string
+	path        string
+	dir         string
+	imports     []string
+	testImports []string
 }
+
+// testenv starts real servers for tests; any part's tests may use it.
+const testenv = module + "/internal/testenv"
 
 // packages reads every package of the module with go/build, so the test
 // cache notices when a file changes. Nested modules (test/) are skipped.
@@ -62,7 +66,7 @@ func packages(t *testing.T) []pkg {
 		}
 		rel, _ := filepath.Rel(root, dir)
 		out = append(out, pkg{path: module + "/" + filepath.ToSlash(rel), dir: dir,
-			imports: slices.Concat(p.Imports, p.TestImports, p.XTestImports)})
+			imports: p.Imports, testImports: slices.Concat(p.TestImports, p.XTestImports)})
 		return nil
 	})
 	if err != nil {
@@ -79,8 +83,8 @@ func TestPoliciesUsesTheStandardLibraryAlone(t *testing.T) {
 		if part(p.path) != "policies" {
 			continue
 		}
-		for _, imp := range p.imports {
-			if strings.HasPrefix(imp, module+"/policies") {
+		for _, imp := range slices.Concat(p.imports, p.testImports) {
+			if strings.HasPrefix(imp, module+"/policies") || imp == testenv {
 				continue
 			}
 			if bp, err := build.Import(imp, p.dir, build.FindOnly); err != nil || !bp.Goroot {
@@ -98,13 +102,19 @@ func TestDependencyDirection(t *testing.T) {
 			t.Errorf("package %s is outside the known parts; add it to the rules", p.path)
 			continue
 		}
-		for _, imp := range p.imports {
-			if !strings.HasPrefix(imp, module+"/") {
-				continue
+		check := func(imp string, test bool) {
+			if !strings.HasPrefix(imp, module+"/") || test && imp == testenv {
+				return
 			}
 			if to := part(imp); to != from && !slices.Contains(allowed, to) {
 				t.Errorf("%s imports %s: %s may only import %v", p.path, imp, from, allowed)
 			}
+		}
+		for _, imp := range p.imports {
+			check(imp, false)
+		}
+		for _, imp := range p.testImports {
+			check(imp, true)
 		}
 	}
 }

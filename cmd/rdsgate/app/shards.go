@@ -3,12 +3,15 @@ package app
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/policies"
 )
 
@@ -27,8 +30,40 @@ func shardsCommand(cfg *config) *cli.Command {
 				Flags:  planFlags(),
 				Action: func(c *cli.Context) error { return shardsPlan(c, cfg) },
 			},
+			{
+				Name:  "apply",
+				Usage: "make IAM hold a shard plan: roles, trust policies, inline and managed policies",
+				Description: "Reads what IAM holds, works out the writes, shows them and asks (at a terminal), then\n" +
+					"writes every grant before anything is taken away, so no database is unreachable while it\n" +
+					"runs. Everything it creates is tagged rdsgate:managed=true; nothing without that tag is\n" +
+					"changed or deleted. A second run with the same input writes nothing, and a run that was\n" +
+					"stopped converges when run again. --inventory plans against what IAM holds and applies.",
+				Flags:  applyFlags(),
+				Action: func(c *cli.Context) error { return shardsApply(c, cfg) },
+			},
 		},
 	}
+}
+
+// applyFlags are plan's flags without its output ones, plus the plan file,
+// AWS and confirmation flags.
+func applyFlags() []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "plan", EnvVars: []string{"RDSGATE_PLAN"}, Usage: "plan `FILE` written by shards plan (or use --inventory)"},
+	}
+	for _, f := range planFlags() {
+		switch f.Names()[0] {
+		case "format", "output", "previous":
+			continue
+		}
+		flags = append(flags, f)
+	}
+	flags = append(flags, awsFlags()...)
+	flags = append(flags, confirmFlags()...)
+	return append(flags,
+		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
+		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the applied plan as JSON to `FILE` (keep it for drift and the proxy)"},
+	)
 }
 
 // planFlags are the flags that shape a plan; apply and drift share them.
@@ -188,6 +223,179 @@ func shardsPlan(c *cli.Context, cfg *config) error {
 	return writePlanTable(cfg.stdout, plan)
 }
 
+func shardsApply(c *cli.Context, cfg *config) error {
+	format := c.String("format")
+	if err := oneOf("format", format, "text", "json"); err != nil {
+		return err
+	}
+	planPath, invPath := c.String("plan"), c.String("inventory")
+	switch {
+	case planPath != "" && invPath != "":
+		return usageError("cannot specify --plan and --inventory at the same time")
+	case planPath == "" && invPath == "":
+		return usageError("give the plan to apply with --plan FILE, or plan and apply in one go with --inventory FILE")
+	}
+	var desired *policies.Plan
+	var in policies.PlanInput
+	if planPath != "" {
+		data, err := readInput(cfg, "plan", planPath)
+		if err != nil {
+			return err
+		}
+		if desired, err = policies.ReadPlan(data, planPath); err != nil {
+			return err
+		}
+		if err := desired.Check(); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if in, err = planInput(c, cfg); err != nil {
+			return err
+		}
+	}
+	aws, err := connectAWS(c)
+	if err != nil {
+		return err
+	}
+	if desired == nil {
+		if desired, _, err = bootstrap.PlanAgainstAWS(c.Context, aws, in); err != nil {
+			return err
+		}
+	}
+	dry, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{DryRun: true})
+	if err != nil {
+		return err
+	}
+	out := cfg.stdout
+	if format == "text" {
+		for _, f := range dry.Foreign {
+			fmt.Fprintf(cfg.stderr, "note: %s has rdsgate's name but not its tag; left alone\n", f)
+		}
+	}
+	if len(dry.Steps) == 0 {
+		if format == "json" {
+			return writeJSON(out, applyJSON(desired, dry, false))
+		}
+		fmt.Fprintf(out, "IAM already holds this plan (%d databases on %d principals): nothing to write.\n", desired.Stats.Databases, len(desired.Principals))
+		return writePlanOutput(c, desired)
+	}
+	if format == "text" {
+		fmt.Fprintf(out, "%d steps to make account %s hold the plan for %d databases:\n", len(dry.Steps), desired.AccountID, desired.Stats.Databases)
+		writeSteps(out, stepsOf(dry))
+	}
+	if c.Bool("dry-run") {
+		if format == "json" {
+			return writeJSON(out, applyJSON(desired, dry, false))
+		}
+		fmt.Fprintln(out, "Dry run: nothing was written.")
+		return nil
+	}
+	if err := confirm(c, cfg, fmt.Sprintf("Apply %d steps to account %s?", len(dry.Steps), desired.AccountID)); err != nil {
+		return err
+	}
+	report, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{Progress: bootstrap.NewProgress(cfg.stderr, isTerminal(cfg.stderr))})
+	if err != nil {
+		return err
+	}
+	if err := writePlanOutput(c, desired); err != nil {
+		return err
+	}
+	if format == "json" {
+		return writeJSON(out, applyJSON(desired, report, true))
+	}
+	writeApplySummary(out, desired, report)
+	return nil
+}
+
+func writePlanOutput(c *cli.Context, plan *policies.Plan) error {
+	path := c.String("output")
+	if path == "" {
+		return nil
+	}
+	data, err := plan.JSON()
+	if err != nil {
+		return err
+	}
+	return writeOutput(path, data)
+}
+
+func stepsOf(r *bootstrap.ApplyReport) []policies.Step {
+	steps := make([]policies.Step, len(r.Steps))
+	for i, s := range r.Steps {
+		steps[i] = s.Step
+	}
+	return steps
+}
+
+func applyJSON(plan *policies.Plan, r *bootstrap.ApplyReport, applied bool) any {
+	type step struct {
+		policies.Step
+		Writes int `json:"writes"`
+	}
+	steps := make([]step, len(r.Steps))
+	for i, s := range r.Steps {
+		steps[i] = step{s.Step, s.Writes}
+	}
+	return struct {
+		Applied   bool     `json:"applied"`
+		AccountID string   `json:"account_id"`
+		Databases int      `json:"databases"`
+		Steps     []step   `json:"steps"`
+		Calls     int      `json:"api_calls"`
+		Writes    int      `json:"api_writes"`
+		Seconds   float64  `json:"seconds"`
+		Foreign   []string `json:"left_alone,omitempty"`
+	}{applied, plan.AccountID, plan.Stats.Databases, steps, r.Calls, r.Writes, r.Elapsed.Seconds(), r.Foreign}
+}
+
+// writeApplySummary is the table an apply ends with: what changed per
+// principal.
+func writeApplySummary(w io.Writer, plan *policies.Plan, r *bootstrap.ApplyReport) {
+	type row struct {
+		role                           string
+		written, deleted, total, order int
+	}
+	rows := map[string]*row{}
+	for i, pp := range plan.Principals {
+		n := len(pp.InlinePolicies) + len(pp.ManagedPolicies)
+		rows[string(pp.Kind)+" "+pp.Name] = &row{role: "-", total: n, order: i}
+	}
+	for _, s := range r.Steps {
+		key := string(s.Step.Kind) + " " + s.Step.Principal
+		rw := rows[key]
+		if rw == nil {
+			rw = &row{role: "-", order: len(rows)}
+			rows[key] = rw
+		}
+		switch s.Step.Action {
+		case policies.ActionCreateRole:
+			rw.role = "created"
+		case policies.ActionUpdateTrust:
+			rw.role = "trust updated"
+		case policies.ActionDeleteRole:
+			rw.role = "deleted"
+		case policies.ActionPutInline, policies.ActionPutManaged:
+			rw.written++
+		case policies.ActionDeleteInline, policies.ActionDeleteManaged:
+			rw.deleted++
+		}
+	}
+	keys := make([]string, 0, len(rows))
+	for k := range rows {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return rows[keys[i]].order < rows[keys[j]].order })
+	t := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(t, "\nPRINCIPAL\tROLE\tWRITTEN\tDELETED\tUNCHANGED")
+	for _, k := range keys {
+		rw := rows[k]
+		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\n", k, rw.role, rw.written, rw.deleted, max(0, rw.total-rw.written))
+	}
+	t.Flush()
+	fmt.Fprintf(w, "\nApplied %d steps: %d API calls (%d writes) in %s.\n", len(r.Steps), r.Calls, r.Writes, r.Elapsed.Round(time.Millisecond))
+}
+
 // writePlanTable shows a plan for people: every document with its fill, the
 // steps an apply would take, and the totals.
 func writePlanTable(w io.Writer, plan *policies.Plan) error {
@@ -221,28 +429,32 @@ func writePlanTable(w io.Writer, plan *policies.Plan) error {
 		b.WriteString("\nNo changes: AWS needs no writes for this plan.\n")
 	} else {
 		fmt.Fprintf(&b, "\nSteps (every grant before any revoke, so access never has a gap)\n")
-		const show = 25
-		for i, st := range plan.Steps {
-			if i == show {
-				fmt.Fprintf(&b, "  ... and %d more (see --format json)\n", len(plan.Steps)-show)
-				break
-			}
-			line := fmt.Sprintf("  %3d. %-8s %-22s %s %s", i+1, st.Phase, st.Action, st.Kind, st.Principal)
-			if st.Policy != "" {
-				line += " / " + st.Policy
-			}
-			if n := len(st.Adds); n > 0 {
-				line += fmt.Sprintf(" (+%d", n)
-				if m := len(st.Removes); m > 0 {
-					line += fmt.Sprintf(", -%d", m)
-				}
-				line += ")"
-			} else if m := len(st.Removes); m > 0 {
-				line += fmt.Sprintf(" (-%d)", m)
-			}
-			b.WriteString(line + "\n")
-		}
+		writeSteps(&b, plan.Steps)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeSteps lists steps, the first 25 of them in full.
+func writeSteps(w io.Writer, steps []policies.Step) {
+	const show = 25
+	for i, st := range steps {
+		if i == show {
+			fmt.Fprintf(w, "  ... and %d more (see --format json)\n", len(steps)-show)
+			break
+		}
+		line := fmt.Sprintf("  %3d. %-8s %-22s %s %s", i+1, st.Phase, st.Action, st.Kind, st.Principal)
+		if st.Policy != "" {
+			line += " / " + st.Policy
+		}
+		switch a, r := len(st.Adds), len(st.Removes); {
+		case a > 0 && r > 0:
+			line += fmt.Sprintf(" (+%d, -%d)", a, r)
+		case a > 0:
+			line += fmt.Sprintf(" (+%d)", a)
+		case r > 0:
+			line += fmt.Sprintf(" (-%d)", r)
+		}
+		fmt.Fprintln(w, line)
+	}
 }

@@ -1,0 +1,582 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// ApplyOptions control ApplyPlan.
+type ApplyOptions struct {
+	// DryRun stops after working out the steps.
+	DryRun bool
+	// Progress is told about every step; nil is silent.
+	Progress Progress
+}
+
+// StepResult is what one step did.
+type StepResult struct {
+	Step    policies.Step
+	Writes  int
+	Elapsed time.Duration
+}
+
+// ApplyReport says what an apply did.
+type ApplyReport struct {
+	// Steps are the steps worked out against AWS's state, in order; with
+	// DryRun none of them ran.
+	Steps   []StepResult
+	Calls   int
+	Writes  int
+	Elapsed time.Duration
+	// Foreign lists rdsgate-named resources without rdsgate's tag, which
+	// were left alone.
+	Foreign []string
+}
+
+// ErrPreflight marks a problem found before any write.
+var ErrPreflight = errors.New("nothing was written")
+
+// ApplyPlan makes IAM hold the desired plan. It reads what IAM holds, works
+// out the steps with policies.Diff (grants before revokes), and runs them.
+// Every step checks AWS before writing, so a second apply makes no write,
+// and an apply stopped at any point converges when run again.
+func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts ApplyOptions) (*ApplyReport, error) {
+	start := time.Now()
+	calls0, writes0 := c.Calls.Count()
+	report := &ApplyReport{}
+	finish := func() {
+		calls, writes := c.Calls.Count()
+		report.Calls, report.Writes, report.Elapsed = calls-calls0, writes-writes0, time.Since(start)
+	}
+	defer finish()
+	if err := desired.Check(); err != nil {
+		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	c.UseIAMRegion(desired.Partition)
+	if err := checkAccountQuotas(ctx, c.IAM, desired); err != nil {
+		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	obs, err := ReadState(ctx, c.IAM, desired)
+	if err != nil {
+		return report, err
+	}
+	report.Foreign = obs.Foreign
+	if err := preflight(obs, desired); err != nil {
+		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	steps := policies.Diff(obs.Plan, desired)
+	steps = append(steps, orphanSteps(obs, desired)...)
+	sortPhases(steps)
+	for _, st := range steps {
+		report.Steps = append(report.Steps, StepResult{Step: st})
+	}
+	if opts.DryRun {
+		return report, nil
+	}
+	ex := &executor{api: c.IAM, desired: desired, obs: obs}
+	progress := opts.Progress
+	if progress == nil {
+		progress = NoProgress{}
+	}
+	progress.Start(len(steps))
+	for i := range report.Steps {
+		r := &report.Steps[i]
+		_, before := c.Calls.Count()
+		t0 := time.Now()
+		err := ex.run(ctx, r.Step)
+		_, after := c.Calls.Count()
+		r.Writes, r.Elapsed = after-before, time.Since(t0)
+		progress.Step(i, *r, err)
+		if err != nil {
+			progress.Done()
+			return report, fmt.Errorf("step %d of %d (%s %s %s): %w", i+1, len(steps), r.Step.Action, r.Step.Principal, r.Step.Policy, err)
+		}
+	}
+	progress.Done()
+	return report, nil
+}
+
+// sortPhases keeps Diff's order and puts extra steps into their phase.
+func sortPhases(steps []policies.Step) {
+	rank := map[string]int{policies.PhasePrepare: 0, policies.PhaseGrant: 1, policies.PhaseRevoke: 2, policies.PhaseCleanup: 3}
+	sort.SliceStable(steps, func(i, j int) bool { return rank[steps[i].Phase] < rank[steps[j].Phase] })
+}
+
+// orphanSteps deletes rdsgate connect policies for this base that no
+// principal has attached and the plan does not want.
+func orphanSteps(obs *Observed, desired *policies.Plan) []policies.Step {
+	want := map[string]bool{}
+	for _, pp := range desired.Principals {
+		for _, pol := range pp.ManagedPolicies {
+			want[pol.Name] = true
+		}
+	}
+	var out []policies.Step
+	for _, p := range obs.Orphans {
+		if !want[p.Name] && p.Tags[TagBase] == desired.Base.ARN {
+			out = append(out, policies.Step{Phase: policies.PhaseRevoke, Action: policies.ActionDeleteManaged, Kind: policies.PrincipalRole, Principal: "(unattached)", Policy: p.Name})
+		}
+	}
+	return out
+}
+
+// checkAccountQuotas compares the plan's quotas with the account's.
+func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) error {
+	out, err := api.GetAccountSummary(ctx, &iam.GetAccountSummaryInput{})
+	if err != nil {
+		return explain(err, "iam:GetAccountSummary", "the account")
+	}
+	live := out.SummaryMap
+	s := pl.Settings
+	inlineKey, attachedKey := "RolePolicySizeQuota", "AttachedPoliciesPerRoleQuota"
+	if pl.Base.Kind == policies.PrincipalUser {
+		inlineKey, attachedKey = "UserPolicySizeQuota", "AttachedPoliciesPerUserQuota"
+	}
+	checks := []struct {
+		key, flag string
+		planned   int
+	}{
+		{"PolicySizeQuota", "--policy-size", s.PolicySize},
+		{inlineKey, "--" + strings.ToLower(string(pl.Base.Kind)) + "-policy-size", s.InlineSize},
+		{attachedKey, "--max-managed", s.MaxManaged},
+		{"AssumeRolePolicySizeQuota", "--trust-policy-size", s.AssumeRolePolicySize},
+	}
+	for _, ch := range checks {
+		if v, ok := live[ch.key]; ok && int(v) < ch.planned {
+			return fmt.Errorf("the plan assumes %s %d but account %s allows %d; plan again with %s %d", ch.key, ch.planned, pl.AccountID, v, ch.flag, v)
+		}
+	}
+	if s.MaxShardRoles > 0 {
+		if v, ok := live["RolesQuota"]; ok && int(v) < countShards(pl) {
+			return fmt.Errorf("the plan needs %d shard roles but account %s allows %d roles in all", countShards(pl), pl.AccountID, v)
+		}
+	}
+	return nil
+}
+
+func countShards(pl *policies.Plan) int {
+	n := 0
+	for _, pp := range pl.Principals {
+		if pp.Shard {
+			n++
+		}
+	}
+	return n
+}
+
+// preflight stops an apply that would touch what rdsgate does not own, or
+// that IAM would refuse halfway.
+func preflight(obs *Observed, desired *policies.Plan) error {
+	need := map[string]bool{}
+	for _, pp := range desired.Principals {
+		if pp.Shard {
+			need["role "+pp.Name] = true
+		}
+		for _, pol := range pp.ManagedPolicies {
+			need["policy "+pol.ARN] = true
+		}
+	}
+	for _, f := range obs.Foreign {
+		name, _, _ := strings.Cut(f, " (")
+		if need[name] {
+			return fmt.Errorf("%s already exists and rdsgate does not own it (%s): rename or delete it, or tag it %s=%s if rdsgate should manage it",
+				name, strings.TrimSuffix(strings.SplitN(f, " (", 2)[1], ")"), TagManaged, TagManagedValue)
+		}
+	}
+	base := obs.Principals[desired.Base.Name]
+	s := desired.Settings
+	if other := base.OtherInlineSize(); other > s.ReservedInline {
+		return fmt.Errorf("the other inline policies of %s %s use %d characters, but the plan reserved %d of its %d: IAM would refuse the connect policy; plan again with --reserved-inline %d",
+			base.Kind, base.Name, other, s.ReservedInline, s.InlineSize, other)
+	}
+	others := 0
+	for _, arn := range base.Attached {
+		if !strings.Contains(arn, ":policy"+policies.ManagedPolicyPath+base.Name+"-connect-") {
+			others++
+		}
+	}
+	if others > s.ReservedManaged {
+		return fmt.Errorf("%d managed policies that are not rdsgate's are attached to %s %s, but the plan reserved %d of its %d; plan again with --reserved-managed %d",
+			others, base.Kind, base.Name, s.ReservedManaged, s.MaxManaged, others)
+	}
+	return nil
+}
+
+// executor runs steps; every step reads before it writes.
+type executor struct {
+	api     IAMAPI
+	desired *policies.Plan
+	obs     *Observed
+}
+
+func (e *executor) principal(name string) *policies.PlanPrincipal {
+	for i := range e.desired.Principals {
+		if e.desired.Principals[i].Name == name {
+			return &e.desired.Principals[i]
+		}
+	}
+	return nil
+}
+
+func (e *executor) policy(pp *policies.PlanPrincipal, name string, managed bool) *policies.PlanPolicy {
+	list := pp.InlinePolicies
+	if managed {
+		list = pp.ManagedPolicies
+	}
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+func (e *executor) tags() []iamtypes.Tag {
+	return []iamtypes.Tag{
+		{Key: aws.String(TagManaged), Value: aws.String(TagManagedValue)},
+		{Key: aws.String(TagBase), Value: aws.String(e.desired.Base.ARN)},
+	}
+}
+
+func (e *executor) run(ctx context.Context, st policies.Step) error {
+	switch st.Action {
+	case policies.ActionCreateRole, policies.ActionUpdateTrust:
+		pp := e.principal(st.Principal)
+		if pp == nil {
+			return fmt.Errorf("the plan has no principal %s", st.Principal)
+		}
+		return e.ensureRole(ctx, pp)
+	case policies.ActionPutInline:
+		pp := e.principal(st.Principal)
+		pol := e.policy(pp, st.Policy, false)
+		return e.putInline(ctx, pp.Kind, pp.Name, pol.Name, pol.Document)
+	case policies.ActionPutManaged:
+		pp := e.principal(st.Principal)
+		pol := e.policy(pp, st.Policy, true)
+		if err := e.ensurePolicy(ctx, pol.Path, pol.Name, pol.ARN, pol.Document, st.Principal); err != nil {
+			return err
+		}
+		return e.ensureAttached(ctx, pp.Kind, pp.Name, pol.ARN)
+	case policies.ActionDeleteInline:
+		return e.deleteInline(ctx, st.Kind, st.Principal, st.Policy)
+	case policies.ActionDeleteManaged:
+		return e.deletePolicy(ctx, policies.PolicyARN(e.desired.Partition, e.desired.AccountID, policies.ManagedPolicyPath, st.Policy))
+	case policies.ActionDeleteRole:
+		return e.deleteRole(ctx, st.Principal)
+	}
+	return fmt.Errorf("unknown step action %q", st.Action)
+}
+
+func subjectOf(kind policies.PrincipalKind, name, policy string) string {
+	s := fmt.Sprintf("%s %s", kind, name)
+	if policy != "" {
+		s += " policy " + policy
+	}
+	return s
+}
+
+// ensureRole creates a shard role or brings its trust policy and session
+// length to the plan's.
+func (e *executor) ensureRole(ctx context.Context, pp *policies.PlanPrincipal) error {
+	subject := subjectOf(pp.Kind, pp.Name, "")
+	trust := string(pp.TrustPolicy.JSON())
+	out, err := e.api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(pp.Name)})
+	if isNotFound(err) {
+		_, err = e.api.CreateRole(ctx, &iam.CreateRoleInput{
+			RoleName: aws.String(pp.Name), Path: aws.String(pp.Path), AssumeRolePolicyDocument: aws.String(trust),
+			MaxSessionDuration: aws.Int32(int32(pp.MaxSessionDuration)), Tags: e.tags(),
+			Description: aws.String("rdsgate shard role: holds rds-db:connect permissions for " + e.desired.Base.ARN),
+		})
+		if errorCode(err) == "EntityAlreadyExists" {
+			return e.ensureRole(ctx, pp)
+		}
+		return explain(err, "iam:CreateRole", subject)
+	}
+	if err != nil {
+		return explain(err, "iam:GetRole", subject)
+	}
+	r := out.Role
+	if tagMap(r.Tags)[TagManaged] != TagManagedValue {
+		return fmt.Errorf("%s exists without the %s tag; rdsgate does not change roles it did not create", subject, TagManaged)
+	}
+	current, err := decodeDocument(r.AssumeRolePolicyDocument, subject+" trust policy")
+	if err != nil || !policies.Equivalent(current, pp.TrustPolicy) {
+		if _, err := e.api.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String(pp.Name), PolicyDocument: aws.String(trust)}); err != nil {
+			return explain(err, "iam:UpdateAssumeRolePolicy", subject)
+		}
+	}
+	if int(aws.ToInt32(r.MaxSessionDuration)) != pp.MaxSessionDuration {
+		if _, err := e.api.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: aws.String(pp.Name), MaxSessionDuration: aws.Int32(int32(pp.MaxSessionDuration))}); err != nil {
+			return explain(err, "iam:UpdateRole", subject)
+		}
+	}
+	return nil
+}
+
+// putInline writes an inline policy unless IAM already holds an equivalent.
+func (e *executor) putInline(ctx context.Context, kind policies.PrincipalKind, principal, name string, doc *policies.Document) error {
+	subject := subjectOf(kind, principal, name)
+	body := aws.String(string(doc.JSON()))
+	if kind == policies.PrincipalUser {
+		out, err := e.api.GetUserPolicy(ctx, &iam.GetUserPolicyInput{UserName: aws.String(principal), PolicyName: aws.String(name)})
+		if err == nil {
+			if cur, derr := decodeDocument(out.PolicyDocument, subject); derr == nil && policies.Equivalent(cur, doc) {
+				return nil
+			}
+		} else if !isNotFound(err) {
+			return explain(err, "iam:GetUserPolicy", subject)
+		}
+		_, err = e.api.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String(principal), PolicyName: aws.String(name), PolicyDocument: body})
+		return explainPut(err, "iam:PutUserPolicy", subject, doc, e.desired.Settings.InlineSize)
+	}
+	out, err := e.api.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(principal), PolicyName: aws.String(name)})
+	if err == nil {
+		if cur, derr := decodeDocument(out.PolicyDocument, subject); derr == nil && policies.Equivalent(cur, doc) {
+			return nil
+		}
+	} else if !isNotFound(err) {
+		return explain(err, "iam:GetRolePolicy", subject)
+	}
+	_, err = e.api.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(principal), PolicyName: aws.String(name), PolicyDocument: body})
+	return explainPut(err, "iam:PutRolePolicy", subject, doc, policies.QuotaValue("RolePolicySizeQuota"))
+}
+
+// explainPut adds the planned size to a LimitExceeded error.
+func explainPut(err error, op, subject string, doc *policies.Document, quota int) error {
+	if err == nil {
+		return nil
+	}
+	e := explain(err, op, subject)
+	var ae *AWSError
+	if errors.As(e, &ae) && strings.HasPrefix(ae.Code, "LimitExceeded") {
+		ae.Hint = fmt.Sprintf("rdsgate planned this document at %d characters against a quota of %d. ", doc.Size(), quota) + ae.Hint
+	}
+	return e
+}
+
+// ensurePolicy creates a managed policy, or makes the plan's document its
+// default version, pruning the oldest version when IAM's five are in use.
+func (e *executor) ensurePolicy(ctx context.Context, path, name, arn string, doc *policies.Document, owner string) error {
+	subject := fmt.Sprintf("managed policy %s", arn)
+	body := aws.String(string(doc.JSON()))
+	out, err := e.api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
+	if isNotFound(err) {
+		_, err = e.api.CreatePolicy(ctx, &iam.CreatePolicyInput{PolicyName: aws.String(name), Path: aws.String(path), PolicyDocument: body,
+			Tags: e.tags(), Description: aws.String("rdsgate connect shard of " + owner)})
+		if errorCode(err) == "EntityAlreadyExists" {
+			return e.ensurePolicy(ctx, path, name, arn, doc, owner)
+		}
+		return explainPut(err, "iam:CreatePolicy", subject, doc, e.desired.Settings.PolicySize)
+	}
+	if err != nil {
+		return explain(err, "iam:GetPolicy", subject)
+	}
+	p := &ObservedPolicy{ARN: arn, Name: name, DefaultVersion: aws.ToString(out.Policy.DefaultVersionId)}
+	if err := readPolicyDocument(ctx, e.api, p); err != nil {
+		return err
+	}
+	if !p.Managed() {
+		return fmt.Errorf("%s exists without the %s tag; rdsgate does not change policies it did not create", subject, TagManaged)
+	}
+	if policies.Equivalent(p.Document, doc) {
+		return nil
+	}
+	versions, err := e.api.ListPolicyVersions(ctx, &iam.ListPolicyVersionsInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		return explain(err, "iam:ListPolicyVersions", subject)
+	}
+	if len(versions.Versions) >= policies.QuotaValue("PolicyVersionsInUseQuota") {
+		var oldest *iamtypes.PolicyVersion
+		for i := range versions.Versions {
+			v := &versions.Versions[i]
+			if v.IsDefaultVersion {
+				continue
+			}
+			if oldest == nil || aws.ToTime(v.CreateDate).Before(aws.ToTime(oldest.CreateDate)) ||
+				aws.ToTime(v.CreateDate).Equal(aws.ToTime(oldest.CreateDate)) && versionNumber(v.VersionId) < versionNumber(oldest.VersionId) {
+				oldest = v
+			}
+		}
+		if oldest != nil {
+			if _, err := e.api.DeletePolicyVersion(ctx, &iam.DeletePolicyVersionInput{PolicyArn: aws.String(arn), VersionId: oldest.VersionId}); err != nil && !isNotFound(err) {
+				return explain(err, "iam:DeletePolicyVersion", subject)
+			}
+		}
+	}
+	_, err = e.api.CreatePolicyVersion(ctx, &iam.CreatePolicyVersionInput{PolicyArn: aws.String(arn), PolicyDocument: body, SetAsDefault: true})
+	return explainPut(err, "iam:CreatePolicyVersion", subject, doc, e.desired.Settings.PolicySize)
+}
+
+func versionNumber(id *string) int {
+	n := 0
+	for _, c := range strings.TrimPrefix(aws.ToString(id), "v") {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+func (e *executor) ensureAttached(ctx context.Context, kind policies.PrincipalKind, principal, arn string) error {
+	p, err := ReadAttached(ctx, e.api, kind, principal)
+	if err != nil {
+		return err
+	}
+	if contains(p, arn) {
+		return nil
+	}
+	subject := subjectOf(kind, principal, arn)
+	if kind == policies.PrincipalUser {
+		_, err = e.api.AttachUserPolicy(ctx, &iam.AttachUserPolicyInput{UserName: aws.String(principal), PolicyArn: aws.String(arn)})
+		return explain(err, "iam:AttachUserPolicy", subject)
+	}
+	_, err = e.api.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String(principal), PolicyArn: aws.String(arn)})
+	return explain(err, "iam:AttachRolePolicy", subject)
+}
+
+// ReadAttached lists the managed policies attached to a principal.
+func ReadAttached(ctx context.Context, api IAMAPI, kind policies.PrincipalKind, name string) ([]string, error) {
+	var arns []string
+	if kind == policies.PrincipalUser {
+		pages := iam.NewListAttachedUserPoliciesPaginator(api, &iam.ListAttachedUserPoliciesInput{UserName: aws.String(name)})
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, explain(err, "iam:ListAttachedUserPolicies", subjectOf(kind, name, ""))
+			}
+			for _, a := range page.AttachedPolicies {
+				arns = append(arns, aws.ToString(a.PolicyArn))
+			}
+		}
+		return arns, nil
+	}
+	pages := iam.NewListAttachedRolePoliciesPaginator(api, &iam.ListAttachedRolePoliciesInput{RoleName: aws.String(name)})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, explain(err, "iam:ListAttachedRolePolicies", subjectOf(kind, name, ""))
+		}
+		for _, a := range page.AttachedPolicies {
+			arns = append(arns, aws.ToString(a.PolicyArn))
+		}
+	}
+	return arns, nil
+}
+
+func (e *executor) deleteInline(ctx context.Context, kind policies.PrincipalKind, principal, name string) error {
+	subject := subjectOf(kind, principal, name)
+	var err error
+	if kind == policies.PrincipalUser {
+		_, err = e.api.DeleteUserPolicy(ctx, &iam.DeleteUserPolicyInput{UserName: aws.String(principal), PolicyName: aws.String(name)})
+	} else {
+		_, err = e.api.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String(principal), PolicyName: aws.String(name)})
+	}
+	if isNotFound(err) {
+		return nil
+	}
+	return explain(err, "iam:Delete"+titleKind(kind)+"Policy", subject)
+}
+
+func titleKind(k policies.PrincipalKind) string {
+	if k == policies.PrincipalUser {
+		return "User"
+	}
+	return "Role"
+}
+
+// deletePolicy detaches an rdsgate managed policy from everything and
+// deletes it with its versions.
+func (e *executor) deletePolicy(ctx context.Context, arn string) error {
+	subject := "managed policy " + arn
+	out, err := e.api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
+	if isNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return explain(err, "iam:GetPolicy", subject)
+	}
+	tags, err := e.api.ListPolicyTags(ctx, &iam.ListPolicyTagsInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		return explain(err, "iam:ListPolicyTags", subject)
+	}
+	if tagMap(tags.Tags)[TagManaged] != TagManagedValue {
+		return fmt.Errorf("%s has no %s tag; rdsgate does not delete policies it did not create", subject, TagManaged)
+	}
+	if aws.ToInt32(out.Policy.AttachmentCount) > 0 {
+		ents, err := e.api.ListEntitiesForPolicy(ctx, &iam.ListEntitiesForPolicyInput{PolicyArn: aws.String(arn)})
+		if err != nil {
+			return explain(err, "iam:ListEntitiesForPolicy", subject)
+		}
+		for _, r := range ents.PolicyRoles {
+			if _, err := e.api.DetachRolePolicy(ctx, &iam.DetachRolePolicyInput{RoleName: r.RoleName, PolicyArn: aws.String(arn)}); err != nil && !isNotFound(err) {
+				return explain(err, "iam:DetachRolePolicy", subject)
+			}
+		}
+		for _, u := range ents.PolicyUsers {
+			if _, err := e.api.DetachUserPolicy(ctx, &iam.DetachUserPolicyInput{UserName: u.UserName, PolicyArn: aws.String(arn)}); err != nil && !isNotFound(err) {
+				return explain(err, "iam:DetachUserPolicy", subject)
+			}
+		}
+		if len(ents.PolicyGroups) > 0 {
+			return fmt.Errorf("%s is attached to IAM groups; rdsgate never attaches to groups, so someone else did: detach it by hand", subject)
+		}
+	}
+	versions, err := e.api.ListPolicyVersions(ctx, &iam.ListPolicyVersionsInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		return explain(err, "iam:ListPolicyVersions", subject)
+	}
+	for _, v := range versions.Versions {
+		if !v.IsDefaultVersion {
+			if _, err := e.api.DeletePolicyVersion(ctx, &iam.DeletePolicyVersionInput{PolicyArn: aws.String(arn), VersionId: v.VersionId}); err != nil && !isNotFound(err) {
+				return explain(err, "iam:DeletePolicyVersion", subject)
+			}
+		}
+	}
+	if _, err := e.api.DeletePolicy(ctx, &iam.DeletePolicyInput{PolicyArn: aws.String(arn)}); err != nil && !isNotFound(err) {
+		return explain(err, "iam:DeletePolicy", subject)
+	}
+	return nil
+}
+
+// deleteRole deletes a shard role rdsgate made, once it holds nothing else.
+func (e *executor) deleteRole(ctx context.Context, name string) error {
+	subject := subjectOf(policies.PrincipalRole, name, "")
+	r, err := ReadPrincipal(ctx, e.api, policies.PrincipalRole, name)
+	if err != nil || r == nil {
+		return err
+	}
+	if !r.Managed() {
+		return fmt.Errorf("%s has no %s tag; rdsgate does not delete roles it did not create", subject, TagManaged)
+	}
+	for pn := range r.Inline {
+		if pn != policies.InlinePolicyName {
+			return fmt.Errorf("%s holds inline policy %s that rdsgate did not write; remove it before rdsgate can delete the role", subject, pn)
+		}
+		if err := e.deleteInline(ctx, policies.PrincipalRole, name, pn); err != nil {
+			return err
+		}
+	}
+	for _, arn := range r.Attached {
+		if _, ok := connectPolicySlot(name, arn[strings.LastIndexByte(arn, '/')+1:]); !ok {
+			return fmt.Errorf("%s has policy %s attached that rdsgate did not attach; detach it before rdsgate can delete the role", subject, arn)
+		}
+		if err := e.deletePolicy(ctx, arn); err != nil {
+			return err
+		}
+	}
+	if _, err := e.api.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String(name)}); err != nil && !isNotFound(err) {
+		return explain(err, "iam:DeleteRole", subject)
+	}
+	return nil
+}

@@ -1,0 +1,456 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+const account = testenv.AccountID
+
+func connect(t testing.TB, url string) *Clients {
+	t.Helper()
+	c, err := Connect(context.Background(), Config{
+		Region: "us-east-1", EndpointURL: url, MaxBackoff: 50 * time.Millisecond,
+		Credentials: credentials.NewStaticCredentialsProvider(testenv.AccessKeyID, testenv.SecretAccessKey, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// createBase makes the proxy's own role, as the user (or Terraform) would.
+func createBase(t testing.TB, c *Clients, name string) {
+	t.Helper()
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := c.IAM.CreateRole(context.Background(), &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fleet(n, offset int) *policies.Inventory {
+	inv := &policies.Inventory{}
+	for i := range n {
+		k := i + offset
+		users := []string{"app", "readonly"}
+		if k%3 == 0 {
+			users = []string{"*"}
+		}
+		inv.Databases = append(inv.Databases, policies.Database{Name: fmt.Sprintf("db%05d", k), Engine: policies.EnginePostgres,
+			Kind: policies.KindInstance, ResourceID: fmt.Sprintf("db-%026d", k), Region: "us-east-1", AccountID: account, DBUsers: users})
+	}
+	return inv
+}
+
+func plan(t testing.TB, inv *policies.Inventory, maxManaged int, prev *policies.Plan) *policies.Plan {
+	t.Helper()
+	q := policies.DefaultQuotas()
+	q.AttachedPoliciesPerRole = maxManaged
+	p, err := policies.NewPlan(policies.PlanInput{Inventory: inv, Quotas: q, Previous: prev,
+		Target: policies.Target{Kind: policies.PrincipalRole, Name: "proxy", MaxShardRoles: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func apply(t testing.TB, c *Clients, p *policies.Plan) *ApplyReport {
+	t.Helper()
+	r, err := ApplyPlan(context.Background(), c, p, ApplyOptions{})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	return r
+}
+
+// assertHolds checks that IAM holds exactly the plan: nothing left to write.
+func assertHolds(t testing.TB, c *Clients, p *policies.Plan) {
+	t.Helper()
+	obs, err := ReadState(context.Background(), c.IAM, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if steps := policies.Diff(obs.Plan, p); len(steps) != 0 {
+		t.Fatalf("IAM differs from the plan by %d steps: %+v", len(steps), steps)
+	}
+	if len(obs.Orphans) != 0 {
+		t.Fatalf("orphan policies left: %v", obs.Orphans)
+	}
+}
+
+// reachable checks, through the policy evaluator on what IAM holds, that the
+// base principal reaches every (database, user) in want.
+func reachable(ctx context.Context, api IAMAPI, p *policies.Plan, want []string) error {
+	obs, err := ReadState(ctx, api, p)
+	if err != nil {
+		return err
+	}
+	state := obs.Plan.State()
+	for _, arn := range want {
+		if len(state.ConnectVia(p.Base.ARN, arn, 1, nil)) == 0 {
+			return fmt.Errorf("%s is unreachable", arn)
+		}
+	}
+	return nil
+}
+
+func grantedARNs(p *policies.Plan) []string {
+	var out []string
+	for _, pp := range p.Principals {
+		for _, pol := range append(append([]policies.PlanPolicy{}, pp.InlinePolicies...), pp.ManagedPolicies...) {
+			for _, st := range pol.Document.Statements {
+				if st.Action.List[0] == "rds-db:connect" {
+					out = append(out, st.Resource.List...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func intersect(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func TestApplyCreatesAndIsIdempotent(t *testing.T) {
+	t.Parallel()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	p := plan(t, fleet(400, 0), 2, nil)
+	if len(p.Principals) < 3 {
+		t.Fatalf("want a plan over several roles, got %d principals", len(p.Principals))
+	}
+	first := apply(t, c, p)
+	if first.Writes == 0 || len(first.Steps) != len(p.Steps) {
+		t.Fatalf("first apply: %d writes, %d steps (plan has %d)", first.Writes, len(first.Steps), len(p.Steps))
+	}
+	assertHolds(t, c, p)
+	if err := reachable(context.Background(), c.IAM, p, grantedARNs(p)); err != nil {
+		t.Fatal(err)
+	}
+	// Everything rdsgate made carries its tags.
+	for _, pp := range p.Principals[1:] {
+		r, err := ReadPrincipal(context.Background(), c.IAM, pp.Kind, pp.Name)
+		if err != nil || r == nil || !r.Managed() || r.Tags[TagBase] != p.Base.ARN || r.MaxSessionDuration != 3600 {
+			t.Fatalf("shard role %s: %+v %v", pp.Name, r, err)
+		}
+	}
+	second := apply(t, c, p)
+	if second.Writes != 0 || len(second.Steps) != 0 {
+		t.Fatalf("second apply made %d writes in %d steps: %+v", second.Writes, len(second.Steps), second.Steps)
+	}
+	t.Logf("first apply: %d calls (%d writes); second: %d calls, 0 writes", first.Calls, first.Writes, second.Calls)
+}
+
+// TestApplyNeverLeavesAGap moves databases between documents and roles and
+// checks, after every single write, that IAM (as moto holds it, judged by
+// rdsgate's evaluator) still lets the base reach every database both plans
+// serve.
+func TestApplyNeverLeavesAGap(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMoto(t)
+	c := connect(t, m.URL)
+	createBase(t, c, "proxy")
+	before := plan(t, fleet(400, 0), 3, nil)
+	apply(t, c, before)
+
+	// Fewer managed slots per role and a changed fleet: many databases move.
+	inv := fleet(360, 40)
+	after := plan(t, inv, 1, before)
+	if after.Stats.Moved == 0 {
+		t.Fatalf("nothing moves: %+v", after.Stats)
+	}
+	keep := intersect(grantedARNs(before), grantedARNs(after))
+	checker := connect(t, m.URL)
+	var mu sync.Mutex
+	var gaps []string
+	checks := 0
+	c.Calls.OnCall = func(call Call) {
+		if !call.Write() || call.Err != nil {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		checks++
+		if err := reachable(context.Background(), checker.IAM, after, keep); err != nil {
+			gaps = append(gaps, fmt.Sprintf("after %s: %v", call.Operation, err))
+		}
+	}
+	r := apply(t, c, after)
+	c.Calls.OnCall = nil
+	if len(gaps) > 0 {
+		t.Fatalf("gap in access during apply (%d of %d checks):\n%s", len(gaps), checks, strings.Join(gaps, "\n"))
+	}
+	if checks < 10 {
+		t.Fatalf("only %d writes were checked", checks)
+	}
+	assertHolds(t, c, after)
+	t.Logf("%d databases moved; %d writes, each followed by a full reachability check of %d grants", after.Stats.Moved, r.Writes, len(keep))
+}
+
+func TestApplyRetriesThrottlingAndServerErrors(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	c := connect(t, fp.URL)
+	createBase(t, c, "proxy")
+	fp.Decide(func(op string, n int) *testenv.Fault {
+		switch n % 4 {
+		case 1:
+			return testenv.Throttled
+		case 2:
+			if n%8 == 2 {
+				return testenv.Unavailable
+			}
+		}
+		return nil
+	})
+	p := plan(t, fleet(300, 0), 2, nil)
+	apply(t, c, p)
+	if fp.Injected() < 20 {
+		t.Fatalf("only %d faults injected", fp.Injected())
+	}
+	fp.Decide(nil)
+	assertHolds(t, c, p)
+	t.Logf("converged through %d injected throttling and 5xx answers", fp.Injected())
+}
+
+// TestApplyInterruptedConverges stops an apply after each of its writes in
+// turn, as a kill would, and runs it again: it must converge to the plan,
+// and a third run must write nothing.
+func TestApplyInterruptedConverges(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMoto(t)
+	c := connect(t, m.URL)
+	before := plan(t, fleet(300, 0), 3, nil)
+	after := plan(t, fleet(330, 30), 1, before)
+	// Count the writes of an uninterrupted run.
+	createBase(t, c, "proxy")
+	apply(t, c, before)
+	total := apply(t, c, after).Writes
+	if total < 10 {
+		t.Fatalf("only %d writes to interrupt", total)
+	}
+	for stop := 1; stop < total; stop++ {
+		m.Reset(t)
+		createBase(t, c, "proxy")
+		apply(t, c, before)
+		ctx, cancel := context.WithCancel(context.Background())
+		writes := 0
+		c.Calls.OnCall = func(call Call) {
+			if call.Write() && call.Err == nil {
+				if writes++; writes == stop {
+					cancel()
+				}
+			}
+		}
+		_, err := ApplyPlan(ctx, c, after, ApplyOptions{})
+		c.Calls.OnCall = nil
+		cancel()
+		if err == nil {
+			t.Fatalf("stopped after %d writes but apply reported success", stop)
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("stop after %d: %v", stop, err)
+		}
+		apply(t, c, after)
+		assertHolds(t, c, after)
+		if again := apply(t, c, after); again.Writes != 0 {
+			t.Fatalf("stop after %d: the run after convergence wrote %d times", stop, again.Writes)
+		}
+	}
+	t.Logf("an apply of %d writes, stopped after each of them, converged every time", total)
+}
+
+func TestApplyErrorsNameThePrincipalAndKeepAccess(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	c := connect(t, fp.URL)
+	createBase(t, c, "proxy")
+	before := plan(t, fleet(200, 0), 2, nil)
+	apply(t, c, before)
+	after := plan(t, fleet(260, 0), 2, before)
+	for _, tc := range []struct {
+		fault *testenv.Fault
+		op    string
+		want  []string
+	}{
+		{testenv.Denied, "PutRolePolicy", []string{"iam:PutRolePolicy on role proxy-shard-00", "AccessDenied", "rdsgate doctor"}},
+		{testenv.TooLarge, "CreatePolicy", []string{"iam:CreatePolicy on managed policy", "LimitExceeded", "planned this document at", "Nothing was removed"}},
+	} {
+		fp.Decide(func(op string, n int) *testenv.Fault {
+			if op == tc.op {
+				return tc.fault
+			}
+			return nil
+		})
+		_, err := ApplyPlan(context.Background(), c, after, ApplyOptions{})
+		fp.Decide(nil)
+		if err == nil {
+			t.Fatalf("%s: apply succeeded", tc.fault.Code)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not contain %q", tc.fault.Code, err, w)
+			}
+		}
+		if err := reachable(context.Background(), c.IAM, before, grantedARNs(before)); err != nil {
+			t.Fatalf("%s: access that worked before was removed: %v", tc.fault.Code, err)
+		}
+	}
+	apply(t, c, after)
+	assertHolds(t, c, after)
+}
+
+func TestApplyRefusesWhatItDoesNotOwn(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := testenv.StartMoto(t)
+	c := connect(t, m.URL)
+	p := plan(t, fleet(400, 0), 2, nil)
+
+	_, err := ApplyPlan(ctx, c, p, ApplyOptions{})
+	if err == nil || !strings.Contains(err.Error(), `the role "proxy" does not exist`) {
+		t.Fatalf("missing base: %v", err)
+	}
+	createBase(t, c, "proxy")
+	// A role with a shard's name that rdsgate did not make.
+	trust := string(policies.TrustPolicy(p.Base.ARN, "").JSON())
+	if _, err := c.IAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("proxy-shard-001"), Path: aws.String(p.Settings.ShardRolePath), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	c.Calls.Reset()
+	_, err = ApplyPlan(ctx, c, p, ApplyOptions{})
+	if err == nil || !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "role proxy-shard-001 already exists and rdsgate does not own it (no rdsgate:managed tag)") {
+		t.Fatalf("foreign shard role: %v", err)
+	}
+	if _, writes := c.Calls.Count(); writes != 0 {
+		t.Fatalf("%d writes before refusing", writes)
+	}
+	if _, err := c.IAM.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String("proxy-shard-001")}); err != nil {
+		t.Fatal(err)
+	}
+	// Other inline policies leave less room than the plan reserved.
+	big := string(plan(t, fleet(60, 900), 0, nil).Principals[0].InlinePolicies[0].Document.JSON())
+	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String("someone-elses"), PolicyDocument: aws.String(big)}); err != nil {
+		t.Fatal(err)
+	}
+	c.Calls.Reset()
+	_, err = ApplyPlan(ctx, c, p, ApplyOptions{})
+	if err == nil || !strings.Contains(err.Error(), "plan again with --reserved-inline") {
+		t.Fatalf("reserved inline: %v", err)
+	}
+	if _, writes := c.Calls.Count(); writes != 0 {
+		t.Fatalf("%d writes before refusing", writes)
+	}
+}
+
+// TestOwnQuotaCheck shows why apply checks sizes itself: moto accepts a
+// policy far over IAM's quota, and a hand-edited plan must still be refused.
+func TestOwnQuotaCheck(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	p := plan(t, fleet(100, 0), 2, nil)
+	doc := p.Principals[0].InlinePolicies[0].Document
+	st := &doc.Statements[len(doc.Statements)-1]
+	for i := range 200 {
+		st.Resource.List = append(st.Resource.List, fmt.Sprintf("arn:aws:rds-db:us-east-1:%s:dbuser:db-%026d/*", account, 5000+i))
+	}
+	if doc.Size() <= 10240 {
+		t.Fatal("the edited document is not over the quota")
+	}
+	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String("oversized"), PolicyDocument: aws.String(string(doc.JSON()))}); err != nil {
+		t.Fatalf("moto refused an oversized policy (the emulator now checks sizes; this test's premise changed): %v", err)
+	}
+	if _, err := c.IAM.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String("oversized")}); err != nil {
+		t.Fatal(err)
+	}
+	c.Calls.Reset()
+	_, err := ApplyPlan(ctx, c, p, ApplyOptions{})
+	var nf *policies.NoFitError
+	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "over the") {
+		t.Fatalf("oversized plan: %v", err)
+	}
+	if _, writes := c.Calls.Count(); writes != 0 {
+		t.Fatalf("%d writes before refusing", writes)
+	}
+}
+
+func TestManagedPolicyVersionsArePruned(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	var prev *policies.Plan
+	// The first managed policy changes on every run: more than five versions.
+	for i := range 8 {
+		inv := fleet(140, 0)
+		inv.Databases[100].DBUsers = []string{fmt.Sprintf("user%d", i)}
+		p := plan(t, inv, 2, prev)
+		apply(t, c, p)
+		assertHolds(t, c, p)
+		prev = p
+	}
+	var arn string
+	for _, pp := range prev.Principals {
+		for _, pol := range pp.ManagedPolicies {
+			for _, d := range pol.Databases {
+				if d == "db00100" {
+					arn = pol.ARN
+				}
+			}
+		}
+	}
+	if arn == "" {
+		t.Fatal("db00100 is not in a managed policy; pick another database")
+	}
+	v, err := c.IAM.ListPolicyVersions(ctx, &iam.ListPolicyVersionsInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(v.Versions); n < 2 || n > 5 {
+		t.Fatalf("%s has %d versions", arn, n)
+	}
+}
+
+// TestApplyAtScale applies a plan of 2,000 databases across chained roles
+// and reports the API calls and times; the second run must write nothing.
+func TestApplyAtScale(t *testing.T) {
+	t.Parallel()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	p := plan(t, fleet(2000, 0), 10, nil)
+	first := apply(t, c, p)
+	second := apply(t, c, p)
+	if second.Writes != 0 {
+		t.Fatalf("second run wrote %d times", second.Writes)
+	}
+	assertHolds(t, c, p)
+	t.Logf("2,000 databases on %d principals in %d documents: first apply %d calls (%d writes) in %s; no-op apply %d calls in %s",
+		len(p.Principals), p.Stats.Documents, first.Calls, first.Writes, first.Elapsed.Round(time.Millisecond), second.Calls, second.Elapsed.Round(time.Millisecond))
+}

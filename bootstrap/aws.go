@@ -1,0 +1,310 @@
+// Package bootstrap is everything rdsgate does against the AWS APIs: it
+// creates the proxy's own permissions, applies shard plans to IAM in an order
+// that never leaves a gap in access, enables IAM database authentication,
+// discovers databases, detects drift and explains failures.
+//
+// It talks to AWS through small interfaces over the aws-sdk-go-v2 clients,
+// with the SDK's credential chain (environment, shared files and profiles,
+// web identity, instance metadata) and its endpoint overrides
+// (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_IAM, ...), so every piece runs against
+// moto's server in tests.
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// Config says how to reach AWS. Empty fields fall back to the SDK's own
+// sources: AWS_REGION, AWS_PROFILE, the shared config files, and so on.
+type Config struct {
+	Region  string
+	Profile string
+	// EndpointURL overrides every service's endpoint (an emulator); the
+	// AWS_ENDPOINT_URL environment variables work too.
+	EndpointURL string
+	// MaxAttempts per call, counting the first; throttling and 5xx answers
+	// are retried with exponential backoff and jitter.
+	MaxAttempts int
+	MaxBackoff  time.Duration
+	HTTPClient  *http.Client
+	// Credentials replace the SDK's chain when set (tests, and callers that
+	// already hold credentials).
+	Credentials aws.CredentialsProvider
+	// Calls, when set, records every API call.
+	Calls *CallLog
+}
+
+// Defaults for retries: IAM throttles bursts of writes, and an apply of a
+// large plan is a burst of writes.
+const (
+	DefaultMaxAttempts = 10
+	DefaultMaxBackoff  = 20 * time.Second
+)
+
+// Clients are the AWS clients of one configuration.
+type Clients struct {
+	Config aws.Config
+	IAM    *iam.Client
+	STS    *sts.Client
+	Calls  *CallLog
+	rds    sync.Map // region -> *rds.Client
+}
+
+// ErrNoRegion is returned when a command needs a region and none is set.
+var ErrNoRegion = errors.New("no AWS region: pass --region, set AWS_REGION, or set region in the profile (~/.aws/config)")
+
+// Connect loads the AWS configuration. It does not call AWS: credentials
+// are resolved on the first call (see Doctor for checking them).
+func Connect(ctx context.Context, c Config) (*Clients, error) {
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = DefaultMaxBackoff
+	}
+	if c.Calls == nil {
+		c.Calls = &CallLog{}
+	}
+	opts := []func(*config.LoadOptions) error{
+		config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = c.MaxAttempts
+				o.MaxBackoff = c.MaxBackoff
+				// The client-side retry quota gives up after a few dozen
+				// throttled calls in a row; a long apply should wait instead.
+				o.RateLimiter = ratelimit.None
+			})
+		}),
+		config.WithAPIOptions([]func(*middleware.Stack) error{c.Calls.middleware}),
+	}
+	if c.Region != "" {
+		opts = append(opts, config.WithRegion(c.Region))
+	}
+	if c.Profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(c.Profile))
+	}
+	if c.EndpointURL != "" {
+		opts = append(opts, config.WithBaseEndpoint(c.EndpointURL))
+	}
+	if c.HTTPClient != nil {
+		opts = append(opts, config.WithHTTPClient(c.HTTPClient))
+	}
+	if c.Credentials != nil {
+		opts = append(opts, config.WithCredentialsProvider(c.Credentials))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, explainConfigError(err, c.Profile)
+	}
+	return &Clients{Config: cfg, IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg), Calls: c.Calls}, nil
+}
+
+// UseIAMRegion sets the signing region IAM lives in for a partition when no
+// region is configured: IAM is global, so commands that only touch IAM do
+// not need the user to pick one.
+func (c *Clients) UseIAMRegion(partition string) {
+	if c.Config.Region != "" {
+		return
+	}
+	region := map[string]string{policies.PartitionChina: "cn-north-1", policies.PartitionGovCloud: "us-gov-west-1"}[partition]
+	if region == "" {
+		region = "us-east-1"
+	}
+	c.Config.Region = region
+	c.IAM = iam.NewFromConfig(c.Config)
+	c.STS = sts.NewFromConfig(c.Config)
+}
+
+// RDS returns the RDS client of a region ("" is the configured one).
+func (c *Clients) RDS(region string) (*rds.Client, error) {
+	if region == "" {
+		region = c.Config.Region
+	}
+	if region == "" {
+		return nil, ErrNoRegion
+	}
+	if v, ok := c.rds.Load(region); ok {
+		return v.(*rds.Client), nil
+	}
+	cl := rds.NewFromConfig(c.Config, func(o *rds.Options) { o.Region = region })
+	v, _ := c.rds.LoadOrStore(region, cl)
+	return v.(*rds.Client), nil
+}
+
+func explainConfigError(err error, profile string) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "failed to get shared config profile"):
+		files := "~/.aws/config and ~/.aws/credentials"
+		if f := os.Getenv("AWS_CONFIG_FILE"); f != "" {
+			files = f
+		}
+		return fmt.Errorf("AWS profile %q is not defined in %s; list profiles with `aws configure list-profiles` or fix --profile/AWS_PROFILE", profile, files)
+	}
+	return fmt.Errorf("loading AWS configuration: %w", err)
+}
+
+// Call is one AWS API operation as the SDK made it (retries included).
+type Call struct {
+	Service   string
+	Operation string
+	Err       error
+}
+
+// Write reports whether the operation changes anything in AWS.
+func (c Call) Write() bool { return IsWrite(c.Operation) }
+
+// IsWrite reports whether an operation name is a write.
+func IsWrite(op string) bool {
+	for _, p := range []string{"Get", "List", "Describe", "Simulate"} {
+		if strings.HasPrefix(op, p) {
+			return false
+		}
+	}
+	return op != "AssumeRole"
+}
+
+// CallLog records API calls. OnCall, when set, runs after every call
+// completes (tests check the state of IAM after each write there).
+type CallLog struct {
+	mu     sync.Mutex
+	calls  []Call
+	OnCall func(Call)
+}
+
+func (l *CallLog) middleware(s *middleware.Stack) error {
+	return s.Initialize.Add(middleware.InitializeMiddlewareFunc("rdsgateCallLog",
+		func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleInitialize(ctx, in)
+			call := Call{Service: awsmiddleware.GetServiceID(ctx), Operation: awsmiddleware.GetOperationName(ctx), Err: err}
+			l.mu.Lock()
+			l.calls = append(l.calls, call)
+			hook := l.OnCall
+			l.mu.Unlock()
+			if hook != nil {
+				hook(call)
+			}
+			return out, md, err
+		}), middleware.Before)
+}
+
+// Calls returns the calls so far.
+func (l *CallLog) Calls() []Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Call(nil), l.calls...)
+}
+
+// Count returns how many calls were made and how many of them were writes.
+func (l *CallLog) Count() (calls, writes int) {
+	for _, c := range l.Calls() {
+		calls++
+		if c.Write() {
+			writes++
+		}
+	}
+	return calls, writes
+}
+
+// Reset forgets the calls so far.
+func (l *CallLog) Reset() {
+	l.mu.Lock()
+	l.calls = nil
+	l.mu.Unlock()
+}
+
+// errorCode returns the AWS error code of err, or "".
+func errorCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func isNotFound(err error) bool {
+	switch errorCode(err) {
+	case "NoSuchEntity", "DBInstanceNotFound", "DBClusterNotFoundFault", "DBInstanceNotFoundFault", "DBProxyNotFoundFault", "DBClusterNotFound":
+		return true
+	}
+	return false
+}
+
+func errorMessage(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorMessage()
+	}
+	return err.Error()
+}
+
+// AWSError explains an AWS error in terms of what rdsgate was doing.
+type AWSError struct {
+	Op      string // the API operation
+	Subject string // the principal and policy, or the database
+	Code    string
+	Msg     string
+	Hint    string
+	Err     error
+}
+
+func (e *AWSError) Error() string {
+	s := fmt.Sprintf("%s on %s: %s: %s", e.Op, e.Subject, e.Code, e.Msg)
+	if e.Hint != "" {
+		s += ". " + e.Hint
+	}
+	return s
+}
+
+func (e *AWSError) Unwrap() error { return e.Err }
+
+// explain wraps an AWS error with what rdsgate was doing and, for the errors
+// users meet, what to do about it.
+func explain(err error, op, subject string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	e := &AWSError{Op: op, Subject: subject, Code: errorCode(err), Msg: errorMessage(err), Err: err}
+	if e.Code == "" {
+		e.Code = "error"
+	}
+	switch e.Code {
+	case "AccessDenied", "AccessDeniedException", "UnauthorizedOperation":
+		e.Hint = fmt.Sprintf("The caller may not call %s. Run `rdsgate doctor` to see which identity rdsgate uses, "+
+			"and grant it the action (for the proxy's own principal: `rdsgate bootstrap print-iam`)", op)
+	case "LimitExceeded", "LimitExceededException":
+		e.Hint = "IAM refused because a quota was reached. The plan was made for the quotas in its settings; " +
+			"compare them with `aws iam get-account-summary`, count other inline policies with --reserved-inline, then plan again. " +
+			"Nothing was removed: grants run before revokes"
+	case "MalformedPolicyDocument":
+		e.Hint = "IAM rejected the document's syntax; this is a bug in rdsgate or a hand-edited plan"
+	case "NoCredentialProviders", "":
+		if strings.Contains(e.Msg, "failed to refresh cached credentials") || strings.Contains(e.Msg, "no EC2 IMDS role found") {
+			e.Hint = "No AWS credentials were found; run `rdsgate doctor` for the usual causes and fixes"
+		}
+	}
+	return e
+}

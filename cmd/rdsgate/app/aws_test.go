@@ -1,0 +1,126 @@
+package app
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/rdsgate/rdsgate/bootstrap"
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// awsEnv points the SDK's own credential chain and endpoint resolution at a
+// fresh moto server, the way a user points rdsgate at an emulator.
+func awsEnv(t *testing.T) *bootstrap.Clients {
+	t.Helper()
+	m := testenv.StartMoto(t)
+	home := t.TempDir()
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": testenv.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey,
+		"AWS_ENDPOINT_URL": m.URL, "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
+		"AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
+	c, err := bootstrap.Connect(context.Background(), bootstrap.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func createRole(t *testing.T, c *bootstrap.Clients, name string) {
+	t.Helper()
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`
+	if _, err := c.IAM.CreateRole(context.Background(), &iam.CreateRoleInput{RoleName: aws.String(name), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShardsApply(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "rdsgate-proxy")
+	dir := t.TempDir()
+	applied := filepath.Join(dir, "applied.json")
+	args := []string{"shards", "apply", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy"}
+
+	r := run(t, "", args...)
+	if r.code != 2 || !strings.Contains(r.stderr, "pass --yes to apply, or --dry-run") {
+		t.Fatalf("without --yes off a terminal: exit %d %q", r.code, r.stderr)
+	}
+	r = run(t, "", append(args, "--dry-run")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "create_role") || !strings.Contains(r.stdout, "Dry run: nothing was written.") {
+		t.Fatalf("dry run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if roles, _ := c.IAM.ListRoles(context.Background(), &iam.ListRolesInput{PathPrefix: aws.String("/rdsgate/")}); len(roles.Roles) != 0 {
+		t.Fatalf("dry run created %d roles", len(roles.Roles))
+	}
+	r = run(t, "", append(args, "--yes", "--output", applied)...)
+	if r.code != 0 {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"role rdsgate-proxy-shard-001  created", "Applied ", "API calls"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if !strings.Contains(r.stderr, "grant   put_managed_policy role rdsgate-proxy / rdsgate-proxy-connect-01") {
+		t.Errorf("progress lines missing from stderr:\n%s", r.stderr)
+	}
+	r = run(t, "", append(args, "--yes")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "nothing to write") {
+		t.Fatalf("second apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// The applied plan file applies as a no-op too.
+	r = run(t, "", "shards", "apply", "--plan", applied, "--yes", "--format", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, `"steps": []`) {
+		t.Fatalf("apply --plan: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestShardsApplyErrors(t *testing.T) {
+	c := awsEnv(t)
+	dir := t.TempDir()
+	newer := filepath.Join(dir, "newer.json")
+	if err := os.WriteFile(newer, []byte(`{"format_version":7}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"both inputs", []string{"--plan", newer, "--inventory", sampleInventory}, 2, "cannot specify --plan and --inventory"},
+		{"neither", nil, 2, "--plan FILE"},
+		{"newer plan", []string{"--plan", newer}, 2, "upgrade rdsgate"},
+		{"unreadable plan", []string{"--plan", filepath.Join(dir, "none.json")}, 2, "no such file"},
+		{"unknown profile", []string{"--inventory", sampleInventory, "--base-role", "p", "--profile", "nope"}, 1, `AWS profile "nope" is not defined`},
+		{"missing base role", []string{"--inventory", sampleInventory, "--base-role", "absent", "--yes"}, 1, `the role "absent" does not exist`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.Calls.Reset()
+			r := run(t, "", append([]string{"shards", "apply"}, tt.args...)...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, tt.code, tt.want)
+			}
+		})
+	}
+	// None of it wrote anything.
+	roles, err := c.IAM.ListRoles(context.Background(), &iam.ListRolesInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(roles.Roles) != 0 {
+		t.Fatalf("%d roles exist after failed runs", len(roles.Roles))
+	}
+	_ = policies.PlanFormatVersion
+}

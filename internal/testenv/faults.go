@@ -1,0 +1,94 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sync"
+	"testing"
+)
+
+// Fault is an error answer in the AWS query protocol (IAM, STS, RDS).
+type Fault struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+// Common faults.
+var (
+	Throttled   = &Fault{Status: 400, Code: "Throttling", Message: "Rate exceeded"}
+	Unavailable = &Fault{Status: 503, Code: "ServiceUnavailable", Message: "Service is unavailable"}
+	Internal    = &Fault{Status: 500, Code: "InternalFailure", Message: "We encountered an internal error"}
+	Denied      = &Fault{Status: 403, Code: "AccessDenied", Message: "User is not authorized to perform this action"}
+	TooLarge    = &Fault{Status: 409, Code: "LimitExceeded", Message: "Maximum policy size of 10240 bytes exceeded"}
+)
+
+// FaultProxy forwards to an AWS emulator and answers some requests with
+// faults instead, as Decide says.
+type FaultProxy struct {
+	URL string
+	mu  sync.Mutex
+	// Decide gets the operation and how many times it has been seen
+	// (counting this one) and returns a fault, or nil to pass it on.
+	decide   func(op string, n int) *Fault
+	seen     map[string]int
+	injected int
+}
+
+// StartFaultProxy starts a proxy in front of target for the test.
+func StartFaultProxy(t testing.TB, target string) *FaultProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := &FaultProxy{seen: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		op := ""
+		if form, err := url.ParseQuery(string(body)); err == nil {
+			op = form.Get("Action")
+		}
+		fp.mu.Lock()
+		fp.seen[op]++
+		var f *Fault
+		if fp.decide != nil {
+			f = fp.decide(op, fp.seen[op])
+		}
+		if f != nil {
+			fp.injected++
+		}
+		fp.mu.Unlock()
+		if f != nil {
+			w.Header().Set("Content-Type", "text/xml")
+			w.WriteHeader(f.Status)
+			fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>rdsgate-fault</RequestId></ErrorResponse>`, f.Code, f.Message)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	fp.URL = srv.URL
+	return fp
+}
+
+// Decide sets the fault rule.
+func (fp *FaultProxy) Decide(f func(op string, n int) *Fault) {
+	fp.mu.Lock()
+	fp.decide = f
+	fp.mu.Unlock()
+}
+
+// Injected returns how many faults were answered.
+func (fp *FaultProxy) Injected() int {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return fp.injected
+}
