@@ -124,3 +124,39 @@ func TestShardsApplyErrors(t *testing.T) {
 	}
 	_ = policies.PlanFormatVersion
 }
+
+func TestCreateIAM(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "rdsgate-proxy")
+	args := []string{"bootstrap", "create-iam", "--role", "rdsgate-proxy", "--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/rdsgate-proxy/*"}
+	r := run(t, "", append(args, "--dry-run")...)
+	want := []string{
+		`rdsgate bootstrap for role "rdsgate-proxy" in account 123456789012:`,
+		"+ create    managed policy arn:aws:iam::123456789012:policy/rdsgate/rdsgate-proxy-boundary (permissions boundary)",
+		"+ create    permissions boundary of role rdsgate-proxy",
+		"+ create    inline policy rdsgate-bootstrap of role rdsgate-proxy",
+		"Dry run: nothing was written.",
+	}
+	for _, w := range want {
+		if !strings.Contains(r.stdout, w) {
+			t.Fatalf("dry run output lacks %q:\n%s%s", w, r.stdout, r.stderr)
+		}
+	}
+	if r = run(t, "", args...); r.code != 2 || !strings.Contains(r.stderr, "--yes") {
+		t.Fatalf("without --yes: exit %d %q", r.code, r.stderr)
+	}
+	if r = run(t, "", append(args, "--yes")...); r.code != 0 || !strings.Contains(r.stdout, "Done: 3 changes made.") {
+		t.Fatalf("apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, "", append(args, "--yes")...); r.code != 0 || !strings.Contains(r.stdout, "Nothing to change.") {
+		t.Fatalf("second run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", append(args, "--types", "rds,redshift", "--dry-run")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "~ update    inline policy rdsgate-bootstrap") || !strings.Contains(r.stdout, "+ Allow redshift:GetClusterCredentials on arn:aws:redshift:*:123456789012:dbuser:*/*") {
+		t.Fatalf("widening: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	out, err := c.IAM.GetRole(context.Background(), &iam.GetRoleInput{RoleName: aws.String("rdsgate-proxy")})
+	if err != nil || out.Role.PermissionsBoundary == nil {
+		t.Fatalf("boundary not set: %v", err)
+	}
+}

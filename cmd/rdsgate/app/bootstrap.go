@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/policies"
 )
 
@@ -27,8 +28,99 @@ func bootstrapCommand(cfg *config) *cli.Command {
 				Flags:  principalFlags(),
 				Action: func(c *cli.Context) error { return printIAM(c, cfg) },
 			},
+			{
+				Name:  "create-iam",
+				Usage: "create or update the proxy's IAM policy (and boundary) on its role or user",
+				Description: "Writes what print-iam prints: in automatic mode the permissions boundary first, then the\n" +
+					"boundary on the principal, then the inline policy, so the proxy never holds IAM write\n" +
+					"permission without its cap. Shows the changes and asks at a terminal; --yes for CI,\n" +
+					"--dry-run to stop at the diff. A second run writes nothing.",
+				Flags:  createIAMFlags(),
+				Action: func(c *cli.Context) error { return createIAM(c, cfg) },
+			},
 		},
 	}
+}
+
+func createIAMFlags() []cli.Flag {
+	var flags []cli.Flag
+	for _, f := range principalFlags() {
+		if n := f.Names()[0]; n != "document" && n != "format" {
+			flags = append(flags, f)
+		}
+	}
+	flags = append(flags, awsFlags()...)
+	return append(flags, confirmFlags()...)
+}
+
+func createIAM(c *cli.Context, cfg *config) error {
+	o, err := bootstrapOptions(c)
+	if err != nil {
+		return err
+	}
+	if o.Name == "" {
+		return usageError("create-iam attaches the policy to the proxy's principal: give --role NAME or --user NAME")
+	}
+	aws, err := connectAWS(c)
+	if err != nil {
+		return err
+	}
+	partition := o.Partition
+	if partition == "" {
+		partition = policies.PartitionAWS
+	}
+	aws.UseIAMRegion(partition)
+	if o.AccountID == "" {
+		if o.AccountID, _, err = bootstrap.CallerAccount(c.Context, aws); err != nil {
+			return err
+		}
+	}
+	bp, err := policies.NewBootstrapPolicy(o)
+	if err != nil {
+		return err
+	}
+	if err := bp.Check(policies.DefaultQuotas()); err != nil {
+		return err
+	}
+	changes, err := bootstrap.PlanBootstrap(c.Context, aws, bp)
+	if err != nil {
+		return err
+	}
+	out := cfg.stdout
+	pending := 0
+	fmt.Fprintf(out, "rdsgate bootstrap for %s %q in account %s:\n", o.Kind, o.Name, o.AccountID)
+	for _, ch := range changes {
+		mark := map[string]string{"create": "+", "update": "~", "unchanged": "="}[ch.Action]
+		fmt.Fprintf(out, "  %s %-9s %s\n", mark, ch.Action, ch.What)
+		if ch.Action != "unchanged" {
+			pending++
+		}
+		if ch.Action == "update" {
+			added, removed := ch.Diff()
+			for _, a := range added {
+				fmt.Fprintf(out, "        + %s\n", a)
+			}
+			for _, r := range removed {
+				fmt.Fprintf(out, "        - %s\n", r)
+			}
+		}
+	}
+	if pending == 0 {
+		fmt.Fprintln(out, "Nothing to change.")
+		return nil
+	}
+	if c.Bool("dry-run") {
+		fmt.Fprintln(out, "Dry run: nothing was written.")
+		return nil
+	}
+	if err := confirm(c, cfg, fmt.Sprintf("Make %d changes in account %s?", pending, o.AccountID)); err != nil {
+		return err
+	}
+	if err := bootstrap.ApplyChanges(c.Context, changes); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "Done: %d changes made.\n", pending)
+	return nil
 }
 
 // principalFlags are the flags print-iam and create-iam share.
@@ -243,6 +335,9 @@ func writeBootstrapText(w io.Writer, bp *policies.BootstrapPolicy, flags string)
 		fmt.Fprintf(&b, "  aws iam create-policy --path %s --policy-name %s --policy-document file://rdsgate-boundary.json\n",
 			policies.ManagedPolicyPath, bp.BoundaryName)
 		fmt.Fprintf(&b, "  aws iam put-%s-permissions-boundary --%s-name %s --permissions-boundary %s\n", o.Kind, o.Kind, name, bp.BoundaryARN)
+	}
+	if o.Name != "" {
+		fmt.Fprintf(&b, "\nOr let rdsgate make exactly these changes (it shows them and asks first)\n  %s\n", strings.TrimSpace("rdsgate bootstrap create-iam "+flags))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -1,0 +1,192 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// Change is one write create-iam would make, or a note that none is needed.
+type Change struct {
+	// Action is create, update or unchanged.
+	Action  string
+	What    string
+	Current *policies.Document
+	Desired *policies.Document
+	apply   func(context.Context) error
+}
+
+// Diff lists the permissions the change adds and removes, one action on one
+// resource per line, compared by meaning but shown as the documents spell them.
+func (c Change) Diff() (added, removed []string) {
+	atoms := func(d *policies.Document) map[string]string {
+		m := map[string]string{}
+		if d == nil {
+			return m
+		}
+		for _, st := range d.Statements {
+			for _, a := range append(st.Action.List, prefixAll("not ", st.NotAction.List)...) {
+				resources := append(st.Resource.List, prefixAll("not ", st.NotResource.List)...)
+				for _, r := range resources {
+					cond := ""
+					if st.Condition != nil {
+						cond = " when " + string((&policies.Document{Statements: []policies.Statement{{Condition: st.Condition}}}).JSON())
+					}
+					show := fmt.Sprintf("%s %s on %s%s", st.Effect, a, r, cond)
+					m[strings.ToLower(string(st.Effect)+" "+a)+" "+r+cond] = show
+				}
+			}
+		}
+		return m
+	}
+	cur, want := atoms(c.Current), atoms(c.Desired)
+	for k, show := range want {
+		if _, ok := cur[k]; !ok {
+			added = append(added, show)
+		}
+	}
+	for k, show := range cur {
+		if _, ok := want[k]; !ok {
+			removed = append(removed, show)
+		}
+	}
+	sort.Strings(added)
+	sort.Strings(removed)
+	return added, removed
+}
+
+func prefixAll(p string, list []string) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = p + s
+	}
+	return out
+}
+
+// CallerAccount returns the account of the credentials in use.
+func CallerAccount(ctx context.Context, c *Clients) (string, string, error) {
+	out, err := c.STS.GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return "", "", explain(err, "sts:GetCallerIdentity", "the credentials in use")
+	}
+	return aws.ToString(out.Account), aws.ToString(out.Arn), nil
+}
+
+// PlanBootstrap works out what create-iam must write for the bootstrap
+// policy: the permissions boundary (automatic mode), the boundary on the
+// principal, then the inline policy, in that order so the proxy is never
+// able to write its own policy without the boundary in place.
+func PlanBootstrap(ctx context.Context, c *Clients, bp *policies.BootstrapPolicy) ([]Change, error) {
+	o := bp.Options
+	if o.Name == "" {
+		return nil, fmt.Errorf("%w: create-iam attaches the policy to a principal: give --role NAME or --user NAME", policies.ErrInvalidInput)
+	}
+	if o.AccountID == "" || o.AccountID == "*" {
+		return nil, fmt.Errorf("%w: the bootstrap policy needs the account id", policies.ErrInvalidInput)
+	}
+	c.UseIAMRegion(o.Partition)
+	p, err := ReadPrincipal(ctx, c.IAM, o.Kind, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	if p == nil {
+		return nil, fmt.Errorf("the %s %q does not exist in account %s: create it first (rdsgate attaches its permissions to the proxy's existing principal)", o.Kind, o.Name, o.AccountID)
+	}
+	ex := &executor{api: c.IAM, desired: &policies.Plan{Base: policies.PrincipalRef{Kind: o.Kind, Name: o.Name, ARN: bp.PrincipalARN},
+		Settings: policies.PlanSettings{PolicySize: policies.QuotaValue("PolicySizeQuota"), InlineSize: policies.QuotaValue("RolePolicySizeQuota")}}}
+	var changes []Change
+	if bp.Boundary != nil {
+		ch := Change{What: fmt.Sprintf("managed policy %s (permissions boundary)", bp.BoundaryARN), Desired: bp.Boundary}
+		cur := &ObservedPolicy{ARN: bp.BoundaryARN}
+		out, err := c.IAM.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(bp.BoundaryARN)})
+		switch {
+		case isNotFound(err):
+			ch.Action = "create"
+		case err != nil:
+			return nil, explain(err, "iam:GetPolicy", ch.What)
+		default:
+			cur.DefaultVersion = aws.ToString(out.Policy.DefaultVersionId)
+			if err := readPolicyDocument(ctx, c.IAM, cur); err != nil {
+				return nil, err
+			}
+			if !cur.Managed() {
+				return nil, fmt.Errorf("%s exists without the %s tag; rdsgate does not change policies it did not create: delete or rename it", ch.What, TagManaged)
+			}
+			ch.Current = cur.Document
+			ch.Action = "update"
+			if policies.Equivalent(cur.Document, bp.Boundary) {
+				ch.Action = "unchanged"
+			}
+		}
+		ch.apply = func(ctx context.Context) error {
+			return ex.ensurePolicy(ctx, policies.ManagedPolicyPath, bp.BoundaryName, bp.BoundaryARN, bp.Boundary, bp.PrincipalARN)
+		}
+		changes = append(changes, ch)
+
+		set := Change{What: fmt.Sprintf("permissions boundary of %s %s", o.Kind, o.Name), Action: "unchanged"}
+		switch p.Boundary {
+		case bp.BoundaryARN:
+		case "":
+			set.Action = "create"
+		default:
+			return nil, fmt.Errorf("%s %s already has the permissions boundary %s; rdsgate does not replace boundaries it did not set: "+
+				"remove it, or use --manual (no IAM write permission, no boundary needed)", o.Kind, o.Name, p.Boundary)
+		}
+		set.apply = func(ctx context.Context) error {
+			if o.Kind == policies.PrincipalUser {
+				_, err := c.IAM.PutUserPermissionsBoundary(ctx, &iam.PutUserPermissionsBoundaryInput{UserName: aws.String(o.Name), PermissionsBoundary: aws.String(bp.BoundaryARN)})
+				return explain(err, "iam:PutUserPermissionsBoundary", set.What)
+			}
+			_, err := c.IAM.PutRolePermissionsBoundary(ctx, &iam.PutRolePermissionsBoundaryInput{RoleName: aws.String(o.Name), PermissionsBoundary: aws.String(bp.BoundaryARN)})
+			return explain(err, "iam:PutRolePermissionsBoundary", set.What)
+		}
+		changes = append(changes, set)
+	}
+	inline := Change{What: fmt.Sprintf("inline policy %s of %s %s", policies.BootstrapPolicyName, o.Kind, o.Name), Desired: bp.Policy, Action: "create"}
+	if cur := p.Inline[policies.BootstrapPolicyName]; cur != nil {
+		inline.Current, inline.Action = cur, "update"
+		if policies.Equivalent(cur, bp.Policy) {
+			inline.Action = "unchanged"
+		}
+	}
+	limit := policies.QuotaValue("RolePolicySizeQuota")
+	if o.Kind == policies.PrincipalUser {
+		limit = policies.QuotaValue("UserPolicySizeQuota")
+	}
+	if inline.Action != "unchanged" {
+		other := 0
+		for name, d := range p.Inline {
+			if name != policies.BootstrapPolicyName {
+				other += d.Size()
+			}
+		}
+		if other+bp.Policy.Size() > limit {
+			return nil, fmt.Errorf("%s %s's other inline policies use %d characters; with the bootstrap policy's %d that is over IAM's %d: "+
+				"move some of them into managed policies first", o.Kind, o.Name, other, bp.Policy.Size(), limit)
+		}
+	}
+	inline.apply = func(ctx context.Context) error {
+		return ex.putInline(ctx, o.Kind, o.Name, policies.BootstrapPolicyName, bp.Policy)
+	}
+	return append(changes, inline), nil
+}
+
+// ApplyChanges makes the changes PlanBootstrap found, in order.
+func ApplyChanges(ctx context.Context, changes []Change) error {
+	for _, ch := range changes {
+		if ch.Action == "unchanged" {
+			continue
+		}
+		if err := ch.apply(ctx); err != nil {
+			return fmt.Errorf("%s %s: %w", ch.Action, ch.What, err)
+		}
+	}
+	return nil
+}
