@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
@@ -307,4 +308,24 @@ func explain(err error, op, subject string) error {
 		}
 	}
 	return e
+}
+
+// AssumeRole returns clients that act as the given role, with credentials
+// cached and refreshed by the SDK (role chaining into another account).
+func (c *Clients) AssumeRole(ctx context.Context, roleARN, externalID string) (*Clients, error) {
+	if _, err := policies.ParseIAMARN(roleARN); err != nil {
+		return nil, fmt.Errorf("%w: --assume-role-arn: %w", policies.ErrInvalidInput, err)
+	}
+	cfg := c.Config.Copy()
+	cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.STS, roleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = "rdsgate"
+		if externalID != "" {
+			o.ExternalID = aws.String(externalID)
+		}
+	}))
+	out := &Clients{Config: cfg, IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg), Calls: c.Calls}
+	if _, err := out.Config.Credentials.Retrieve(ctx); err != nil {
+		return nil, explain(err, "sts:AssumeRole", roleARN)
+	}
+	return out, nil
 }

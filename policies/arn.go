@@ -164,7 +164,7 @@ const (
 var resourceIDPatterns = map[ResourceKind]*regexp.Regexp{
 	KindInstance: regexp.MustCompile(`^db-[A-Z0-9]{10,40}$`),
 	KindCluster:  regexp.MustCompile(`^cluster-[A-Z0-9]{10,40}$`),
-	KindProxy:    regexp.MustCompile(`^prx-[0-9a-f]{17}$`),
+	KindProxy:    regexp.MustCompile(`^prx-[0-9a-z]{17}$`),
 }
 
 var resourceIDHints = map[ResourceKind]string{

@@ -68,6 +68,16 @@ type Database struct {
 // Inventory is the set of databases a plan covers.
 type Inventory struct {
 	Databases []Database `json:"databases"`
+	// Skipped lists what discovery found but rdsgate cannot serve, and why.
+	// The planner ignores it.
+	Skipped []SkippedDatabase `json:"skipped,omitempty"`
+}
+
+// SkippedDatabase is a database discovery left out.
+type SkippedDatabase struct {
+	Name   string `json:"name"`
+	Region string `json:"region"`
+	Reason string `json:"reason"`
 }
 
 // InputError is a problem with one field of one entry of an input file.
@@ -130,8 +140,8 @@ func ParseInventory(data []byte, source string) (*Inventory, error) {
 	}
 	errs := &InputErrors{Source: source}
 	for k := range top {
-		if k != "databases" {
-			errs.List = append(errs.List, &InputError{Msg: fmt.Sprintf("unknown top-level field %q; an inventory has only \"databases\"", k)})
+		if k != "databases" && k != "skipped" {
+			errs.List = append(errs.List, &InputError{Msg: fmt.Sprintf("unknown top-level field %q; an inventory has \"databases\" (and \"skipped\", which discovery writes)", k)})
 		}
 	}
 	var raws []json.RawMessage

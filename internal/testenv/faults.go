@@ -38,6 +38,13 @@ type FaultProxy struct {
 	decide   func(op string, n int) *Fault
 	seen     map[string]int
 	injected int
+	requests []Request
+}
+
+// Request is one request that passed the proxy, with its form parameters.
+type Request struct {
+	Op   string
+	Form url.Values
 }
 
 // StartFaultProxy starts a proxy in front of target for the test.
@@ -53,11 +60,13 @@ func StartFaultProxy(t testing.TB, target string) *FaultProxy {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		op := ""
-		if form, err := url.ParseQuery(string(body)); err == nil {
+		form, err := url.ParseQuery(string(body))
+		if err == nil {
 			op = form.Get("Action")
 		}
 		fp.mu.Lock()
 		fp.seen[op]++
+		fp.requests = append(fp.requests, Request{Op: op, Form: form})
 		var f *Fault
 		if fp.decide != nil {
 			f = fp.decide(op, fp.seen[op])
@@ -91,4 +100,17 @@ func (fp *FaultProxy) Injected() int {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	return fp.injected
+}
+
+// Requests returns the requests seen so far with the given operation.
+func (fp *FaultProxy) Requests(op string) []Request {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	var out []Request
+	for _, r := range fp.requests {
+		if r.Op == op {
+			out = append(out, r)
+		}
+	}
+	return out
 }

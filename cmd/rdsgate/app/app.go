@@ -84,6 +84,9 @@ func NewApp(opts ...Option) *cli.App {
 		Commands: []*cli.Command{
 			bootstrapCommand(cfg),
 			shardsCommand(cfg),
+			discoverCommand(cfg),
+			enableIAMAuthCommand(cfg),
+			dbUserSQLCommand(cfg),
 		},
 		Action: unknownCommand,
 	}
@@ -113,7 +116,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.Code
-	case errors.Is(err, policies.ErrInvalidInput), errors.Is(err, policies.ErrPlanFormat), errors.Is(err, errInputFile):
+	case errors.Is(err, policies.ErrInvalidInput), errors.Is(err, policies.ErrPlanFormat), errors.Is(err, errInputFile), isNoRegion(err):
 		return ExitUsage
 	}
 	return ExitFailure

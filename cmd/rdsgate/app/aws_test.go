@@ -9,6 +9,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/internal/testenv"
@@ -122,7 +124,6 @@ func TestShardsApplyErrors(t *testing.T) {
 	if len(roles.Roles) != 0 {
 		t.Fatalf("%d roles exist after failed runs", len(roles.Roles))
 	}
-	_ = policies.PlanFormatVersion
 }
 
 func TestCreateIAM(t *testing.T) {
@@ -158,5 +159,71 @@ func TestCreateIAM(t *testing.T) {
 	out, err := c.IAM.GetRole(context.Background(), &iam.GetRoleInput{RoleName: aws.String("rdsgate-proxy")})
 	if err != nil || out.Role.PermissionsBoundary == nil {
 		t.Fatalf("boundary not set: %v", err)
+	}
+}
+
+func TestDiscoverEnableAndPlan(t *testing.T) {
+	c := awsEnv(t)
+	ctx := context.Background()
+	api, err := c.RDS("us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []struct {
+		id  string
+		iam bool
+	}{{"orders", true}, {"billing", false}} {
+		if _, err := api.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String(db.id), Engine: aws.String("postgres"),
+			DBInstanceClass: aws.String("db.t3.micro"), MasterUsername: aws.String("admin"), MasterUserPassword: aws.String("password-password"),
+			AllocatedStorage: aws.Int32(20), EnableIAMDatabaseAuthentication: aws.Bool(db.iam),
+			Tags: []rdstypes.Tag{{Key: aws.String("rdsgate:db-users"), Value: aws.String("app")}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := run(t, "", "discover", "--format", "table")
+	if r.code != 0 || !strings.Contains(r.stdout, "orders") || !strings.Contains(r.stdout, "billing (us-east-1): IAM database authentication is disabled; enable it with: rdsgate enable-iam-auth --region us-east-1 --instance billing") {
+		t.Fatalf("discover: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, "", "enable-iam-auth", "--instance", "billing", "--apply-immediately"); r.code != 0 || !strings.Contains(r.stdout, "IAM database authentication enabled on instance billing.") {
+		t.Fatalf("enable: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, "", "enable-iam-auth", "--instance", "billing"); r.code != 0 || !strings.Contains(r.stdout, "already enabled") {
+		t.Fatalf("enable again: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	inv := filepath.Join(t.TempDir(), "inventory.json")
+	if r = run(t, "", "discover", "--assume-role-arn", "arn:aws:iam::123456789012:role/auditor", "--external-id", "x", "--output", inv); r.code != 0 {
+		t.Fatalf("discover as a role: exit %d\n%s", r.code, r.stderr)
+	}
+	data, _ := os.ReadFile(inv)
+	parsed, err := policies.ParseInventory(data, inv)
+	if err != nil || len(parsed.Databases) != 2 || parsed.Databases[0].DBUsers[0] != "app" {
+		t.Fatalf("discovered inventory: %+v %v", parsed, err)
+	}
+	if r = run(t, "", "shards", "plan", "--inventory", inv, "--base-role", "proxy", "--format", "table"); r.code != 0 || !strings.Contains(r.stdout, "2 databases on 1 principals") {
+		t.Fatalf("planning the discovered inventory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	for _, args := range [][]string{{"discover"}, {"enable-iam-auth", "--instance", "orders"}} {
+		if r = run(t, "", args...); r.code != 2 || !strings.Contains(r.stderr, "no AWS region: pass --region") {
+			t.Errorf("%v without a region: exit %d %q", args, r.code, r.stderr)
+		}
+	}
+}
+
+func TestDBUserSQL(t *testing.T) {
+	r := run(t, "", "db-user-sql", "--engine", "postgres", "--user", "app")
+	if r.code != 0 || !strings.Contains(r.stdout, `CREATE USER "app";`) || !strings.Contains(r.stdout, `GRANT rds_iam TO "app";`) {
+		t.Fatalf("postgres: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", "db-user-sql", "--engine", "aurora-mysql", "--user", "app,report_ro")
+	if r.code != 0 || !strings.Contains(r.stdout, `CREATE USER 'report_ro'@'%' IDENTIFIED WITH AWSAuthenticationPlugin AS 'RDS';`) || !strings.Contains(r.stdout, "REQUIRE SSL") {
+		t.Fatalf("mysql: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	for _, args := range [][]string{{"--engine", "oracle", "--user", "a"}, {"--engine", "mysql", "--user", "bad name"}, {"--user", "a"}} {
+		if r := run(t, "", append([]string{"db-user-sql"}, args...)...); r.code != 2 {
+			t.Errorf("%v: exit %d %s", args, r.code, r.stderr)
+		}
 	}
 }

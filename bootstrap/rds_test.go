@@ -1,0 +1,196 @@
+package bootstrap
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/rds"
+	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+type fixture struct {
+	t   *testing.T
+	c   *Clients
+	url string
+}
+
+func (f fixture) rds(region string) *rds.Client {
+	cl, err := f.c.RDS(region)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return cl
+}
+
+func (f fixture) instance(region, id, engine, version string, iamAuth bool, tags map[string]string) {
+	f.t.Helper()
+	in := &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String(id), Engine: aws.String(engine), DBInstanceClass: aws.String("db.t3.micro"),
+		MasterUsername: aws.String("admin"), MasterUserPassword: aws.String("password-password"), AllocatedStorage: aws.Int32(20),
+		EnableIAMDatabaseAuthentication: aws.Bool(iamAuth)}
+	if version != "" {
+		in.EngineVersion = aws.String(version)
+	}
+	for k, v := range tags {
+		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := f.rds(region).CreateDBInstance(context.Background(), in); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f fixture) cluster(region, id, engine, mode string, iamAuth bool, tags map[string]string) {
+	f.t.Helper()
+	in := &rds.CreateDBClusterInput{DBClusterIdentifier: aws.String(id), Engine: aws.String(engine), MasterUsername: aws.String("admin"),
+		MasterUserPassword: aws.String("password-password"), EnableIAMDatabaseAuthentication: aws.Bool(iamAuth)}
+	if mode != "" {
+		in.EngineMode = aws.String(mode)
+	}
+	for k, v := range tags {
+		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := f.rds(region).CreateDBCluster(context.Background(), in); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f fixture) proxy(region, name, family string, iam rdstypes.IAMAuthMode, tags map[string]string) {
+	f.t.Helper()
+	_, subnets := testenv.CreateSubnets(f.t, f.url, region)
+	in := &rds.CreateDBProxyInput{DBProxyName: aws.String(name), EngineFamily: rdstypes.EngineFamily(family),
+		Auth:    []rdstypes.UserAuthConfig{{AuthScheme: rdstypes.AuthSchemeSecrets, IAMAuth: iam, SecretArn: aws.String("arn:aws:secretsmanager:" + region + ":123456789012:secret:db")}},
+		RoleArn: aws.String("arn:aws:iam::123456789012:role/proxy-secrets"), VpcSubnetIds: subnets}
+	for k, v := range tags {
+		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	if _, err := f.rds(region).CreateDBProxy(context.Background(), in); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func TestEnableIAMAuth(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	f := fixture{t: t, c: connect(t, fp.URL), url: m.URL}
+	f.instance("us-east-1", "orders", "postgres", "16.4", false, nil)
+	f.instance("us-east-1", "legacy", "mariadb", "10.5.20", false, nil)
+	f.cluster("us-east-1", "catalog", "aurora-postgresql", "", false, nil)
+	f.cluster("us-east-1", "old-serverless", "aurora-mysql", "serverless", false, nil)
+	api := f.rds("us-east-1")
+
+	r, err := EnableIAMAuth(ctx, api, policies.KindInstance, "orders", true)
+	if err != nil || r.AlreadyEnabled || !r.Confirmed {
+		t.Fatalf("instance: %+v %v", r, err)
+	}
+	if r, err = EnableIAMAuth(ctx, api, policies.KindInstance, "orders", true); err != nil || !r.AlreadyEnabled {
+		t.Fatalf("second time: %+v %v", r, err)
+	}
+	if n := len(fp.Requests("ModifyDBInstance")); n != 1 {
+		t.Fatalf("%d ModifyDBInstance calls, want 1 (the second run must not modify)", n)
+	}
+	// moto does not keep the IAM flag of a modified cluster, so the check is
+	// on what rdsgate asked for, as the proxy saw it on the wire.
+	if _, err := EnableIAMAuth(ctx, api, policies.KindCluster, "catalog", false); err != nil {
+		t.Fatalf("cluster: %v", err)
+	}
+	reqs := fp.Requests("ModifyDBCluster")
+	if len(reqs) != 1 || reqs[0].Form.Get("EnableIAMDatabaseAuthentication") != "true" || reqs[0].Form.Get("ApplyImmediately") != "false" || reqs[0].Form.Get("DBClusterIdentifier") != "catalog" {
+		t.Fatalf("ModifyDBCluster requests: %+v", reqs)
+	}
+	for _, tc := range []struct {
+		kind policies.ResourceKind
+		id   string
+		want string
+	}{
+		{policies.KindInstance, "legacy", "MariaDB 10.5.20 does not support IAM database authentication; upgrade to 10.6 or later"},
+		{policies.KindCluster, "old-serverless", "Aurora Serverless v1 does not support IAM database authentication"},
+		{policies.KindInstance, "absent", `no DB instance "absent" in this region`},
+		{policies.KindProxy, "x", "not a proxy"},
+	} {
+		if _, err := EnableIAMAuth(ctx, api, tc.kind, tc.id, true); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %s: %v, want %q", tc.kind, tc.id, err, tc.want)
+		}
+	}
+}
+
+func TestDiscover(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := testenv.StartMoto(t)
+	f := fixture{t: t, c: connect(t, m.URL), url: m.URL}
+	prod := map[string]string{"env": "prod", TagDBUsers: "app, readonly"}
+	f.instance("us-east-1", "orders", "postgres", "16.4", true, prod)
+	f.instance("us-east-1", "shared-name", "mysql", "8.0.39", true, map[string]string{"env": "dev"})
+	f.instance("eu-west-1", "shared-name", "mysql", "8.0.39", true, map[string]string{"env": "dev"})
+	f.instance("us-east-1", "no-iam", "postgres", "16.4", false, prod)
+	f.instance("us-east-1", "legacy", "mariadb", "10.5.20", true, prod)
+	f.cluster("eu-west-1", "catalog", "aurora-postgresql", "", true, prod)
+	f.cluster("eu-west-1", "old-serverless", "aurora-mysql", "serverless", true, prod)
+	f.proxy("eu-west-1", "orders-proxy", "POSTGRESQL", rdstypes.IAMAuthModeRequired, prod)
+	f.proxy("eu-west-1", "secrets-only", "MYSQL", rdstypes.IAMAuthModeDisabled, prod)
+
+	inv, err := Discover(ctx, f.c, DiscoverOptions{Regions: []string{"us-east-1", "eu-west-1"}, AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, db := range inv.Databases {
+		names = append(names, db.Name)
+	}
+	want := "catalog catalog-reader orders orders-proxy shared-name-eu-west-1 shared-name-us-east-1"
+	if got := strings.Join(names, " "); got != want {
+		t.Fatalf("discovered %s, want %s", got, want)
+	}
+	skipped := map[string]string{}
+	for _, s := range inv.Skipped {
+		skipped[s.Name] = s.Reason
+	}
+	for name, reason := range map[string]string{
+		"no-iam": "rdsgate enable-iam-auth --region us-east-1 --instance no-iam", "legacy": "MariaDB 10.5.20",
+		"old-serverless": "Aurora Serverless v1", "secrets-only": "IAM authentication is disabled on the proxy",
+	} {
+		if !strings.Contains(skipped[name], reason) {
+			t.Errorf("%s skipped for %q, want %q", name, skipped[name], reason)
+		}
+	}
+	// The inventory is one the planner takes, with the labels users filter on.
+	if err := inv.Validate(); err != nil {
+		t.Fatalf("discovered inventory does not validate: %v", err)
+	}
+	byName := map[string]policies.Database{}
+	for _, db := range inv.Databases {
+		byName[db.Name] = db
+	}
+	o := byName["orders"]
+	if strings.Join(o.DBUsers, ",") != "app,readonly" || o.Labels["env"] != "prod" || o.Labels["engine"] != "postgres" || o.Labels["region"] != "us-east-1" ||
+		o.Labels["endpoint-type"] != "instance" || o.Labels["account-id"] != account || o.Labels["status"] == "" || !strings.HasPrefix(o.ResourceID, "db-") {
+		t.Errorf("orders: %+v", o)
+	}
+	if c, r := byName["catalog"], byName["catalog-reader"]; c.ResourceID != r.ResourceID || c.Kind != policies.KindCluster || r.Labels["endpoint-type"] != "cluster-reader" || c.Endpoint == r.Endpoint {
+		t.Errorf("cluster endpoints: %+v / %+v", c, r)
+	}
+	if p := byName["orders-proxy"]; p.Kind != policies.KindProxy || !strings.HasPrefix(p.ResourceID, "prx-") || p.Port != 5432 {
+		t.Errorf("proxy: %+v", p)
+	}
+	if _, err := policies.NewPlan(policies.PlanInput{Inventory: inv, Quotas: policies.DefaultQuotas(), Target: policies.Target{Kind: policies.PrincipalRole, Name: "proxy"}}); err != nil {
+		t.Fatalf("planning the discovered inventory: %v", err)
+	}
+
+	// Tag filters.
+	prodOnly, err := Discover(ctx, f.c, DiscoverOptions{Regions: []string{"us-east-1", "eu-west-1"}, Tags: map[string]string{"env": "prod"}, Types: []string{DiscoverAurora, DiscoverRDSProxy}, AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(prodOnly.Databases) != 3 {
+		t.Fatalf("env=prod clusters and proxies: %+v", prodOnly.Databases)
+	}
+	if _, err := Discover(ctx, f.c, DiscoverOptions{Regions: []string{"mars-1"}}); err == nil || !strings.Contains(err.Error(), "unknown region") {
+		t.Fatalf("bad region: %v", err)
+	}
+}
