@@ -23,37 +23,53 @@ type Change struct {
 	apply   func(context.Context) error
 }
 
-// Diff lists the permissions the change adds and removes, one action on one
-// resource per line, compared by meaning but shown as the documents spell them.
-func (c Change) Diff() (added, removed []string) {
+// Diff lists the permissions the change adds and removes.
+func (c Change) Diff() (added, removed []string) { return PermissionDiff(c.Current, c.Desired) }
+
+// PermissionDiff lists what want allows that cur does not, and the reverse,
+// one action on one resource per line: compared by meaning (order, white
+// space, string-or-list and the case of actions do not count), shown as the
+// documents spell them.
+func PermissionDiff(cur, want *policies.Document) (added, removed []string) {
 	atoms := func(d *policies.Document) map[string]string {
 		m := map[string]string{}
 		if d == nil {
 			return m
 		}
 		for _, st := range d.Statements {
-			for _, a := range append(st.Action.List, prefixAll("not ", st.NotAction.List)...) {
-				resources := append(st.Resource.List, prefixAll("not ", st.NotResource.List)...)
+			principal := ""
+			if st.Principal != nil {
+				principal = " for " + string(st.Principal.JSON())
+			}
+			resources := append(append([]string{}, st.Resource.List...), prefixAll("not ", st.NotResource.List)...)
+			if len(resources) == 0 {
+				resources = []string{""}
+			}
+			for _, a := range append(append([]string{}, st.Action.List...), prefixAll("not ", st.NotAction.List)...) {
 				for _, r := range resources {
 					cond := ""
 					if st.Condition != nil {
-						cond = " when " + string((&policies.Document{Statements: []policies.Statement{{Condition: st.Condition}}}).JSON())
+						cond = " when " + string(st.Condition.JSON())
 					}
-					show := fmt.Sprintf("%s %s on %s%s", st.Effect, a, r, cond)
-					m[strings.ToLower(string(st.Effect)+" "+a)+" "+r+cond] = show
+					on := ""
+					if r != "" {
+						on = " on " + r
+					}
+					show := fmt.Sprintf("%s %s%s%s%s", st.Effect, a, on, principal, cond)
+					m[strings.ToLower(string(st.Effect)+" "+a)+on+principal+cond] = show
 				}
 			}
 		}
 		return m
 	}
-	cur, want := atoms(c.Current), atoms(c.Desired)
-	for k, show := range want {
-		if _, ok := cur[k]; !ok {
+	c, w := atoms(cur), atoms(want)
+	for k, show := range w {
+		if _, ok := c[k]; !ok {
 			added = append(added, show)
 		}
 	}
-	for k, show := range cur {
-		if _, ok := want[k]; !ok {
+	for k, show := range c {
+		if _, ok := w[k]; !ok {
 			removed = append(removed, show)
 		}
 	}

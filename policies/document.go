@@ -710,3 +710,14 @@ func normalizeCondition(c Condition) Condition {
 	}
 	return out
 }
+
+// JSON writes the principal element in canonical form.
+func (p *Principal) JSON() []byte { return p.appendJSON(nil) }
+
+// JSON writes the condition element in canonical form.
+func (c Condition) JSON() []byte {
+	s := Statement{Condition: c}
+	b := s.appendJSON(nil)
+	// {"Condition":{...}} -> {...}
+	return b[len(`{"Condition":`) : len(b)-1]
+}

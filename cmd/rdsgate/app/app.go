@@ -87,11 +87,19 @@ func NewApp(opts ...Option) *cli.App {
 			discoverCommand(cfg),
 			enableIAMAuthCommand(cfg),
 			dbUserSQLCommand(cfg),
+			driftCommand(cfg),
+			doctorCommand(cfg),
 		},
 		Action: unknownCommand,
 	}
 	for _, c := range a.Commands {
 		setUsageErrors(c)
+		if c.Name == "drift" {
+			// drift exits 2 only for drift; a wrong flag is an error, 1.
+			c.OnUsageError = func(ctx *cli.Context, err error, sub bool) error {
+				return &ExitError{Code: ExitFailure, Err: onUsageError(ctx, err, sub)}
+			}
+		}
 	}
 	a.OnUsageError = onUsageError
 	return a

@@ -227,3 +227,62 @@ func TestDBUserSQL(t *testing.T) {
 		}
 	}
 }
+
+func TestDriftAndDoctor(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "rdsgate-proxy")
+	applied := filepath.Join(t.TempDir(), "plan.json")
+	if r := run(t, "", "shards", "apply", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--yes", "--output", applied); r.code != 0 {
+		t.Fatalf("apply: %d %s", r.code, r.stderr)
+	}
+	r := run(t, "", "drift", "--plan", applied)
+	if r.code != 0 || !strings.Contains(r.stdout, "No drift: IAM holds the plan") {
+		t.Fatalf("drift after apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r = run(t, "", "drift", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy"); r.code != 0 {
+		t.Fatalf("drift --inventory after apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A hand-made change to a shard policy.
+	ctx := context.Background()
+	doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"rds-db:connect","Resource":"*"}]}`
+	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("rdsgate-proxy-shard-001"), PolicyName: aws.String("rdsgate-connect"), PolicyDocument: aws.String(doc)}); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "", "drift", "--plan", applied)
+	if r.code != 2 || !strings.Contains(r.stdout, "role rdsgate-proxy-shard-001 policy rdsgate-connect: inline policy differs from the plan") ||
+		!strings.Contains(r.stdout, "+ Allow rds-db:connect on *   (in AWS, not in the plan)") {
+		t.Fatalf("drift: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", "drift", "--plan", applied, "--format", "github")
+	if r.code != 2 || !strings.HasPrefix(r.stdout, "::error title=rdsgate drift::role rdsgate-proxy-shard-001 policy rdsgate-connect: inline policy differs from the plan%0A+ Allow rds-db:connect on *") {
+		t.Fatalf("github format: exit %d\n%s", r.code, r.stdout)
+	}
+	r = run(t, "", "drift", "--plan", applied, "--format", "json")
+	if r.code != 2 || !strings.Contains(r.stdout, `"drifted": true`) {
+		t.Fatalf("json format: exit %d\n%s", r.code, r.stdout)
+	}
+	for _, args := range [][]string{{"drift", "--plan", "/nonexistent.json"}, {"drift", "--plan", applied, "--bogus"}, {"drift"}} {
+		if r = run(t, "", args...); r.code != 1 {
+			t.Errorf("%v: exit %d, want 1 (an error is not drift): %s", args, r.code, r.stderr)
+		}
+	}
+	if r = run(t, "", "shards", "apply", "--plan", applied, "--yes"); r.code != 0 {
+		t.Fatalf("repair: %d %s", r.code, r.stderr)
+	}
+	if r = run(t, "", "drift", "--plan", applied); r.code != 0 {
+		t.Fatalf("drift after repair: exit %d\n%s", r.code, r.stdout)
+	}
+
+	r = run(t, "", "doctor", "--plan", applied)
+	if r.code != 0 || !strings.Contains(r.stdout, "[ ok ] trust rdsgate-proxy-shard-001") || !strings.Contains(r.stdout, "All ") {
+		t.Fatalf("doctor: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := c.IAM.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String("rdsgate-proxy-shard-001"),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "", "doctor", "--plan", applied)
+	if r.code != 1 || !strings.Contains(r.stdout, "[FAIL] trust rdsgate-proxy-shard-001") || !strings.Contains(r.stdout, `"Principal":{"AWS":"arn:aws:iam::123456789012:role/rdsgate-proxy"}`) {
+		t.Fatalf("doctor with broken trust: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

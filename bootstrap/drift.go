@@ -1,0 +1,140 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// DriftFinding is one difference between IAM and the plan.
+type DriftFinding struct {
+	Principal string   `json:"principal"`
+	Policy    string   `json:"policy,omitempty"`
+	Problem   string   `json:"problem"`
+	Added     []string `json:"added,omitempty"`   // in AWS, not in the plan
+	Removed   []string `json:"removed,omitempty"` // in the plan, not in AWS
+}
+
+func (f DriftFinding) String() string {
+	s := f.Principal
+	if f.Policy != "" {
+		s += " policy " + f.Policy
+	}
+	return s + ": " + f.Problem
+}
+
+// DriftReport is the outcome of a drift check.
+type DriftReport struct {
+	Findings []DriftFinding `json:"drift"`
+	// Unjudged lists policies on the plan's principals that rdsgate does not
+	// manage: listed so nothing is hidden, but they are not drift.
+	Unjudged []string `json:"not_managed,omitempty"`
+}
+
+// Drifted reports whether IAM differs from the plan.
+func (r *DriftReport) Drifted() bool { return len(r.Findings) > 0 }
+
+// Drift compares what IAM holds with the plan by meaning: statement order,
+// white space and string-or-list forms do not count; a statement added or
+// removed by hand does, and so does a missing, unattached or extra document,
+// role or trust relationship.
+func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftReport, error) {
+	c.UseIAMRegion(desired.Partition)
+	obs, err := ReadState(ctx, c.IAM, desired)
+	if err != nil {
+		return nil, err
+	}
+	r := &DriftReport{}
+	add := func(f DriftFinding) { r.Findings = append(r.Findings, f) }
+	want := map[string]bool{}
+	for _, pp := range desired.Principals {
+		who := fmt.Sprintf("%s %s", pp.Kind, pp.Name)
+		want[pp.Name] = true
+		op := obs.Principals[pp.Name]
+		if op == nil {
+			add(DriftFinding{Principal: who, Problem: "does not exist (run rdsgate shards apply)"})
+			continue
+		}
+		if pp.Shard {
+			if !policies.Equivalent(op.Trust, pp.TrustPolicy) {
+				in, out := PermissionDiff(pp.TrustPolicy, op.Trust)
+				add(DriftFinding{Principal: who, Problem: "trust policy differs from the plan", Added: in, Removed: out})
+			}
+			if op.MaxSessionDuration != pp.MaxSessionDuration {
+				add(DriftFinding{Principal: who, Problem: fmt.Sprintf("maximum session is %ds, the plan says %ds", op.MaxSessionDuration, pp.MaxSessionDuration)})
+			}
+		}
+		wantInline := map[string]bool{}
+		for _, pol := range pp.InlinePolicies {
+			wantInline[pol.Name] = true
+			cur := op.Inline[pol.Name]
+			switch {
+			case cur == nil:
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "inline policy is missing"})
+			case !policies.Equivalent(cur, pol.Document):
+				in, out := PermissionDiff(pol.Document, cur)
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "inline policy differs from the plan", Added: in, Removed: out})
+			}
+		}
+		if cur := op.Inline[policies.InlinePolicyName]; cur != nil && !wantInline[policies.InlinePolicyName] {
+			in, _ := PermissionDiff(nil, cur)
+			add(DriftFinding{Principal: who, Policy: policies.InlinePolicyName, Problem: "inline policy is not in the plan", Added: in})
+		}
+		for name := range op.Inline {
+			if name != policies.InlinePolicyName {
+				r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s inline policy %s", who, name))
+			}
+		}
+		wantManaged := map[string]bool{}
+		for _, pol := range pp.ManagedPolicies {
+			wantManaged[pol.ARN] = true
+			cur := obs.Policies[pol.Name]
+			switch {
+			case cur == nil:
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "managed policy does not exist"})
+			case !cur.Managed():
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "managed policy exists without rdsgate's tag"})
+			case !contains(op.Attached, pol.ARN):
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "managed policy is not attached"})
+			case !policies.Equivalent(cur.Document, pol.Document):
+				in, out := PermissionDiff(pol.Document, cur.Document)
+				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "managed policy differs from the plan", Added: in, Removed: out})
+			}
+		}
+		for _, arn := range op.Attached {
+			if wantManaged[arn] {
+				continue
+			}
+			name := arn[strings.LastIndexByte(arn, '/')+1:]
+			if p := obs.Policies[name]; p != nil && p.ARN == arn && p.Managed() {
+				in, _ := PermissionDiff(nil, p.Document)
+				add(DriftFinding{Principal: who, Policy: name, Problem: "managed policy is attached but not in the plan", Added: in})
+				continue
+			}
+			r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s managed policy %s", who, arn))
+		}
+		if op.Boundary != "" {
+			r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s permissions boundary %s", who, op.Boundary))
+		}
+	}
+	for _, name := range sortedKeys(obs.Principals) {
+		if !want[name] {
+			add(DriftFinding{Principal: "role " + name, Problem: "shard role made by rdsgate is not in the plan"})
+		}
+	}
+	planned := map[string]bool{}
+	for _, pp := range desired.Principals {
+		for _, pol := range pp.ManagedPolicies {
+			planned[pol.Name] = true
+		}
+	}
+	for _, p := range obs.Orphans {
+		if !planned[p.Name] { // planned ones were reported as not attached
+			add(DriftFinding{Principal: "(none)", Policy: p.Name, Problem: "rdsgate managed policy is attached to nothing"})
+		}
+	}
+	r.Unjudged = append(r.Unjudged, obs.Foreign...)
+	return r, nil
+}
