@@ -41,6 +41,21 @@ type ApplyReport struct {
 	// Foreign lists rdsgate-named resources without rdsgate's tag, which
 	// were left alone.
 	Foreign []string
+	// Chains is the check, after the writes, that the base principal can
+	// assume each shard role: a boundary or an explicit deny rdsgate does
+	// not manage could still stand in the way.
+	Chains []Hop
+}
+
+// BrokenChains returns the hops that failed the check after apply.
+func (r *ApplyReport) BrokenChains() []Hop {
+	var out []Hop
+	for _, h := range r.Chains {
+		if !h.OK {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // ErrPreflight marks a problem found before any write.
@@ -103,6 +118,16 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 		}
 	}
 	progress.Done()
+	for _, pp := range desired.Principals {
+		if !pp.Shard {
+			continue
+		}
+		hops, err := CheckChain(ctx, c.IAM, []string{desired.Base.ARN, pp.ARN}, desired.Settings.ExternalID)
+		if err != nil {
+			return report, fmt.Errorf("checking that %s can assume %s: %w", desired.Base.Name, pp.Name, err)
+		}
+		report.Chains = append(report.Chains, hops...)
+	}
 	return report, nil
 }
 

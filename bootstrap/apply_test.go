@@ -454,3 +454,58 @@ func TestApplyAtScale(t *testing.T) {
 	t.Logf("2,000 databases on %d principals in %d documents: first apply %d calls (%d writes) in %s; no-op apply %d calls in %s",
 		len(p.Principals), p.Stats.Documents, first.Calls, first.Writes, first.Elapsed.Round(time.Millisecond), second.Calls, second.Elapsed.Round(time.Millisecond))
 }
+
+// TestApplyChecksTheChain: a boundary rdsgate does not manage can stop the
+// base from assuming the shard roles apply just made; apply says so.
+func TestApplyChecksTheChain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	cap, err := c.IAM.CreatePolicy(ctx, &iam.CreatePolicyInput{PolicyName: aws.String("connect-only"),
+		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"rds-db:connect","Resource":"*"}]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.IAM.PutRolePermissionsBoundary(ctx, &iam.PutRolePermissionsBoundaryInput{RoleName: aws.String("proxy"), PermissionsBoundary: cap.Policy.Arn}); err != nil {
+		t.Fatal(err)
+	}
+	p := plan(t, fleet(400, 0), 2, nil)
+	r := apply(t, c, p)
+	broken := r.BrokenChains()
+	if len(broken) != len(p.Principals)-1 || len(broken) == 0 {
+		t.Fatalf("%d broken chains for %d shard roles: %+v", len(broken), len(p.Principals)-1, r.Chains)
+	}
+	if !strings.Contains(strings.Join(broken[0].Problems, " "), "permissions boundary") {
+		t.Fatalf("problem does not name the boundary: %+v", broken[0])
+	}
+}
+
+func TestProgress(t *testing.T) {
+	t.Parallel()
+	steps := []StepResult{
+		{Step: policies.Step{Phase: policies.PhasePrepare, Action: policies.ActionCreateRole, Kind: policies.PrincipalRole, Principal: "p-shard-001"}, Writes: 1},
+		{Step: policies.Step{Phase: policies.PhaseGrant, Action: policies.ActionPutManaged, Kind: policies.PrincipalRole, Principal: "p", Policy: "p-connect-01", Adds: []string{"a", "b"}}, Writes: 2},
+		{Step: policies.Step{Phase: policies.PhaseRevoke, Action: policies.ActionDeleteInline, Kind: policies.PrincipalRole, Principal: "p", Policy: "rdsgate-connect", Removes: []string{"c"}}},
+	}
+	var lines, bar strings.Builder
+	for _, pr := range []struct {
+		p Progress
+		w *strings.Builder
+	}{{NewProgress(&lines, false), &lines}, {NewProgress(&bar, true), &bar}} {
+		pr.p.Start(len(steps))
+		for i, s := range steps {
+			pr.p.Step(i, s, nil)
+		}
+		pr.p.Done()
+	}
+	wantLines := "[1/3] prepare create_role role p-shard-001: 1 writes, 0s\n" +
+		"[2/3] grant   put_managed_policy role p / p-connect-01 (+2): 2 writes, 0s\n" +
+		"[3/3] revoke  delete_inline_policy role p / rdsgate-connect (-1): already done\n"
+	if lines.String() != wantLines {
+		t.Errorf("lines:\n%q\nwant\n%q", lines.String(), wantLines)
+	}
+	if b := bar.String(); strings.Count(b, "\r\033[K") != 4 || !strings.Contains(b, "[==============================] 3/3") || !strings.Contains(b, "3 steps in") || strings.Count(b, "\n") != 1 {
+		t.Errorf("bar: %q", b)
+	}
+}

@@ -43,6 +43,10 @@ type DoctorOptions struct {
 	DialTimeout time.Duration
 	// Dial replaces net.DialTimeout in tests.
 	Dial func(network, address string, timeout time.Duration) (net.Conn, error)
+	// Chain, when set, is checked from the caller: it must be able to
+	// assume Chain[0], which must be able to assume Chain[1].
+	Chain      []string
+	ExternalID string
 }
 
 // credentialSources names the SDK's providers for people.
@@ -125,6 +129,26 @@ func Doctor(ctx context.Context, c *Clients, o DoctorOptions) []Finding {
 	}
 	caller := aws.ToString(id.Arn)
 	add(Finding{Check: "identity", Status: StatusOK, Detail: fmt.Sprintf("%s in account %s", caller, aws.ToString(id.Account))})
+	if len(o.Chain) > 0 {
+		from := caller
+		if rest, ok := strings.CutPrefix(caller, "arn:"+partition+":sts::"+aws.ToString(id.Account)+":user/"); ok {
+			from = policies.UserARN(partition, aws.ToString(id.Account), "/", rest) // emulators name users under sts
+		} else if n, err := policies.ParseIAMARN(caller); err == nil && n.Type == "assumed-role" {
+			role, _, _ := strings.Cut(n.Name, "/")
+			from = policies.RoleARN(n.Partition, n.AccountID, "/", role)
+		}
+		hops, err := CheckChain(ctx, c.IAM, append([]string{from}, o.Chain...), o.ExternalID)
+		if err != nil {
+			add(Finding{Check: "chain", Status: StatusFail, Detail: err.Error()})
+		}
+		for _, h := range hops {
+			f := Finding{Check: "chain to " + h.To[strings.LastIndexByte(h.To, '/')+1:], Status: StatusOK, Detail: h.From + " may assume " + h.To}
+			if !h.OK {
+				f.Status, f.Detail, f.Fix = StatusFail, strings.Join(h.Problems, "; "), strings.Join(h.Fixes, "; ")
+			}
+			add(f)
+		}
+	}
 	if o.Plan != nil {
 		if o.Plan.AccountID != aws.ToString(id.Account) {
 			add(Finding{Check: "account", Status: StatusFail, Detail: fmt.Sprintf("the plan is for account %s, the credentials are for %s", o.Plan.AccountID, aws.ToString(id.Account)),

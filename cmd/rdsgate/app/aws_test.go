@@ -105,6 +105,7 @@ func TestShardsApplyErrors(t *testing.T) {
 		{"newer plan", []string{"--plan", newer}, 2, "upgrade rdsgate"},
 		{"unreadable plan", []string{"--plan", filepath.Join(dir, "none.json")}, 2, "no such file"},
 		{"unknown profile", []string{"--inventory", sampleInventory, "--base-role", "p", "--profile", "nope"}, 1, `AWS profile "nope" is not defined`},
+		{"malformed role ARN", []string{"--inventory", sampleInventory, "--base-role", "arn:aws:iam::12:role/p"}, 2, `"arn:aws:iam::12:role/p" is not an IAM role ARN`},
 		{"missing base role", []string{"--inventory", sampleInventory, "--base-role", "absent", "--yes"}, 1, `the role "absent" does not exist`},
 	}
 	for _, tt := range tests {

@@ -184,6 +184,8 @@ func doctorCommand(cfg *config) *cli.Command {
 			&cli.StringFlag{Name: "plan", EnvVars: []string{"RDSGATE_PLAN"}, Usage: "check the roles of this plan `FILE`"},
 			&cli.StringFlag{Name: "inventory", EnvVars: []string{"RDSGATE_INVENTORY"}, Usage: "check the databases of this inventory `FILE`"},
 			&cli.DurationFlag{Name: "timeout", Value: 3 * time.Second, Usage: "TCP reach test timeout per endpoint"},
+			&cli.StringSliceFlag{Name: "chain", Usage: "check that the caller can assume this role `ARN`, then the next (at most 2)"},
+			&cli.StringFlag{Name: "external-id", Usage: "external id the --chain roles require"},
 			&cli.StringFlag{Name: "format", Value: "text", Usage: "text or json"},
 		}, awsFlags()...),
 		Action: func(c *cli.Context) error {
@@ -214,6 +216,7 @@ func doctorCommand(cfg *config) *cli.Command {
 			if err != nil {
 				return err
 			}
+			o.Chain, o.ExternalID = splitList(c.StringSlice("chain")), c.String("external-id")
 			findings := bootstrap.Doctor(c.Context, aws, o)
 			failed := 0
 			for _, f := range findings {

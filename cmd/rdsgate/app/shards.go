@@ -302,9 +302,21 @@ func shardsApply(c *cli.Context, cfg *config) error {
 		return err
 	}
 	if format == "json" {
-		return writeJSON(out, applyJSON(desired, report, true))
+		if err := writeJSON(out, applyJSON(desired, report, true)); err != nil {
+			return err
+		}
+	} else {
+		writeApplySummary(out, desired, report)
 	}
-	writeApplySummary(out, desired, report)
+	if broken := report.BrokenChains(); len(broken) > 0 {
+		for _, h := range broken {
+			fmt.Fprintf(cfg.stderr, "%s cannot assume %s: %s\n", h.From, h.To, strings.Join(h.Problems, "; "))
+			for _, f := range h.Fixes {
+				fmt.Fprintf(cfg.stderr, "  fix: %s\n", f)
+			}
+		}
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("applied, but the base principal cannot assume %d shard roles; the proxy cannot reach their databases until that is fixed", len(broken))}
+	}
 	return nil
 }
 
