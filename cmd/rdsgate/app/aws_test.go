@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -285,5 +286,47 @@ func TestDriftAndDoctor(t *testing.T) {
 	r = run(t, "", "doctor", "--plan", applied)
 	if r.code != 1 || !strings.Contains(r.stdout, "[FAIL] trust rdsgate-proxy-shard-001") || !strings.Contains(r.stdout, `"Principal":{"AWS":"arn:aws:iam::123456789012:role/rdsgate-proxy"}`) {
 		t.Fatalf("doctor with broken trust: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// buildBinary builds rdsgate once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "rdsgate")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
+	cmd.Dir = "../../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestConfirmAtATerminal runs create-iam under a pseudo-terminal (util-linux
+// script), where it must ask before writing and honour the answer.
+func TestConfirmAtATerminal(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "rdsgate-proxy")
+	bin := buildBinary(t)
+	ask := func(answer string) (string, int) {
+		cmd := exec.Command("script", "-qec", bin+" bootstrap create-iam --role rdsgate-proxy --manual", "/dev/null")
+		cmd.Stdin = strings.NewReader(answer + "\n")
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := ask("n")
+	if code != 1 || !strings.Contains(out, "Make 1 changes in account 123456789012? [y/N]") || !strings.Contains(out, "cancelled: nothing was changed") {
+		t.Fatalf("answering n: exit %d\n%s", code, out)
+	}
+	if _, err := c.IAM.GetRolePolicy(context.Background(), &iam.GetRolePolicyInput{RoleName: aws.String("rdsgate-proxy"), PolicyName: aws.String("rdsgate-bootstrap")}); err == nil {
+		t.Fatal("answering n still wrote the policy")
+	}
+	if out, code = ask("y"); code != 0 || !strings.Contains(out, "Done: 1 changes made.") {
+		t.Fatalf("answering y: exit %d\n%s", code, out)
 	}
 }
