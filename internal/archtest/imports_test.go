@@ -20,6 +20,8 @@ var rules = map[string][]string{
 	"provider":  {"policies", "bootstrap"},
 	"cmd":       {"policies", "bootstrap", "proxyd", "provider"},
 	"internal":  {"policies", "bootstrap", "proxyd", "provider"},
+	// test/ holds test infrastructure (the RDS emulator) and end-to-end tests.
+	"test": {"internal"},
 }
 
 func part(pkg string) string {
@@ -34,8 +36,11 @@ type pkg struct {
 	testImports []string
 }
 
-// testenv starts real servers for tests; any part's tests may use it.
+// testenv starts real servers for tests; any part's tests may use it, and
+// the emulators under test/.
 const testenv = module + "/internal/testenv"
+
+func testInfra(imp string) bool { return imp == testenv || strings.HasPrefix(imp, module+"/test/") }
 
 // packages reads every package of the module with go/build, so the test
 // cache notices when a file changes. Nested modules (test/) are skipped.
@@ -103,7 +108,7 @@ func TestDependencyDirection(t *testing.T) {
 			continue
 		}
 		check := func(imp string, test bool) {
-			if !strings.HasPrefix(imp, module+"/") || test && imp == testenv {
+			if !strings.HasPrefix(imp, module+"/") || test && testInfra(imp) {
 				return
 			}
 			if to := part(imp); to != from && !slices.Contains(allowed, to) {
