@@ -1,0 +1,279 @@
+// Package proxyd is the rdsgate proxy: it accepts PostgreSQL and MySQL
+// clients, checks who may reach which database as which database user, and
+// connects to RDS and Aurora with a fresh IAM authentication token over TLS
+// verified against the CA bundle the user gives. In sidecar mode it listens
+// on loopback or a unix socket, one listener per database; in gateway mode
+// clients authenticate with TLS client certificates and an RBAC file says
+// what each identity may reach.
+//
+// It stands on its own: it imports nothing else from rdsgate, so it can be
+// built, reviewed and deployed by itself.
+package proxyd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Protocols the proxy speaks.
+const (
+	ProtocolPostgres = "postgres"
+	ProtocolMySQL    = "mysql"
+)
+
+// Config is the proxy's configuration file.
+type Config struct {
+	// Region signs tokens for databases that do not name their own.
+	Region string `json:"region,omitempty"`
+	// AssumeRoleARN is the role the proxy assumes from its ambient
+	// credentials before anything else (optional).
+	AssumeRoleARN string `json:"assume_role_arn,omitempty"`
+	// ExternalID goes with AssumeRoleARN.
+	ExternalID string `json:"external_id,omitempty"`
+	// CABundle is the PEM file that verifies database servers (the RDS CA
+	// bundle, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem).
+	CABundle string `json:"ca_bundle"`
+	// Databases the proxy serves.
+	Databases []Database `json:"databases"`
+	// Gateway, when set, accepts clients with TLS client certificates.
+	Gateway *Gateway `json:"gateway,omitempty"`
+	// HealthAddress serves /startup, /readiness, /liveness and /metrics.
+	HealthAddress string `json:"health_address,omitempty"`
+	// MaxConnections bounds client connections (0: 10,000).
+	MaxConnections int `json:"max_connections,omitempty"`
+	// DialTimeout bounds connecting to a database (0: 10s).
+	DialTimeout Duration `json:"dial_timeout,omitempty"`
+	// DrainTimeout bounds graceful shutdown (0: 30s).
+	DrainTimeout Duration `json:"drain_timeout,omitempty"`
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string `json:"log_level,omitempty"`
+}
+
+// Database is one database the proxy serves.
+type Database struct {
+	// Name is how clients and logs refer to it.
+	Name string `json:"name"`
+	// Protocol is postgres or mysql.
+	Protocol string `json:"protocol"`
+	// Endpoint is the database's host:port (an instance, an Aurora writer or
+	// reader endpoint, or an RDS Proxy endpoint).
+	Endpoint string `json:"endpoint"`
+	// Region of the database (default: the config's region).
+	Region string `json:"region,omitempty"`
+	// AssumeRoleARN is the role that holds this database's rds-db:connect
+	// permission (a shard role), reached by role chaining.
+	AssumeRoleARN string `json:"assume_role_arn,omitempty"`
+	ExternalID    string `json:"external_id,omitempty"`
+	// DBUsers the proxy may connect as; empty allows any.
+	DBUsers []string `json:"db_users,omitempty"`
+	// Listen is the sidecar listener: host:port, or unix:/path for a socket.
+	Listen string `json:"listen,omitempty"`
+	// TLSServerName overrides the name checked in the server's certificate
+	// (default: the endpoint's host).
+	TLSServerName string `json:"tls_server_name,omitempty"`
+	// Labels are what RBAC rules may select databases by (env, team, ...).
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// Gateway accepts clients over TLS with client certificates.
+type Gateway struct {
+	// ListenPostgres and ListenMySQL are the gateway's listeners.
+	ListenPostgres string `json:"listen_postgres,omitempty"`
+	ListenMySQL    string `json:"listen_mysql,omitempty"`
+	TLSCert        string `json:"tls_cert"`
+	TLSKey         string `json:"tls_key"`
+	// ClientCA verifies client certificates.
+	ClientCA string `json:"client_ca"`
+	// RBACFile maps identities to databases, database users and names.
+	RBACFile string `json:"rbac_file"`
+}
+
+// Duration is a time.Duration written as "30s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes "30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "30s" (or a number of seconds).
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		var n float64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("a duration is \"30s\" or a number of seconds")
+		}
+		*d = Duration(n * float64(time.Second))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %v (use forms like 500ms, 10s, 1m)", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Defaults.
+const (
+	DefaultMaxConnections = 10000
+	DefaultDialTimeout    = 10 * time.Second
+	DefaultDrainTimeout   = 30 * time.Second
+)
+
+// ErrConfig marks a configuration problem.
+var ErrConfig = errors.New("invalid proxy configuration")
+
+// LoadConfig reads and validates a configuration file.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return ParseConfig(data, path)
+}
+
+// ParseConfig parses and validates configuration JSON; source names it in
+// errors.
+func ParseConfig(data []byte, source string) (*Config, error) {
+	var c Config
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, source, err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, err)
+	}
+	return &c, nil
+}
+
+var (
+	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	dbUserRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$.@-]{0,62}$`)
+)
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", ErrConfig, fmt.Sprintf(format, args...))
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = Duration(DefaultDialTimeout)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+	switch c.LogLevel {
+	case "", "debug", "info", "warn", "error":
+	default:
+		return bad("log_level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.CABundle == "" {
+		return bad("ca_bundle is required: the PEM file that verifies database certificates (for RDS: https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)")
+	}
+	if len(c.Databases) == 0 {
+		return bad("no databases: list at least one under \"databases\"")
+	}
+	if c.ExternalID != "" && c.AssumeRoleARN == "" {
+		return bad("external_id has no effect without assume_role_arn")
+	}
+	seen := map[string]bool{}
+	listens := map[string]string{}
+	for i := range c.Databases {
+		d := &c.Databases[i]
+		at := fmt.Sprintf("databases[%d]", i)
+		if d.Name != "" {
+			at += fmt.Sprintf(" (%q)", d.Name)
+		}
+		switch {
+		case !nameRe.MatchString(d.Name):
+			return bad("%s: name must be letters, digits, '.', '_' or '-'", at)
+		case seen[d.Name]:
+			return bad("%s: name is used twice", at)
+		case d.Protocol != ProtocolPostgres && d.Protocol != ProtocolMySQL:
+			return bad("%s: protocol %q must be postgres or mysql", at, d.Protocol)
+		}
+		seen[d.Name] = true
+		host, port, err := net.SplitHostPort(d.Endpoint)
+		if err != nil || host == "" {
+			return bad("%s: endpoint %q must be host:port (for example orders.abc123.us-east-1.rds.amazonaws.com:5432)", at, d.Endpoint)
+		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return bad("%s: endpoint %q has no valid port", at, d.Endpoint)
+		}
+		if d.Region == "" {
+			d.Region = c.Region
+		}
+		if d.Region == "" {
+			return bad("%s: no region: set region on the database or at the top of the file (tokens are signed per region)", at)
+		}
+		if d.ExternalID != "" && d.AssumeRoleARN == "" {
+			return bad("%s: external_id has no effect without assume_role_arn", at)
+		}
+		for _, u := range d.DBUsers {
+			if !dbUserRe.MatchString(u) {
+				return bad("%s: db_users: %q is not a database user name", at, u)
+			}
+		}
+		if d.Listen != "" {
+			if other, dup := listens[d.Listen]; dup && !strings.HasSuffix(d.Listen, ":0") {
+				return bad("%s: listen %s is also used by %s", at, d.Listen, other)
+			}
+			listens[d.Listen] = d.Name
+			if !strings.HasPrefix(d.Listen, "unix:") {
+				if _, _, err := net.SplitHostPort(d.Listen); err != nil {
+					return bad("%s: listen %q must be host:port or unix:/path", at, d.Listen)
+				}
+			}
+		}
+	}
+	if g := c.Gateway; g != nil {
+		if g.ListenPostgres == "" && g.ListenMySQL == "" {
+			return bad("gateway: set listen_postgres, listen_mysql or both")
+		}
+		if g.TLSCert == "" || g.TLSKey == "" || g.ClientCA == "" || g.RBACFile == "" {
+			return bad("gateway: tls_cert, tls_key, client_ca and rbac_file are all required (clients authenticate with certificates signed by client_ca)")
+		}
+	} else if len(listens) == 0 {
+		return bad("nothing to listen on: give databases a listen address (sidecar) or configure a gateway")
+	}
+	return nil
+}
+
+// Database returns the database with the given name.
+func (c *Config) Database(name string) *Database {
+	for i := range c.Databases {
+		if c.Databases[i].Name == name {
+			return &c.Databases[i]
+		}
+	}
+	return nil
+}
+
+// allowsUser reports whether the database may be reached as user.
+func (d *Database) allowsUser(user string) bool {
+	if len(d.DBUsers) == 0 {
+		return true
+	}
+	for _, u := range d.DBUsers {
+		if u == user || u == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+func (d *Database) host() string {
+	h, _, _ := net.SplitHostPort(d.Endpoint)
+	return h
+}

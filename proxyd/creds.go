@@ -1,0 +1,168 @@
+package proxyd
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+)
+
+// Token lifetimes. RDS accepts a token for 15 minutes after signing; the
+// proxy reuses one for at most tokenReuse, and never past the expiry of the
+// credentials that signed it, less a margin for clock skew.
+const (
+	tokenLifetime = 15 * time.Minute
+	tokenReuse    = 10 * time.Minute
+	expiryMargin  = time.Minute
+)
+
+// credentials hands out IAM authentication tokens. Credentials of chained
+// roles are cached by the SDK and refreshed before they expire (STS calls
+// per credential lifetime, not per connection); tokens are cached per
+// endpoint, region, user and role; concurrent requests for one key share a
+// single signing.
+type credentials struct {
+	base    aws.Config
+	metrics *metrics
+	now     func() time.Time
+
+	mu     sync.Mutex
+	roles  map[string]aws.CredentialsProvider
+	tokens map[string]*tokenEntry
+}
+
+type tokenEntry struct {
+	ready   chan struct{} // closed when token or err is set
+	token   string
+	err     error
+	validTo time.Time
+}
+
+func newCredentials(base aws.Config, m *metrics) *credentials {
+	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]*tokenEntry{}}
+}
+
+// provider returns the credentials for a role (or the base ones), chaining
+// from the base through the given roles in order.
+func (c *credentials) provider(chain ...roleRef) aws.CredentialsProvider {
+	p := c.base.Credentials
+	key := ""
+	for _, r := range chain {
+		if r.arn == "" {
+			continue
+		}
+		key += "|" + r.arn + "#" + r.externalID
+		c.mu.Lock()
+		cached, ok := c.roles[key]
+		if !ok {
+			cfg := c.base.Copy()
+			cfg.Credentials = p
+			client := sts.NewFromConfig(cfg)
+			r := r
+			inner := stscreds.NewAssumeRoleProvider(client, r.arn, func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = "rdsgate-proxy"
+				if r.externalID != "" {
+					o.ExternalID = aws.String(r.externalID)
+				}
+			})
+			cached = aws.NewCredentialsCache(&countingProvider{inner: inner, metrics: c.metrics}, func(o *aws.CredentialsCacheOptions) {
+				o.ExpiryWindow = 5 * time.Minute
+			})
+			c.roles[key] = cached
+		}
+		c.mu.Unlock()
+		p = cached
+	}
+	return p
+}
+
+type roleRef struct{ arn, externalID string }
+
+// countingProvider counts the STS calls behind a credentials cache.
+type countingProvider struct {
+	inner   aws.CredentialsProvider
+	metrics *metrics
+}
+
+func (p *countingProvider) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	p.metrics.stsCalls.Inc()
+	return p.inner.Retrieve(ctx)
+}
+
+// token returns an IAM authentication token for user on the database.
+func (c *credentials) token(ctx context.Context, base roleRef, db *Database, user string) (string, error) {
+	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.AssumeRoleARN + "|" + db.ExternalID
+	for {
+		now := c.now()
+		c.mu.Lock()
+		e := c.tokens[key]
+		if e != nil {
+			select {
+			case <-e.ready:
+				if e.err == nil && now.Before(e.validTo) {
+					c.mu.Unlock()
+					c.metrics.tokenCache.WithLabelValues("hit").Inc()
+					return e.token, nil
+				}
+				// Expired or failed: make a new one.
+				e = nil
+			default:
+				// Another connection is signing this very token: wait for it.
+				c.mu.Unlock()
+				select {
+				case <-e.ready:
+				case <-ctx.Done():
+					return "", ctx.Err()
+				}
+				if e.err != nil {
+					return "", e.err
+				}
+				c.metrics.tokenCache.WithLabelValues("hit").Inc()
+				return e.token, nil
+			}
+		}
+		e = &tokenEntry{ready: make(chan struct{})}
+		c.tokens[key] = e
+		c.mu.Unlock()
+		c.metrics.tokenCache.WithLabelValues("miss").Inc()
+		e.token, e.validTo, e.err = c.sign(ctx, base, db, user)
+		if e.err != nil {
+			c.mu.Lock()
+			if c.tokens[key] == e {
+				delete(c.tokens, key)
+			}
+			c.mu.Unlock()
+		}
+		close(e.ready)
+		return e.token, e.err
+	}
+}
+
+func (c *credentials) sign(ctx context.Context, base roleRef, db *Database, user string) (string, time.Time, error) {
+	provider := c.provider(base, roleRef{db.AssumeRoleARN, db.ExternalID})
+	creds, err := provider.Retrieve(ctx)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("getting AWS credentials for %s: %w", db.Name, err)
+	}
+	now := c.now()
+	token, err := auth.BuildAuthToken(ctx, db.Endpoint, db.Region, user, staticProvider(creds))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("signing the IAM token for %s: %w", db.Name, err)
+	}
+	validTo := now.Add(tokenReuse)
+	if creds.CanExpire && creds.Expires.Add(-expiryMargin).Before(validTo) {
+		validTo = creds.Expires.Add(-expiryMargin)
+	}
+	return token, validTo, nil
+}
+
+type staticProvider aws.Credentials
+
+func (s staticProvider) Retrieve(context.Context) (aws.Credentials, error) {
+	return aws.Credentials(s), nil
+}

@@ -1,0 +1,70 @@
+package proxyd
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+)
+
+// secretPatterns match what must never reach a log line: IAM tokens and
+// presigned URLs, AWS secret keys and session tokens.
+var secretPatterns = []*regexp.Regexp{
+	regexp.MustCompile(`[^\s"']*X-Amz-(Signature|Security-Token|Credential)=[^\s"']*`),
+	regexp.MustCompile(`(?i)(aws_?secret_?access_?key|secret_?key|session_?token|password)["'=: ]+[^\s"',]+`),
+}
+
+// Redact replaces secrets in s.
+func Redact(s string) string {
+	for _, re := range secretPatterns {
+		s = re.ReplaceAllString(s, "[REDACTED]")
+	}
+	return s
+}
+
+// redactingHandler is a slog handler that redacts every string it logs, so
+// an error message carrying a token (from a server or a library) cannot leak
+// it.
+type redactingHandler struct{ slog.Handler }
+
+// NewRedactingHandler wraps a handler.
+func NewRedactingHandler(h slog.Handler) slog.Handler { return redactingHandler{h} }
+
+func (h redactingHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, Redact(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(redactAttr(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h redactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	clean := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		clean[i] = redactAttr(a)
+	}
+	return redactingHandler{h.Handler.WithAttrs(clean)}
+}
+
+func (h redactingHandler) WithGroup(name string) slog.Handler {
+	return redactingHandler{h.Handler.WithGroup(name)}
+}
+
+func redactAttr(a slog.Attr) slog.Attr {
+	switch a.Value.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, Redact(a.Value.String()))
+	case slog.KindGroup:
+		attrs := a.Value.Group()
+		clean := make([]any, len(attrs))
+		for i, g := range attrs {
+			clean[i] = redactAttr(g)
+		}
+		return slog.Group(a.Key, clean...)
+	case slog.KindAny:
+		if err, ok := a.Value.Any().(error); ok {
+			return slog.String(a.Key, Redact(err.Error()))
+		}
+	}
+	return a
+}

@@ -1,0 +1,43 @@
+package proxyd
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the proxy's Prometheus metrics, on a registry of its own so
+// several proxies can live in one test process.
+type metrics struct {
+	registry    *prometheus.Registry
+	active      *prometheus.GaugeVec
+	connections *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	authFail    *prometheus.CounterVec
+	tokenCache  *prometheus.CounterVec
+	stsCalls    prometheus.Counter
+	dialSeconds *prometheus.HistogramVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rdsgate_proxy_connections_active",
+			Help: "Client connections open now."}, []string{"database"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_connections_total",
+			Help: "Client connections by outcome: ok, denied, auth_failed, backend_error, client_error, refused."}, []string{"database", "result"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_bytes_total",
+			Help: "Bytes relayed, by direction: to_database or to_client."}, []string{"database", "direction"}),
+		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_auth_failures_total",
+			Help: "Logins refused, by reason: rbac, db_user, database_refused_token, no_client_certificate."}, []string{"database", "reason"}),
+		tokenCache: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_token_cache_total",
+			Help: "IAM token requests served from the cache (hit) or signed (miss)."}, []string{"result"}),
+		stsCalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "rdsgate_proxy_sts_calls_total",
+			Help: "sts:AssumeRole calls made to refresh role credentials."}),
+		dialSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rdsgate_proxy_backend_dial_seconds",
+			Help:    "Time to connect to a database: TCP, TLS and login.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"database"}),
+	}
+	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}

@@ -1,0 +1,568 @@
+package proxyd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+)
+
+// Capabilities the proxy relays as they are. Compression and TLS are per
+// leg, so they are never passed through.
+const relayableCaps = ^uint32(mysql.CLIENT_COMPRESS | mysql.CLIENT_SSL | mysql.CLIENT_ZSTD_COMPRESSION_ALGORITHM |
+	mysql.CLIENT_SSL_VERIFY_SERVER_CERT | mysql.CLIENT_REMEMBER_OPTIONS)
+
+// gatewayCaps are offered to gateway clients before the database is known:
+// what MySQL 5.7 and later, Aurora MySQL and MariaDB 10.6 and later all have.
+const gatewayCaps = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS | mysql.CLIENT_LONG_FLAG | mysql.CLIENT_CONNECT_WITH_DB |
+	mysql.CLIENT_IGNORE_SPACE | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_INTERACTIVE | mysql.CLIENT_TRANSACTIONS |
+	mysql.CLIENT_SECURE_CONNECTION | mysql.CLIENT_MULTI_STATEMENTS | mysql.CLIENT_MULTI_RESULTS | mysql.CLIENT_PS_MULTI_RESULTS |
+	mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_CONNECT_ATTRS | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | mysql.CLIENT_SESSION_TRACK |
+	mysql.CLIENT_DEPRECATE_EOF
+
+const maxMySQLLoginPacket = 1 << 20
+
+func readMySQLPacket(r io.Reader) (seq byte, payload []byte, err error) {
+	var hdr [4]byte
+	if _, err = io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+	if n > maxMySQLLoginPacket {
+		return 0, nil, fmt.Errorf("login packet of %d bytes is too large", n)
+	}
+	payload = make([]byte, n)
+	_, err = io.ReadFull(r, payload)
+	return hdr[3], payload, err
+}
+
+func writeMySQLPacket(w io.Writer, seq byte, payload []byte) error {
+	pkt := make([]byte, 4, 4+len(payload))
+	pkt[0], pkt[1], pkt[2], pkt[3] = byte(len(payload)), byte(len(payload)>>8), byte(len(payload)>>16), seq
+	_, err := w.Write(append(pkt, payload...))
+	return err
+}
+
+func mysqlErr(code uint16, state, msg string) []byte {
+	p := []byte{0xff, byte(code), byte(code >> 8), '#'}
+	p = append(p, state...)
+	return append(p, msg...)
+}
+
+// mysqlGreeting is a server's Handshake v10.
+type mysqlGreeting struct {
+	version  string
+	threadID uint32
+	salt     []byte
+	caps     uint32
+	charset  byte
+	status   uint16
+	reserved [10]byte // MariaDB keeps its extended capabilities here
+	plugin   string
+}
+
+func parseMySQLGreeting(p []byte) (*mysqlGreeting, error) {
+	if len(p) == 0 || p[0] != 10 {
+		return nil, errors.New("not a protocol 10 handshake")
+	}
+	g := &mysqlGreeting{}
+	end := bytes.IndexByte(p[1:], 0)
+	if end < 0 {
+		return nil, errors.New("short handshake")
+	}
+	g.version = string(p[1 : 1+end])
+	p = p[2+end:]
+	if len(p) < 4+8+1+2+1+2+2+1+10 {
+		return nil, errors.New("short handshake")
+	}
+	g.threadID = binary.LittleEndian.Uint32(p)
+	g.salt = append([]byte(nil), p[4:12]...)
+	p = p[13:]
+	g.caps = uint32(binary.LittleEndian.Uint16(p))
+	g.charset = p[2]
+	g.status = binary.LittleEndian.Uint16(p[3:])
+	g.caps |= uint32(binary.LittleEndian.Uint16(p[5:])) << 16
+	saltLen := int(p[7])
+	copy(g.reserved[:], p[8:18])
+	p = p[18:]
+	if g.caps&mysql.CLIENT_SECURE_CONNECTION != 0 {
+		rest := max(13, saltLen-8)
+		if len(p) < rest {
+			return nil, errors.New("short handshake salt")
+		}
+		g.salt = append(g.salt, bytes.TrimRight(p[:rest], "\x00")...)
+		p = p[rest:]
+	}
+	if g.caps&mysql.CLIENT_PLUGIN_AUTH != 0 {
+		name, _, _ := bytes.Cut(p, []byte{0})
+		g.plugin = string(name)
+	}
+	return g, nil
+}
+
+func (g *mysqlGreeting) encode() []byte {
+	p := []byte{10}
+	p = append(p, g.version...)
+	p = append(p, 0)
+	p = binary.LittleEndian.AppendUint32(p, g.threadID)
+	p = append(p, g.salt[:8]...)
+	p = append(p, 0)
+	p = binary.LittleEndian.AppendUint16(p, uint16(g.caps))
+	p = append(p, g.charset)
+	p = binary.LittleEndian.AppendUint16(p, g.status)
+	p = binary.LittleEndian.AppendUint16(p, uint16(g.caps>>16))
+	p = append(p, byte(len(g.salt)+1))
+	p = append(p, g.reserved[:]...)
+	p = append(p, g.salt[8:]...)
+	p = append(p, 0)
+	p = append(p, g.plugin...)
+	return append(p, 0)
+}
+
+// HandshakeResponse is a client's HandshakeResponse41.
+type HandshakeResponse struct {
+	Caps      uint32
+	MaxPacket uint32
+	Charset   byte
+	Reserved  [23]byte
+	User      string
+	Auth      []byte
+	DB        string
+	Plugin    string
+	Attrs     []byte // the length-encoded block, as sent
+}
+
+// ParseHandshakeResponse decodes a HandshakeResponse41; an SSLRequest is
+// its first 32 bytes alone.
+func ParseHandshakeResponse(p []byte) (*HandshakeResponse, error) {
+	if len(p) < 32 {
+		return nil, errors.New("handshake response too short")
+	}
+	r := &HandshakeResponse{Caps: binary.LittleEndian.Uint32(p), MaxPacket: binary.LittleEndian.Uint32(p[4:]), Charset: p[8]}
+	if r.Caps&mysql.CLIENT_PROTOCOL_41 == 0 {
+		return nil, errors.New("the client speaks the pre-4.1 protocol, which rdsgate does not support")
+	}
+	copy(r.Reserved[:], p[9:32])
+	p = p[32:]
+	cut := func() (string, error) {
+		i := bytes.IndexByte(p, 0)
+		if i < 0 {
+			return "", errors.New("unterminated string in handshake response")
+		}
+		s := string(p[:i])
+		p = p[i+1:]
+		return s, nil
+	}
+	var err error
+	if r.User, err = cut(); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.Caps&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
+		n, isNull, size := mysql.LengthEncodedInt(p)
+		if isNull || size == 0 || n > uint64(len(p)-size) {
+			return nil, errors.New("malformed auth data")
+		}
+		r.Auth, p = p[size:size+int(n)], p[size+int(n):]
+	case r.Caps&mysql.CLIENT_SECURE_CONNECTION != 0:
+		if len(p) == 0 || int(p[0]) > len(p)-1 {
+			return nil, errors.New("malformed auth data")
+		}
+		r.Auth, p = p[1:1+int(p[0])], p[1+int(p[0]):]
+	default:
+		s, err := cut()
+		if err != nil {
+			return nil, err
+		}
+		r.Auth = []byte(s)
+	}
+	if r.Caps&mysql.CLIENT_CONNECT_WITH_DB != 0 && len(p) > 0 {
+		if r.DB, err = cut(); err != nil {
+			return nil, err
+		}
+	}
+	if r.Caps&mysql.CLIENT_PLUGIN_AUTH != 0 && len(p) > 0 {
+		if r.Plugin, err = cut(); err != nil {
+			// Some clients leave the plugin name unterminated at the end.
+			r.Plugin, p = string(p), nil
+		}
+	}
+	if r.Caps&mysql.CLIENT_CONNECT_ATTRS != 0 && len(p) > 0 {
+		n, _, size := mysql.LengthEncodedInt(p)
+		if size == 0 || n > uint64(len(p)-size) {
+			return nil, errors.New("malformed connection attributes")
+		}
+		r.Attrs = p[:size+int(n)]
+	}
+	return r, nil
+}
+
+func (r *HandshakeResponse) sslRequest(caps uint32) []byte {
+	p := binary.LittleEndian.AppendUint32(nil, caps)
+	p = binary.LittleEndian.AppendUint32(p, r.MaxPacket)
+	p = append(p, r.Charset)
+	return append(p, r.Reserved[:]...)
+}
+
+func (r *HandshakeResponse) encode(caps uint32, auth []byte, plugin string) []byte {
+	p := r.sslRequest(caps)
+	p = append(p, r.User...)
+	p = append(p, 0)
+	p = append(p, mysql.PutLengthEncodedInt(uint64(len(auth)))...)
+	p = append(p, auth...)
+	if caps&mysql.CLIENT_CONNECT_WITH_DB != 0 {
+		p = append(p, r.DB...)
+		p = append(p, 0)
+	}
+	p = append(p, plugin...)
+	p = append(p, 0)
+	if caps&mysql.CLIENT_CONNECT_ATTRS != 0 && len(r.Attrs) > 0 {
+		p = append(p, r.Attrs...)
+	}
+	return p
+}
+
+// mysqlIDs maps the connection ids the gateway hands to MySQL clients to the
+// database's thread ids, for KILL.
+type mysqlIDs struct {
+	mu sync.Mutex
+	m  map[uint32]mysqlThread
+}
+
+type mysqlThread struct {
+	db       *Database
+	thread   uint32
+	identity string
+}
+
+func (m *mysqlIDs) set(id uint32, t mysqlThread) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m = map[uint32]mysqlThread{}
+	}
+	m.m[id] = t
+}
+
+func (m *mysqlIDs) remove(id uint32) {
+	m.mu.Lock()
+	delete(m.m, id)
+	m.mu.Unlock()
+}
+
+func (m *mysqlIDs) get(id uint32) (mysqlThread, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.m[id]
+	return t, ok
+}
+
+func (s *session) runMySQL() {
+	_ = s.client.SetDeadline(time.Now().Add(loginTimeout))
+	gateway := s.db == nil
+	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
+	defer cancel()
+	var backend net.Conn
+	var g *mysqlGreeting
+	offer := &mysqlGreeting{version: "8.0.36-rdsgate", threadID: s.id, caps: gatewayCaps | mysql.CLIENT_SSL, charset: 45, status: mysql.SERVER_STATUS_AUTOCOMMIT,
+		plugin: "mysql_native_password"}
+	if !gateway {
+		// Sidecar: greet the client as the database does, with its thread
+		// id, so the client's KILL QUERY reaches the right thread.
+		var err error
+		if backend, g, err = s.mysqlGreeting(ctx); err != nil {
+			s.count("backend_error")
+			s.logger().Warn("cannot reach the database", "error", err)
+			_ = writeMySQLPacket(s.client, 0, mysqlErr(2003, "HY000", "rdsgate: "+err.Error()))
+			return
+		}
+		offer = &mysqlGreeting{version: g.version, threadID: g.threadID, caps: g.caps & relayableCaps, charset: g.charset, status: g.status,
+			reserved: g.reserved, plugin: "mysql_native_password"}
+	}
+	offer.salt = make([]byte, 20)
+	_, _ = rand.Read(offer.salt)
+	for i := range offer.salt {
+		offer.salt[i] = offer.salt[i]&0x7f | 1
+	}
+	if err := writeMySQLPacket(s.client, 0, offer.encode()); err != nil {
+		return
+	}
+	var conn net.Conn = s.client
+	seq, p, err := readMySQLPacket(conn)
+	if err != nil {
+		s.count("client_error")
+		return
+	}
+	if len(p) == 32 && binary.LittleEndian.Uint32(p)&mysql.CLIENT_SSL != 0 {
+		if !gateway {
+			return // not offered; the client gives up on its own
+		}
+		tc := tls.Server(conn, s.srv.gatewayTLS)
+		if err := tc.Handshake(); err != nil {
+			s.count("client_error")
+			s.logger().Info("client TLS handshake failed", "error", err)
+			return
+		}
+		conn = tc
+		if seq, p, err = readMySQLPacket(conn); err != nil {
+			s.count("client_error")
+			return
+		}
+	}
+	resp, err := ParseHandshakeResponse(p)
+	if err != nil {
+		s.count("client_error")
+		_ = writeMySQLPacket(conn, seq+1, mysqlErr(1043, "08S01", "rdsgate: bad handshake: "+err.Error()))
+		return
+	}
+	s.user, s.dbName = resp.User, resp.DB
+	deny := func(reason, msg string) {
+		s.count("denied")
+		s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), reason).Inc()
+		s.logger().Warn("connection denied", "reason", reason, "detail", msg, "db_name", sanitize(s.dbName))
+		_ = writeMySQLPacket(conn, seq+1, mysqlErr(1045, "28000", msg))
+	}
+	if gateway {
+		target, dbName, err := s.route(conn, resp.DB)
+		if err != nil {
+			deny("routing", "rdsgate: "+err.Error())
+			return
+		}
+		s.db, s.dbName = target, dbName
+		if s.db.Protocol != ProtocolMySQL {
+			deny("routing", fmt.Sprintf("rdsgate: %s is a %s database; connect to the gateway's %s listener", s.db.Name, s.db.Protocol, s.db.Protocol))
+			return
+		}
+		if reason, msg := s.authorize(conn); msg != "" {
+			deny(reason, msg)
+			return
+		}
+		resp.DB = dbName
+		if dbName == "" {
+			resp.Caps &^= mysql.CLIENT_CONNECT_WITH_DB
+		} else {
+			resp.Caps |= mysql.CLIENT_CONNECT_WITH_DB
+		}
+		if backend, g, err = s.mysqlGreeting(ctx); err != nil {
+			s.count("backend_error")
+			s.logger().Warn("cannot reach the database", "error", err)
+			_ = writeMySQLPacket(conn, seq+1, mysqlErr(2003, "HY000", "rdsgate: "+err.Error()))
+			return
+		}
+	} else if !s.db.allowsUser(s.user) {
+		deny("db_user", fmt.Sprintf("rdsgate: database user '%s' may not connect to %s (allowed: %s)", sanitize(s.user), s.db.Name, strings.Join(s.db.DBUsers, ", ")))
+		return
+	}
+
+	start := time.Now()
+	tc, br, ok, err := s.loginMySQL(ctx, backend, g, resp)
+	if err != nil {
+		var refused *mysqlRefusal
+		switch {
+		case errors.As(err, &refused):
+			s.count("auth_failed")
+			s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), "database_refused_token").Inc()
+			s.logger().Warn("the database refused the login", "code", refused.code, "error", refused.msg, "hint", refusedTokenHint(s.db, s.user))
+			_ = writeMySQLPacket(conn, seq+1, refused.packet)
+		default:
+			s.count("backend_error")
+			s.logger().Warn("login to the database failed", "error", err)
+			_ = writeMySQLPacket(conn, seq+1, mysqlErr(2013, "HY000", "rdsgate: "+err.Error()))
+		}
+		return
+	}
+	s.srv.metrics.dialSeconds.WithLabelValues(s.db.Name).Observe(time.Since(start).Seconds())
+	if err := writeMySQLPacket(conn, seq+1, ok); err != nil {
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+	s.count("ok")
+	s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
+	defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
+	s.logger().Info("session started", "db_name", sanitize(s.dbName), "thread_id", g.threadID, "login_ms", time.Since(start).Milliseconds())
+	defer func() {
+		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
+	}()
+	var pending []byte
+	if n := br.Buffered(); n > 0 {
+		pending, _ = br.Peek(n)
+		pending = append([]byte(nil), pending...)
+	}
+	if gateway {
+		s.srv.mysqlIDs.set(s.id, mysqlThread{db: s.db, thread: g.threadID, identity: s.identity})
+		defer s.srv.mysqlIDs.remove(s.id)
+		s.relayMySQLGateway(conn, tc, pending)
+		return
+	}
+	s.relay(conn, tc, nil, pending)
+}
+
+// mysqlGreeting connects to the database and reads its greeting.
+func (s *session) mysqlGreeting(ctx context.Context) (net.Conn, *mysqlGreeting, error) {
+	raw, err := s.dial(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	_, p, err := readMySQLPacket(raw)
+	if err != nil {
+		return nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection before greeting: %v", s.db.Name, err)}
+	}
+	if len(p) > 3 && p[0] == 0xff {
+		return nil, nil, &backendError{msg: fmt.Sprintf("%s refused the connection: %s", s.db.Name, string(p[3:]))}
+	}
+	g, err := parseMySQLGreeting(p)
+	if err != nil {
+		return nil, nil, &backendError{msg: fmt.Sprintf("%s: %v", s.db.Name, err)}
+	}
+	if g.caps&mysql.CLIENT_SSL == 0 {
+		return nil, nil, &backendError{msg: fmt.Sprintf("%s does not offer TLS; rdsgate sends IAM tokens only over verified TLS", s.db.Name)}
+	}
+	return raw, g, nil
+}
+
+// mysqlRefusal is an error packet from the database during login.
+type mysqlRefusal struct {
+	code   uint16
+	msg    string
+	packet []byte
+}
+
+func (e *mysqlRefusal) Error() string { return fmt.Sprintf("ERROR %d: %s", e.code, e.msg) }
+
+// loginMySQL upgrades the database connection to TLS and logs in with the
+// client's capabilities and an IAM token over mysql_clear_password. It
+// returns the OK packet for the client.
+func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse) (net.Conn, *bufio.Reader, []byte, error) {
+	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
+	if err != nil {
+		return nil, nil, nil, &backendError{msg: err.Error()}
+	}
+	caps := (resp.Caps & relayableCaps & g.caps) | mysql.CLIENT_SSL | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION |
+		mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+	if err := writeMySQLPacket(raw, 1, resp.sslRequest(caps)); err != nil {
+		return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
+	}
+	tc, err := s.startTLS(raw)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_ = tc.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	defer tc.SetDeadline(time.Time{})
+	auth := append([]byte(token), 0)
+	if err := writeMySQLPacket(tc, 2, resp.encode(caps, auth, "mysql_clear_password")); err != nil {
+		return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
+	}
+	br := bufio.NewReaderSize(tc, 4096)
+	for {
+		seq, p, err := readMySQLPacket(br)
+		if err != nil {
+			return nil, nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection during login: %v", s.db.Name, err)}
+		}
+		switch {
+		case len(p) == 0:
+			return nil, nil, nil, &backendError{msg: fmt.Sprintf("empty packet from %s during login", s.db.Name)}
+		case p[0] == 0x00:
+			return tc, br, p, nil
+		case p[0] == 0xff:
+			code, msg := uint16(0), ""
+			if len(p) >= 3 {
+				code = binary.LittleEndian.Uint16(p[1:])
+			}
+			if len(p) > 9 && p[3] == '#' {
+				msg = string(p[9:])
+			}
+			return nil, nil, nil, &mysqlRefusal{code: code, msg: msg, packet: p}
+		case p[0] == 0xfe:
+			name, _, _ := bytes.Cut(p[1:], []byte{0})
+			if string(name) != "mysql_clear_password" {
+				return nil, nil, nil, &backendError{msg: fmt.Sprintf("%s wants %s to log in with %s, not an IAM token: %s", s.db.Name, s.user, name, refusedTokenHint(s.db, s.user))}
+			}
+			if err := writeMySQLPacket(tc, seq+1, auth); err != nil {
+				return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
+			}
+		default:
+			return nil, nil, nil, &backendError{msg: fmt.Sprintf("unexpected login packet 0x%02x from %s", p[0], s.db.Name)}
+		}
+	}
+}
+
+// killRe matches the statement MySQL clients send to cancel a query.
+var killRe = regexp.MustCompile(`(?i)^\s*KILL\s+((?:QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$`)
+
+// rewriteKill translates a gateway connection id in KILL to the database's
+// thread id, for the same identity only.
+func (s *session) rewriteKill(payload []byte) []byte {
+	m := killRe.FindSubmatch(payload[1:])
+	if m == nil {
+		return payload
+	}
+	id, err := strconv.ParseUint(string(m[2]), 10, 32)
+	if err != nil {
+		return payload
+	}
+	t, ok := s.srv.mysqlIDs.get(uint32(id))
+	if !ok || t.db != s.db || t.identity != s.identity {
+		// Not a connection of this client through this database: thread 0
+		// does not exist, so the database answers "Unknown thread id".
+		return append([]byte{payload[0]}, fmt.Sprintf("KILL %s0", m[1])...)
+	}
+	s.logger().Info("KILL passed to the database", "connection", id, "thread_id", t.thread)
+	return append([]byte{payload[0]}, fmt.Sprintf("KILL %s%d", m[1], t.thread)...)
+}
+
+// relayMySQLGateway relays like relay, but reads the client's packets to
+// translate KILL statements.
+func (s *session) relayMySQLGateway(client, backend net.Conn, toClient []byte) {
+	up := s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_database")
+	down := s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_client")
+	if len(toClient) > 0 {
+		if _, err := client.Write(toClient); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pump(client, backend, down)
+		s.close()
+	}()
+	br := bufio.NewReaderSize(client, relayBufferSize)
+	continued := false
+	for {
+		var hdr [4]byte
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			break
+		}
+		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
+		payload := make([]byte, n)
+		if _, err := io.ReadFull(br, payload); err != nil {
+			break
+		}
+		if !continued && n > 0 && n < 128 && payload[0] == mysql.COM_QUERY {
+			payload = s.rewriteKill(payload)
+			n = len(payload)
+			hdr[0], hdr[1], hdr[2] = byte(n), byte(n>>8), byte(n>>16)
+		}
+		continued = n == 0xffffff
+		if _, err := backend.Write(append(hdr[:], payload...)); err != nil {
+			break
+		}
+		up.Add(float64(4 + n))
+	}
+	s.close()
+	<-done
+}

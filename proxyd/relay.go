@@ -1,0 +1,61 @@
+package proxyd
+
+import (
+	"net"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// relayBufferSize holds a whole TLS record's plaintext, so each read from
+// the database returns at most one record's worth and nothing is split.
+const relayBufferSize = 16 << 10
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, relayBufferSize); return &b }}
+
+// relay copies between the client and the database until either side
+// ends. Bytes read during the login that belong to the session are sent
+// first.
+func (s *session) relay(client, backend net.Conn, toBackend, toClient []byte) {
+	db := s.dbLabel()
+	up := s.srv.metrics.bytes.WithLabelValues(db, "to_database")
+	down := s.srv.metrics.bytes.WithLabelValues(db, "to_client")
+	if len(toClient) > 0 {
+		if _, err := client.Write(toClient); err != nil {
+			return
+		}
+	}
+	if len(toBackend) > 0 {
+		if _, err := backend.Write(toBackend); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pump(client, backend, down)
+		s.close()
+	}()
+	pump(backend, client, up)
+	s.close()
+	<-done
+}
+
+// pump copies src to dst until either fails.
+func pump(dst, src net.Conn, counter prometheus.Counter) {
+	bp := bufferPool.Get().(*[]byte)
+	defer bufferPool.Put(bp)
+	buf := *bp
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+			counter.Add(float64(n))
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,331 @@
+package proxyd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is a running proxy.
+type Server struct {
+	cfg        *Config
+	log        *slog.Logger
+	metrics    *metrics
+	creds      *credentials
+	base       roleRef
+	backendCAs *x509.CertPool
+	gatewayTLS *tls.Config
+	rbac       *RBAC
+	awsConfig  *aws.Config
+
+	listeners map[string]net.Listener // by database name, or gateway-postgres/gateway-mysql
+	health    *http.Server
+	healthLn  net.Listener
+
+	mu       sync.Mutex
+	conns    map[*session]struct{}
+	active   atomic.Int64
+	stopping atomic.Bool
+	started  atomic.Bool
+	wg       sync.WaitGroup
+	nextID   atomic.Uint32
+	cancels  cancelRegistry
+	mysqlIDs mysqlIDs
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger; every handler is wrapped so secrets are
+// redacted.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *Server) { s.log = slog.New(NewRedactingHandler(l.Handler())) }
+}
+
+// WithAWSConfig replaces the SDK's default configuration (tests, and
+// callers that hold credentials already).
+func WithAWSConfig(cfg aws.Config) Option { return func(s *Server) { s.awsConfig = &cfg } }
+
+// New prepares a proxy from a validated configuration.
+func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
+		base: roleRef{cfg.AssumeRoleARN, cfg.ExternalID}}
+	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
+	for _, o := range opts {
+		o(s)
+	}
+	pem, err := os.ReadFile(cfg.CABundle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
+	}
+	s.backendCAs = x509.NewCertPool()
+	if !s.backendCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates (download the RDS bundle from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", ErrConfig, cfg.CABundle)
+	}
+	if s.awsConfig == nil {
+		opts := []func(*config.LoadOptions) error{}
+		if cfg.Region != "" {
+			opts = append(opts, config.WithRegion(cfg.Region))
+		}
+		c, err := config.LoadDefaultConfig(ctx, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("loading AWS configuration: %w", err)
+		}
+		s.awsConfig = &c
+	}
+	if s.awsConfig.Region == "" {
+		s.awsConfig.Region = cfg.Databases[0].Region
+	}
+	s.creds = newCredentials(*s.awsConfig, s.metrics)
+	if g := cfg.Gateway; g != nil {
+		if s.gatewayTLS, err = gatewayTLSConfig(g); err != nil {
+			return nil, err
+		}
+		if s.rbac, err = LoadRBAC(g.RBACFile); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func logLevel(l string) slog.Level {
+	switch l {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(g.TLSCert, g.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gateway tls_cert/tls_key: %v", ErrConfig, err)
+	}
+	pem, err := os.ReadFile(g.ClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("%w: gateway client_ca: %v", ErrConfig, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: gateway client_ca %s holds no PEM certificates", ErrConfig, g.ClientCA)
+	}
+	// Client certificates are checked here, not by tls.Config: a client
+	// without one gets a protocol-level error it can show, not a TLS alert.
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Start opens the listeners and the health endpoints and serves until
+// Shutdown.
+func (s *Server) Start() error {
+	listen := func(addr string) (net.Listener, error) {
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			_ = os.Remove(path)
+			return net.Listen("unix", path)
+		}
+		return net.Listen("tcp", addr)
+	}
+	fail := func(what, addr string, err error) error {
+		s.closeListeners()
+		hint := ""
+		if errors.Is(err, syscallEADDRINUSE) {
+			hint = ": another process listens there (a local database?); pick another address"
+		}
+		return fmt.Errorf("%s: listen on %s: %v%s", what, addr, err, hint)
+	}
+	for i := range s.cfg.Databases {
+		db := &s.cfg.Databases[i]
+		if db.Listen == "" {
+			continue
+		}
+		ln, err := listen(db.Listen)
+		if err != nil {
+			return fail("database "+db.Name, db.Listen, err)
+		}
+		s.listeners[db.Name] = ln
+		s.serve(ln, db, db.Protocol)
+	}
+	if g := s.cfg.Gateway; g != nil {
+		for proto, addr := range map[string]string{ProtocolPostgres: g.ListenPostgres, ProtocolMySQL: g.ListenMySQL} {
+			if addr == "" {
+				continue
+			}
+			ln, err := listen(addr)
+			if err != nil {
+				return fail("gateway", addr, err)
+			}
+			s.listeners["gateway-"+proto] = ln
+			s.serve(ln, nil, proto)
+		}
+	}
+	if s.cfg.HealthAddress != "" {
+		ln, err := net.Listen("tcp", s.cfg.HealthAddress)
+		if err != nil {
+			return fail("health", s.cfg.HealthAddress, err)
+		}
+		s.healthLn = ln
+		s.health = &http.Server{Handler: s.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.health.Serve(ln) }()
+	}
+	s.started.Store(true)
+	names := make([]string, 0, len(s.listeners))
+	for name, ln := range s.listeners {
+		names = append(names, name+"="+ln.Addr().String())
+	}
+	sort.Strings(names)
+	s.log.Info("rdsgate proxy started", "listeners", strings.Join(names, " "), "databases", len(s.cfg.Databases))
+	return nil
+}
+
+// Addr returns where a listener ended up ("" when there is none): a
+// database name, or gateway-postgres / gateway-mysql.
+func (s *Server) Addr(name string) string {
+	if ln, ok := s.listeners[name]; ok {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// HealthAddr returns the health endpoint's address.
+func (s *Server) HealthAddr() string {
+	if s.healthLn == nil {
+		return ""
+	}
+	return s.healthLn.Addr().String()
+}
+
+// Active returns the number of open client connections.
+func (s *Server) Active() int { return int(s.active.Load()) }
+
+func (s *Server) serve(ln net.Listener, db *Database, proto string) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if s.stopping.Load() || errors.Is(err, net.ErrClosed) {
+					return
+				}
+				s.log.Warn("accept failed", "error", err)
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			sess := &session{srv: s, client: c, db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{})}
+			if s.active.Add(1) > int64(s.cfg.MaxConnections) {
+				s.active.Add(-1)
+				go sess.refuseTooMany()
+				continue
+			}
+			s.track(sess, true)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer s.active.Add(-1)
+				defer s.track(sess, false)
+				sess.run()
+			}()
+		}
+	}()
+}
+
+func (s *Server) track(sess *session, add bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if add {
+		s.conns[sess] = struct{}{}
+	} else {
+		delete(s.conns, sess)
+	}
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// Shutdown stops accepting, waits for open connections to finish until ctx
+// is done, then closes what is left and reports it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.closeListeners()
+	s.log.Info("shutting down: no new connections; waiting for open ones", "open", s.Active())
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.mu.Lock()
+		var open []string
+		for sess := range s.conns {
+			open = append(open, sess.describe())
+			sess.close()
+		}
+		s.mu.Unlock()
+		sort.Strings(open)
+		err = fmt.Errorf("closed %d connections still open after the drain limit: %s", len(open), strings.Join(open, "; "))
+		s.log.Warn("drain limit reached", "closed", len(open), "connections", strings.Join(open, "; "))
+		<-done
+	}
+	if s.health != nil {
+		_ = s.health.Close()
+	}
+	s.log.Info("rdsgate proxy stopped")
+	return err
+}
+
+// Close stops at once.
+func (s *Server) Close() {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.Shutdown(ctx)
+}
+
+func (s *Server) healthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/startup", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.started.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/liveness", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readiness", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case !s.started.Load():
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		case s.stopping.Load():
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		case s.Active() >= s.cfg.MaxConnections:
+			http.Error(w, fmt.Sprintf("at max connections (%d)", s.cfg.MaxConnections), http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,243 @@
+package proxyd
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var syscallEADDRINUSE = syscall.EADDRINUSE
+
+// session is one client connection and, once logged in, its database
+// connection.
+type session struct {
+	srv      *Server
+	client   net.Conn
+	backend  net.Conn
+	db       *Database // nil in gateway mode until routed
+	proto    string
+	id       uint32
+	started  time.Time
+	user     string
+	dbName   string
+	identity string // gateway: the client certificate's identity
+	closed   atomic.Bool
+	done     chan struct{} // closed with the session
+	mu       sync.Mutex
+}
+
+func (s *session) run() {
+	defer s.close()
+	switch s.proto {
+	case ProtocolPostgres:
+		s.runPostgres()
+	case ProtocolMySQL:
+		s.runMySQL()
+	}
+}
+
+func (s *session) close() {
+	if s.closed.Swap(true) {
+		return
+	}
+	close(s.done)
+	s.client.Close()
+	s.mu.Lock()
+	b := s.backend
+	s.mu.Unlock()
+	if b != nil {
+		b.Close()
+	}
+}
+
+func (s *session) dbLabel() string {
+	if s.db != nil {
+		return s.db.Name
+	}
+	return "gateway"
+}
+
+func (s *session) describe() string {
+	return fmt.Sprintf("#%d %s user=%s from %s for %s", s.id, s.dbLabel(), s.user, s.client.RemoteAddr(), time.Since(s.started).Round(time.Second))
+}
+
+func (s *session) logger() *slog.Logger {
+	l := s.srv.log.With("conn", s.id, "database", s.dbLabel(), "client", s.client.RemoteAddr().String())
+	if s.user != "" {
+		l = l.With("db_user", s.user)
+	}
+	if s.identity != "" {
+		l = l.With("identity", s.identity)
+	}
+	return l
+}
+
+func (s *session) count(result string) {
+	s.srv.metrics.connections.WithLabelValues(s.dbLabel(), result).Inc()
+}
+
+// refuseTooMany answers a client the proxy has no room for.
+func (s *session) refuseTooMany() {
+	defer s.client.Close()
+	s.count("refused")
+	msg := fmt.Sprintf("rdsgate: too many connections (max_connections is %d)", s.srv.cfg.MaxConnections)
+	_ = s.client.SetDeadline(time.Now().Add(5 * time.Second))
+	switch s.proto {
+	case ProtocolPostgres:
+		// A client sends its startup packet first; answer it with the error.
+		if _, err := readStartup(s.client); err == nil {
+			_, _ = s.client.Write(pgError("FATAL", "53300", msg, ""))
+		}
+	case ProtocolMySQL:
+		_ = writeMySQLPacket(s.client, 0, mysqlErr(1040, "08004", msg))
+	}
+	s.srv.log.Warn("connection refused: at max_connections", "client", s.client.RemoteAddr().String(), "max_connections", s.srv.cfg.MaxConnections)
+}
+
+// dial connects to the database over TCP, with the configured timeout and a
+// message that says what to check when it fails.
+func (s *session) dial(ctx context.Context) (net.Conn, error) {
+	timeout := time.Duration(s.srv.cfg.DialTimeout)
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	c, err := d.DialContext(ctx, "tcp", s.db.Endpoint)
+	if err != nil {
+		return nil, dialError(s.db, timeout, err)
+	}
+	s.mu.Lock()
+	s.backend = c
+	s.mu.Unlock()
+	if s.closed.Load() {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return c, nil
+}
+
+// dialError explains a failed connection to a database.
+func dialError(db *Database, timeout time.Duration, err error) error {
+	host, port, _ := net.SplitHostPort(db.Endpoint)
+	var dnsErr *net.DNSError
+	var hint string
+	switch {
+	case errors.As(err, &dnsErr):
+		hint = fmt.Sprintf("the host %s does not resolve: check the endpoint (aws rds describe-db-instances); private endpoints resolve only inside their VPC", host)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		hint = fmt.Sprintf("nothing accepts connections on %s: check the port and that the database is available", db.Endpoint)
+	case isTimeout(err):
+		hint = fmt.Sprintf("no answer within %s: check that the database's security group allows port %s from this proxy, that `nc -zv %s %s` connects from this host, and the routing to its VPC", timeout, port, host, port)
+	default:
+		hint = fmt.Sprintf("check that `nc -zv %s %s` connects from this host", host, port)
+	}
+	return &backendError{msg: fmt.Sprintf("cannot connect to %s at %s: %v; %s", db.Name, db.Endpoint, err, hint)}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// backendError is a failure on the database side, with a message that is
+// safe to show the client.
+type backendError struct{ msg string }
+
+func (e *backendError) Error() string { return e.msg }
+
+// startTLS upgrades a database connection, verifying the server against the
+// CA bundle and the endpoint's host name (verify-full).
+func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
+	name := s.db.TLSServerName
+	if name == "" {
+		name = s.db.host()
+	}
+	tc := tls.Client(raw, &tls.Config{RootCAs: s.srv.backendCAs, ServerName: name, MinVersion: tls.VersionTLS12})
+	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	err := tc.Handshake()
+	_ = raw.SetDeadline(time.Time{})
+	if err != nil {
+		var unknown x509.UnknownAuthorityError
+		var host x509.HostnameError
+		switch {
+		case errors.As(err, &unknown):
+			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s does not verify against ca_bundle %s: use the RDS CA bundle of its region (%v)", s.db.Name, s.srv.cfg.CABundle, err)}
+		case errors.As(err, &host):
+			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s is not for %s: connect to the endpoint RDS gives, or set tls_server_name (%v)", s.db.Name, name, err)}
+		}
+		return nil, &backendError{msg: fmt.Sprintf("TLS with %s failed: %v", s.db.Name, err)}
+	}
+	s.mu.Lock()
+	s.backend = tc
+	s.mu.Unlock()
+	return tc, nil
+}
+
+// refusedTokenHint says what to check when a database refuses the token.
+func refusedTokenHint(db *Database, user string) string {
+	return fmt.Sprintf("check that IAM database authentication is enabled on %s (rdsgate enable-iam-auth), that %s was created for IAM (rdsgate db-user-sql), "+
+		"and that the proxy's role may rds-db:connect to it as %s (rdsgate doctor, rdsgate drift)", db.Name, user, user)
+}
+
+// cancelRegistry maps the cancel keys the proxy hands to PostgreSQL clients
+// to the database's own, so a client can only cancel its own queries.
+type cancelRegistry struct {
+	mu sync.Mutex
+	m  map[uint64]cancelTarget
+}
+
+type cancelTarget struct {
+	db     *Database
+	pid    uint32
+	secret []byte
+}
+
+func (r *cancelRegistry) add(id uint32, t cancelTarget) (pid, secret uint32) {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	secret = binary.BigEndian.Uint32(b[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[uint64]cancelTarget{}
+	}
+	r.m[uint64(id)<<32|uint64(secret)] = t
+	return id, secret
+}
+
+func (r *cancelRegistry) remove(pid, secret uint32) {
+	r.mu.Lock()
+	delete(r.m, uint64(pid)<<32|uint64(secret))
+	r.mu.Unlock()
+}
+
+func (r *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) {
+	if len(secret) != 4 {
+		return cancelTarget{}, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.m[uint64(pid)<<32|uint64(binary.BigEndian.Uint32(secret))]
+	return t, ok
+}
+
+// sanitize keeps a client-provided string printable and short for logs.
+func sanitize(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
