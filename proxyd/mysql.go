@@ -124,9 +124,14 @@ func (g *mysqlGreeting) encode() []byte {
 	p = append(p, g.charset)
 	p = binary.LittleEndian.AppendUint16(p, g.status)
 	p = binary.LittleEndian.AppendUint16(p, uint16(g.caps>>16))
-	p = append(p, byte(len(g.salt)+1))
+	// The second part of the salt is at least 12 bytes and a NUL.
+	part2 := append([]byte(nil), g.salt[8:]...)
+	for len(part2) < 12 {
+		part2 = append(part2, 0)
+	}
+	p = append(p, byte(8+len(part2)+1))
 	p = append(p, g.reserved[:]...)
-	p = append(p, g.salt[8:]...)
+	p = append(p, part2...)
 	p = append(p, 0)
 	p = append(p, g.plugin...)
 	return append(p, 0)
@@ -172,8 +177,8 @@ func ParseHandshakeResponse(p []byte) (*HandshakeResponse, error) {
 	}
 	switch {
 	case r.Caps&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		n, isNull, size := mysql.LengthEncodedInt(p)
-		if isNull || size == 0 || n > uint64(len(p)-size) {
+		n, size, ok := lenencInt(p)
+		if !ok || n > uint64(len(p)-size) {
 			return nil, errors.New("malformed auth data")
 		}
 		r.Auth, p = p[size:size+int(n)], p[size+int(n):]
@@ -201,13 +206,42 @@ func ParseHandshakeResponse(p []byte) (*HandshakeResponse, error) {
 		}
 	}
 	if r.Caps&mysql.CLIENT_CONNECT_ATTRS != 0 && len(p) > 0 {
-		n, _, size := mysql.LengthEncodedInt(p)
-		if size == 0 || n > uint64(len(p)-size) {
+		n, size, ok := lenencInt(p)
+		if !ok || n > uint64(len(p)-size) {
 			return nil, errors.New("malformed connection attributes")
 		}
 		r.Attrs = p[:size+int(n)]
 	}
 	return r, nil
+}
+
+// lenencInt decodes a length-encoded integer, refusing truncated input
+// (go-mysql's LengthEncodedInt indexes past the end of a short buffer, which
+// a client could use to crash the proxy).
+func lenencInt(p []byte) (n uint64, size int, ok bool) {
+	if len(p) == 0 {
+		return 0, 0, false
+	}
+	switch p[0] {
+	case 0xfb, 0xff: // NULL, or not an integer
+		return 0, 0, false
+	case 0xfc:
+		if len(p) < 3 {
+			return 0, 0, false
+		}
+		return uint64(binary.LittleEndian.Uint16(p[1:])), 3, true
+	case 0xfd:
+		if len(p) < 4 {
+			return 0, 0, false
+		}
+		return uint64(p[1]) | uint64(p[2])<<8 | uint64(p[3])<<16, 4, true
+	case 0xfe:
+		if len(p) < 9 {
+			return 0, 0, false
+		}
+		return binary.LittleEndian.Uint64(p[1:]), 9, true
+	}
+	return uint64(p[0]), 1, true
 }
 
 func (r *HandshakeResponse) sslRequest(caps uint32) []byte {

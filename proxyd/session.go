@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,13 @@ type session struct {
 
 func (s *session) run() {
 	defer s.close()
+	defer func() {
+		// A bug in one session must not end every other one.
+		if r := recover(); r != nil {
+			s.count("internal_error")
+			s.logger().Error("session panicked; closing it", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
 	switch s.proto {
 	case ProtocolPostgres:
 		s.runPostgres()

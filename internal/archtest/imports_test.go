@@ -17,9 +17,10 @@ var rules = map[string][]string{
 	"policies":  {},
 	"bootstrap": {"policies"},
 	"proxyd":    {},
-	"provider":  {"policies", "bootstrap"},
-	"cmd":       {"policies", "bootstrap", "proxyd", "provider"},
-	"internal":  {"policies", "bootstrap", "proxyd", "provider"},
+	// The adapters share helpers under internal/ (proxyconf).
+	"provider": {"policies", "bootstrap", "proxyd", "internal"},
+	"cmd":      {"policies", "bootstrap", "proxyd", "provider", "internal"},
+	"internal": {"policies", "bootstrap", "proxyd", "provider"},
 	// test/ holds test infrastructure (the RDS emulator) and end-to-end tests.
 	"test": {"internal"},
 }

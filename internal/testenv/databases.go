@@ -230,7 +230,12 @@ func StartMariaDB(t testing.TB, o MariaDBOptions) *MariaDB {
 	dir := serverDir(t, "rdsgate-mariadb-")
 	m := &MariaDB{Host: "127.0.0.1", Dir: dir, Socket: filepath.Join(dir, "mysqld.sock")}
 	data := filepath.Join(dir, "data")
-	args := []string{"--no-defaults", "--datadir=" + data, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	// Each server gets its own tmpdir: parallel installs collide in /tmp.
+	tmp := filepath.Join(dir, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--auth-root-authentication-method=normal", "--skip-test-db"}
 	if os.Getuid() == 0 {
 		args = append(args, "--user=root")
 	}
@@ -240,7 +245,7 @@ func StartMariaDB(t testing.TB, o MariaDBOptions) *MariaDB {
 	m.CA = NewCA(t, dir)
 	certFile, keyFile := m.CA.Issue(t, "mariadb-server", false, "localhost", "127.0.0.1")
 	m.Port = FreePort(t)
-	srv := []string{"--no-defaults", "--datadir=" + data, "--socket=" + m.Socket, "--port=" + strconv.Itoa(m.Port),
+	srv := []string{"--no-defaults", "--datadir=" + data, "--tmpdir=" + tmp, "--socket=" + m.Socket, "--port=" + strconv.Itoa(m.Port),
 		"--bind-address=127.0.0.1", "--pid-file=" + filepath.Join(dir, "mysqld.pid"), "--log-error=" + filepath.Join(dir, "error.log"),
 		"--ssl-ca=" + m.CA.PEMFile, "--ssl-cert=" + certFile, "--ssl-key=" + keyFile, "--skip-name-resolve",
 		"--max-connections=" + strconv.Itoa(o.MaxConnections), "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0",

@@ -2,7 +2,6 @@ package rdsemu
 
 import (
 	"crypto/tls"
-	"errors"
 	"io"
 	"net"
 	"strconv"
@@ -157,5 +156,3 @@ func relay(a, b net.Conn) {
 	b.Close()
 	<-done
 }
-
-var errClosed = errors.New("closed")

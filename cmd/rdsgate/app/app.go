@@ -89,6 +89,7 @@ func NewApp(opts ...Option) *cli.App {
 			dbUserSQLCommand(cfg),
 			driftCommand(cfg),
 			doctorCommand(cfg),
+			proxyCommand(cfg),
 		},
 		Action: unknownCommand,
 	}

@@ -1,0 +1,231 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/rdsgate/rdsgate/internal/proxyconf"
+	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/proxyd"
+)
+
+func proxyCommand(cfg *config) *cli.Command {
+	return &cli.Command{
+		Name:  "proxy",
+		Usage: "run the rdsgate proxy, or write its configuration",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "start",
+				Usage: "run the proxy with a configuration file",
+				Description: "Serves until SIGTERM or SIGINT: the first stops accepting, waits for open connections up to\n" +
+					"drain_timeout and exits 0; a second ends at once. Logs are JSON on standard error and never\n" +
+					"contain a token or a key.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"RDSGATE_PROXY_CONFIG"}, Usage: "configuration `FILE` (rdsgate proxy configure writes one)"},
+				},
+				Action: func(c *cli.Context) error { return proxyStart(c, cfg) },
+			},
+			{
+				Name:  "configure",
+				Usage: "write the proxy's configuration (and a systemd unit)",
+				Description: "Adds one database to the configuration file (creating it when missing):\n" +
+					"  rdsgate proxy configure --name orders --protocol postgres --uri orders.abc.us-east-1.rds.amazonaws.com:5432 \\\n" +
+					"    --region us-east-1 --db-user app --output /etc/rdsgate/proxy.json --systemd\n" +
+					"or writes one for every database of a shard plan, each reached through the role the plan\n" +
+					"put its permission on:\n" +
+					"  rdsgate proxy configure --plan plan.json --inventory inventory.json --output proxy.json",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "name", Usage: "the database's name, as clients and logs use it"},
+					&cli.StringFlag{Name: "protocol", Usage: "postgres or mysql"},
+					&cli.StringFlag{Name: "uri", Usage: "the database endpoint, host:port"},
+					&cli.StringFlag{Name: "region", EnvVars: []string{"RDSGATE_REGION"}, Usage: "AWS region of the database"},
+					&cli.StringFlag{Name: "assume-role-arn", Usage: "role that holds the database's rds-db:connect permission"},
+					&cli.StringFlag{Name: "external-id", Usage: "external id for --assume-role-arn"},
+					&cli.StringSliceFlag{Name: "db-user", Usage: "database user clients may connect as (repeat; default any)"},
+					&cli.StringFlag{Name: "listen", Usage: "where clients connect: host:port or unix:/path (default 127.0.0.1 and the next free port from 15432)"},
+					&cli.StringFlag{Name: "plan", Usage: "configure every database of this shard plan `FILE`"},
+					&cli.StringFlag{Name: "inventory", Usage: "the inventory `FILE` the plan was made from (endpoints and ports)"},
+					&cli.StringFlag{Name: "listen-host", Value: "127.0.0.1", Usage: "with --plan: host of the listeners, or unix:/dir for sockets"},
+					&cli.IntFlag{Name: "first-port", Value: 15432, Usage: "with --plan: port of the first database, in name order"},
+					&cli.StringFlag{Name: "ca-bundle", Value: "/etc/rdsgate/rds-ca-bundle.pem", Usage: "PEM bundle that verifies the databases (the RDS CA bundle)"},
+					&cli.StringFlag{Name: "health-address", Value: "127.0.0.1:9801", Usage: "address of /startup, /readiness, /liveness and /metrics"},
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "configuration `FILE` to write (required)"},
+					&cli.BoolFlag{Name: "systemd", Usage: "also write rdsgate-proxy.service next to the configuration"},
+					&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/rdsgate", Usage: "path of rdsgate in the systemd unit"},
+				},
+				Action: func(c *cli.Context) error { return proxyConfigure(c, cfg) },
+			},
+		},
+	}
+}
+
+func proxyStart(c *cli.Context, cfg *config) error {
+	path := c.String("config")
+	if path == "" {
+		return usageError("--config is required: the proxy's configuration file (rdsgate proxy configure writes one)")
+	}
+	pc, err := proxyd.LoadConfig(path)
+	if err != nil {
+		return &ExitError{Code: ExitUsage, Err: err}
+	}
+	logger := slog.New(slog.NewJSONHandler(cfg.stderr, &slog.HandlerOptions{Level: slogLevel(pc.LogLevel)}))
+	srv, err := proxyd.New(c.Context, pc, proxyd.WithLogger(logger))
+	if err != nil {
+		if errors.Is(err, proxyd.ErrConfig) {
+			return &ExitError{Code: ExitUsage, Err: err}
+		}
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+	first := <-signals
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(pc.DrainTimeout))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	select {
+	case <-done:
+		// Drained, or closed what was left at the limit: a clean stop.
+		return nil
+	case second := <-signals:
+		logger.Warn("second signal: stopping at once", "signal", second.String(), "first", first.String())
+		code := 130
+		if second == syscall.SIGTERM {
+			code = 143
+		}
+		return &ExitError{Code: code, Err: fmt.Errorf("stopped by a second %s", second), Silent: true}
+	}
+}
+
+func slogLevel(l string) slog.Level {
+	switch l {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
+}
+
+func proxyConfigure(c *cli.Context, cfg *config) error {
+	out := c.String("output")
+	if out == "" {
+		return usageError("--output is required: the configuration file to write")
+	}
+	var pc *proxyd.Config
+	if planPath := c.String("plan"); planPath != "" {
+		for _, f := range []string{"name", "protocol", "uri", "assume-role-arn", "listen"} {
+			if c.IsSet(f) {
+				return usageError("cannot specify --plan and --%s at the same time: with --plan every database comes from the plan", f)
+			}
+		}
+		if c.String("inventory") == "" {
+			return usageError("--plan needs --inventory, the file the plan was made from (for endpoints and ports)")
+		}
+		data, err := readInput(cfg, "plan", planPath)
+		if err != nil {
+			return err
+		}
+		plan, err := policies.ReadPlan(data, planPath)
+		if err != nil {
+			return err
+		}
+		invData, err := readInput(cfg, "inventory", c.String("inventory"))
+		if err != nil {
+			return err
+		}
+		inv, err := policies.ParseInventory(invData, c.String("inventory"))
+		if err != nil {
+			return err
+		}
+		if pc, err = proxyconf.FromPlan(plan, inv, proxyconf.Options{CABundle: c.String("ca-bundle"), HealthAddress: c.String("health-address"),
+			ListenHost: c.String("listen-host"), FirstPort: c.Int("first-port"), DBUsers: splitList(c.StringSlice("db-user"))}); err != nil {
+			return usageError("%v", err)
+		}
+	} else {
+		name, proto, uri, region := c.String("name"), c.String("protocol"), c.String("uri"), c.String("region")
+		switch {
+		case name == "" || proto == "" || uri == "":
+			return usageError("give --name, --protocol and --uri (or --plan and --inventory)")
+		case region == "":
+			return usageError("--region is required: tokens are signed for the database's region")
+		}
+		if err := oneOf("protocol", proto, proxyd.ProtocolPostgres, proxyd.ProtocolMySQL); err != nil {
+			return err
+		}
+		pc = &proxyd.Config{Region: region, CABundle: c.String("ca-bundle"), HealthAddress: c.String("health-address")}
+		if data, err := os.ReadFile(out); err == nil {
+			if pc, err = proxyd.ParseConfig(data, out); err != nil {
+				return usageError("%s exists but is not a valid configuration (%v): fix it or write another file", out, err)
+			}
+		}
+		listen := c.String("listen")
+		if listen == "" {
+			listen = nextListen(pc)
+		}
+		proxyconf.Merge(pc, proxyd.Database{Name: name, Protocol: proto, Endpoint: uri, Region: region, AssumeRoleARN: c.String("assume-role-arn"),
+			ExternalID: c.String("external-id"), DBUsers: splitList(c.StringSlice("db-user")), Listen: listen})
+		if err := pc.Validate(); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	data, err := proxyconf.JSON(pc)
+	if err != nil {
+		return err
+	}
+	if err := writeOutput(out, data); err != nil {
+		return err
+	}
+	fmt.Fprintf(cfg.stdout, "Wrote %s: %d databases.\n", out, len(pc.Databases))
+	for _, d := range pc.Databases {
+		via := "the proxy's own credentials"
+		if d.AssumeRoleARN != "" {
+			via = d.AssumeRoleARN
+		}
+		fmt.Fprintf(cfg.stdout, "  %-24s %-8s %s -> %s (as %s)\n", d.Name, d.Protocol, d.Listen, d.Endpoint, via)
+	}
+	if c.Bool("systemd") {
+		abs, _ := filepath.Abs(out)
+		unit := filepath.Join(filepath.Dir(out), "rdsgate-proxy.service")
+		if err := writeOutput(unit, []byte(proxyconf.SystemdUnit(c.String("binary"), abs, pc))); err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.stdout, "Wrote %s: install it with\n  sudo cp %s /etc/systemd/system/ && sudo systemctl daemon-reload && sudo systemctl enable --now rdsgate-proxy\n", unit, unit)
+	}
+	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
+	return nil
+}
+
+// nextListen picks a loopback port no database of the configuration uses.
+func nextListen(pc *proxyd.Config) string {
+	used := map[int]bool{}
+	for _, d := range pc.Databases {
+		if _, port, err := net.SplitHostPort(d.Listen); err == nil {
+			if p, err := strconv.Atoi(port); err == nil {
+				used[p] = true
+			}
+		}
+	}
+	p := 15432
+	for used[p] {
+		p++
+	}
+	return "127.0.0.1:" + strconv.Itoa(p)
+}

@@ -1,0 +1,166 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/proxyd"
+	"github.com/rdsgate/rdsgate/test/rdsemu"
+)
+
+func TestProxyConfigure(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "proxy.json")
+	r := run(t, "", "proxy", "configure", "--name", "orders", "--protocol", "postgres", "--uri", "orders.abc.us-east-1.rds.amazonaws.com:5432",
+		"--region", "us-east-1", "--db-user", "app", "--output", conf, "--systemd", "--ca-bundle", "/etc/rds.pem")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	r = run(t, "", "proxy", "configure", "--name", "billing", "--protocol", "mysql", "--uri", "billing.abc.us-east-1.rds.amazonaws.com:3306",
+		"--region", "us-east-1", "--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/p/p-shard-001", "--output", conf)
+	if r.code != 0 || !strings.Contains(r.stdout, "billing                  mysql    127.0.0.1:15433") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	pc, err := proxyd.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pc.Databases) != 2 || pc.Database("orders").Listen != "127.0.0.1:15432" || pc.Database("billing").AssumeRoleARN == "" {
+		t.Fatalf("config: %+v", pc.Databases)
+	}
+	unit, err := os.ReadFile(filepath.Join(dir, "rdsgate-proxy.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/rdsgate proxy start --config "+conf) || !strings.Contains(string(unit), "KillSignal=SIGTERM") {
+		t.Fatalf("unit: %v\n%s", err, unit)
+	}
+	for _, args := range [][]string{
+		{"--name", "x", "--protocol", "oracle", "--uri", "h:1", "--region", "r", "--output", conf},
+		{"--name", "x", "--protocol", "mysql", "--uri", "h", "--region", "r", "--output", conf},
+		{"--name", "x", "--protocol", "mysql", "--uri", "h:1", "--output", conf},
+		{"--plan", "p.json", "--output", conf},
+	} {
+		if r := run(t, "", append([]string{"proxy", "configure"}, args...)...); r.code != 2 {
+			t.Errorf("%v: exit %d %s", args, r.code, r.stderr)
+		}
+	}
+
+	// From a plan: every database, the shard ones through their shard role.
+	planFile := filepath.Join(dir, "plan.json")
+	if r := run(t, "", "shards", "plan", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--output", planFile); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	fromPlan := filepath.Join(dir, "fleet.json")
+	if r := run(t, "", "proxy", "configure", "--plan", planFile, "--inventory", sampleInventory, "--output", fromPlan); r.code != 0 {
+		t.Fatalf("from plan: %s", r.stderr)
+	}
+	fleet, err := proxyd.LoadConfig(fromPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan struct {
+		Databases []struct{ Name, Principal string }
+	}
+	data, _ := os.ReadFile(planFile)
+	_ = json.Unmarshal(data, &plan)
+	chained := 0
+	for _, d := range plan.Databases {
+		got := fleet.Database(d.Name)
+		if got == nil {
+			t.Fatalf("%s is missing from the proxy configuration", d.Name)
+		}
+		if (d.Principal != "rdsgate-proxy") != (got.AssumeRoleARN != "") {
+			t.Fatalf("%s is on %s but the proxy assumes %q", d.Name, d.Principal, got.AssumeRoleARN)
+		}
+		if got.AssumeRoleARN != "" {
+			chained++
+		}
+	}
+	if len(fleet.Databases) != 508 || chained == 0 {
+		t.Fatalf("%d databases, %d chained", len(fleet.Databases), chained)
+	}
+}
+
+// TestProxyStartAndSignals runs the real binary in front of PostgreSQL
+// behind the RDS emulator: it serves psql, drains on SIGTERM and exits 0,
+// and a second signal ends it at once.
+func TestProxyStartAndSignals(t *testing.T) {
+	bin := buildBinary(t)
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	keys := &rdsemu.Keys{}
+	keys.Add("AKIDCLITEST", "cli-test-secret", "")
+	emu := rdsemu.Postgres(t, pg, rdsemu.Options{Keys: keys})
+	pg.SQL(t, "postgres", "CREATE USER app; GRANT rds_iam TO app")
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "proxy.json")
+	port := strconv.Itoa(testenv.FreePort(t))
+	if r := run(t, "", "proxy", "configure", "--name", "pg", "--protocol", "postgres", "--uri", emu.Endpoint, "--region", "us-east-1",
+		"--listen", "127.0.0.1:"+port, "--ca-bundle", emu.CAFile, "--health-address", "127.0.0.1:0", "--output", conf); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	start := func() (*exec.Cmd, *bytes.Buffer) {
+		cmd := exec.Command(bin, "proxy", "start", "--config", conf)
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDCLITEST", "AWS_SECRET_ACCESS_KEY=cli-test-secret", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
+		var logs bytes.Buffer
+		cmd.Stderr = &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(logs.String(), "rdsgate proxy started") && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return cmd, &logs
+	}
+	dsn := "host=127.0.0.1 port=" + port + " user=app dbname=postgres sslmode=disable"
+	cmd, logs := start()
+	out, err := exec.Command("psql", "-X", "-A", "-t", dsn, "-c", "select 'through the proxy'").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "through the proxy" {
+		t.Fatalf("psql: %v %s\n%s", err, out, logs)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM with nothing open: %v\n%s", err, logs)
+	}
+	if !strings.Contains(logs.String(), "rdsgate proxy stopped") || strings.Contains(logs.String(), "cli-test-secret") || strings.Contains(logs.String(), "X-Amz-Signature") {
+		t.Fatalf("logs:\n%s", logs)
+	}
+
+	// A session that never ends: the first SIGTERM drains (up to 30s), the
+	// second one ends the proxy at once with 143.
+	cmd, logs = start()
+	hold := exec.Command("psql", "-X", dsn, "-c", "select pg_sleep(60)")
+	if err := hold.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Process.Kill()
+	time.Sleep(500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	time.Sleep(300 * time.Millisecond)
+	began := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 143 {
+		t.Fatalf("second SIGTERM: %v\n%s", err, logs)
+	}
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("the second signal took %s to end the proxy", took)
+	}
+
+	// A broken configuration is a usage error.
+	if err := os.WriteFile(conf, []byte(`{"databases":[]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := run(t, "", "proxy", "start", "--config", conf); r.code != 2 || !strings.Contains(r.stderr, "ca_bundle is required") {
+		t.Fatalf("bad config: %d %s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,158 @@
+// Package proxyconf turns rdsgate's plans into the proxy's configuration
+// and deployment files: the one place the command line and the Terraform
+// provider share, so both write the same files.
+package proxyconf
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/proxyd"
+)
+
+// Options shape a generated configuration.
+type Options struct {
+	CABundle      string
+	Region        string
+	HealthAddress string
+	// ListenHost and FirstPort give sidecar listeners host:port, one port per
+	// database in name order; ListenHost "unix:<dir>" gives sockets instead.
+	ListenHost string
+	FirstPort  int
+	// DBUsers limits the users of every database (default: the inventory's).
+	DBUsers []string
+}
+
+// FromPlan makes a sidecar configuration for every database of a plan: each
+// reaches its database as the principal the plan put its permission on
+// (the base role, or a shard role by role chaining).
+func FromPlan(plan *policies.Plan, inv *policies.Inventory, o Options) (*proxyd.Config, error) {
+	if o.ListenHost == "" {
+		o.ListenHost = "127.0.0.1"
+	}
+	if o.FirstPort == 0 {
+		o.FirstPort = 15432
+	}
+	byName := map[string]policies.Database{}
+	for _, db := range inv.Databases {
+		byName[db.Name] = db
+	}
+	principals := map[string]policies.PlanPrincipal{}
+	for _, pp := range plan.Principals {
+		principals[pp.Name] = pp
+	}
+	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress}
+	names := make([]string, 0, len(plan.Databases))
+	for _, d := range plan.Databases {
+		names = append(names, d.Name)
+	}
+	sort.Strings(names)
+	index := map[string]policies.PlanDatabase{}
+	for _, d := range plan.Databases {
+		index[d.Name] = d
+	}
+	for i, name := range names {
+		db, ok := byName[name]
+		if !ok {
+			return nil, fmt.Errorf("%w: database %s is in the plan but not in the inventory: use the inventory the plan was made from", policies.ErrInvalidInput, name)
+		}
+		if db.Endpoint == "" || db.Port == 0 {
+			return nil, fmt.Errorf("%w: database %s has no endpoint and port in the inventory (rdsgate discover fills them in)", policies.ErrInvalidInput, name)
+		}
+		entry := proxyd.Database{
+			Name:     name,
+			Protocol: db.Engine.Protocol(),
+			Endpoint: net.JoinHostPort(db.Endpoint, strconv.Itoa(db.Port)),
+			Region:   db.Region,
+			DBUsers:  db.DBUsers,
+			Labels:   db.Labels,
+		}
+		if len(o.DBUsers) > 0 {
+			entry.DBUsers = o.DBUsers
+		}
+		if len(entry.DBUsers) == 1 && entry.DBUsers[0] == "*" {
+			entry.DBUsers = nil
+		}
+		if pp, ok := principals[index[name].Principal]; ok && pp.Shard {
+			entry.AssumeRoleARN = pp.ARN
+			entry.ExternalID = plan.Settings.ExternalID
+		}
+		if dir, ok := strings.CutPrefix(o.ListenHost, "unix:"); ok {
+			entry.Listen = "unix:" + strings.TrimSuffix(dir, "/") + "/" + name + ".sock"
+		} else {
+			entry.Listen = net.JoinHostPort(o.ListenHost, strconv.Itoa(o.FirstPort+i))
+		}
+		cfg.Databases = append(cfg.Databases, entry)
+	}
+	if cfg.Region == "" && len(cfg.Databases) > 0 {
+		cfg.Region = cfg.Databases[0].Region
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// Merge adds or replaces databases (by name) in a configuration.
+func Merge(cfg *proxyd.Config, dbs ...proxyd.Database) {
+	for _, d := range dbs {
+		if existing := cfg.Database(d.Name); existing != nil {
+			*existing = d
+			continue
+		}
+		cfg.Databases = append(cfg.Databases, d)
+	}
+	sort.Slice(cfg.Databases, func(i, j int) bool { return cfg.Databases[i].Name < cfg.Databases[j].Name })
+}
+
+// JSON writes a configuration as the proxy reads it.
+func JSON(cfg *proxyd.Config) ([]byte, error) {
+	b, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
+}
+
+// SystemdUnit is a hardened unit that runs the proxy with a configuration
+// file. Stopping sends SIGTERM, which drains; systemd waits the drain limit
+// and a little more before it kills.
+func SystemdUnit(binary, configPath string, cfg *proxyd.Config) string {
+	drain := time.Duration(cfg.DrainTimeout)
+	if drain == 0 {
+		drain = proxyd.DefaultDrainTimeout
+	}
+	return fmt.Sprintf(`[Unit]
+Description=rdsgate proxy: IAM-authenticated access to RDS and Aurora
+Documentation=https://github.com/rdsgate/rdsgate
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=simple
+ExecStart=%s proxy start --config %s
+Restart=on-failure
+RestartSec=2
+KillSignal=SIGTERM
+TimeoutStopSec=%d
+User=rdsgate
+Group=rdsgate
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+ProtectKernelTunables=true
+ProtectControlGroups=true
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+LimitNOFILE=65536
+
+[Install]
+WantedBy=multi-user.target
+`, binary, configPath, int((drain + 5*time.Second).Seconds()))
+}

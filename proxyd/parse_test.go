@@ -1,0 +1,186 @@
+package proxyd
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func FuzzParseStartup(f *testing.F) {
+	sm, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgProtocol30, Parameters: map[string]string{"user": "app", "database": "orders/app"}}).Encode(nil)
+	f.Add(sm[4:])
+	f.Add([]byte{0x04, 0xd2, 0x16, 0x2f})
+	cr, _ := (&pgproto3.CancelRequest{ProcessID: 7, SecretKey: []byte{1, 2, 3, 4}}).Encode(nil)
+	f.Add(cr[4:])
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r, err := ParseStartup(body)
+		if err != nil {
+			return
+		}
+		switch r.Code {
+		case pgProtocol30, pgProtocol32:
+			if r.Parameters["user"] == "" {
+				t.Fatal("accepted a startup message without a user")
+			}
+			// What was parsed encodes and parses back the same.
+			again, err := (&pgproto3.StartupMessage{ProtocolVersion: r.Code, Parameters: r.Parameters}).Encode(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r2, err := ParseStartup(again[4:])
+			if err != nil || len(r2.Parameters) != len(r.Parameters) {
+				t.Fatalf("round trip: %v", err)
+			}
+		case pgCancelRequest:
+			if len(r.CancelKey) != len(body)-8 {
+				t.Fatal("cancel key length")
+			}
+		}
+	})
+}
+
+func FuzzParseHandshakeResponse(f *testing.F) {
+	r := &HandshakeResponse{Caps: gatewayCaps, MaxPacket: 1 << 24, Charset: 45, User: "app", Auth: []byte("token\x00"), DB: "orders/shop"}
+	f.Add(r.encode(r.Caps, r.Auth, "mysql_clear_password"))
+	f.Add(r.sslRequest(r.Caps | mysql.CLIENT_SSL))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		r, err := ParseHandshakeResponse(p)
+		if err != nil {
+			return
+		}
+		if r.Caps&mysql.CLIENT_PROTOCOL_41 == 0 {
+			t.Fatal("accepted a pre-4.1 handshake")
+		}
+		// Re-encoding with lenenc auth data parses back to the same user,
+		// database and auth data.
+		caps := r.Caps | mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+		if strings.ContainsRune(r.User, 0) || strings.ContainsRune(r.DB, 0) || strings.ContainsRune(r.Plugin, 0) {
+			return
+		}
+		again, err := ParseHandshakeResponse(r.encode(caps, r.Auth, r.Plugin))
+		if err != nil {
+			t.Fatalf("re-encoded response does not parse: %v", err)
+		}
+		if again.User != r.User || !bytes.Equal(again.Auth, r.Auth) || (r.Caps&mysql.CLIENT_CONNECT_WITH_DB != 0 && again.DB != r.DB) {
+			t.Fatalf("round trip changed the response: %+v vs %+v", again, r)
+		}
+	})
+}
+
+func FuzzParseMySQLGreeting(f *testing.F) {
+	g := &mysqlGreeting{version: "10.11.9-MariaDB", threadID: 42, salt: []byte("abcdefghijklmnopqrst"), caps: gatewayCaps | mysql.CLIENT_SSL, charset: 45, plugin: "mysql_native_password"}
+	f.Add(g.encode())
+	f.Fuzz(func(t *testing.T, p []byte) {
+		g, err := parseMySQLGreeting(p)
+		if err != nil || len(g.salt) < 8 || bytes.ContainsRune([]byte(g.version), 0) || strings.ContainsRune(g.plugin, 0) {
+			return
+		}
+		again, err := parseMySQLGreeting(g.encode())
+		if err != nil || again.threadID != g.threadID || again.version != g.version || again.caps != g.caps {
+			t.Fatalf("round trip: %v %+v vs %+v", err, again, g)
+		}
+	})
+}
+
+func TestConfigValidation(t *testing.T) {
+	t.Parallel()
+	ok := `{"region":"us-east-1","ca_bundle":"/etc/rds.pem","databases":[{"name":"orders","protocol":"postgres","endpoint":"orders.abc.us-east-1.rds.amazonaws.com:5432","listen":"127.0.0.1:5432"}]}`
+	if c, err := ParseConfig([]byte(ok), "proxy.json"); err != nil || c.MaxConnections != DefaultMaxConnections || time.Duration(c.DialTimeout) != DefaultDialTimeout {
+		t.Fatalf("valid config: %v", err)
+	}
+	for name, tc := range map[string]struct{ cfg, want string }{
+		"unknown field":  {`{"ca_bundl":"x"}`, `unknown field "ca_bundl"`},
+		"no bundle":      {`{"databases":[]}`, "ca_bundle is required"},
+		"no databases":   {`{"ca_bundle":"x"}`, "no databases"},
+		"bad protocol":   {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"oracle","endpoint":"h:1","listen":"127.0.0.1:1"}]}`, `protocol "oracle" must be postgres or mysql`},
+		"no port":        {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"mysql","endpoint":"host","listen":"127.0.0.1:1"}]}`, "must be host:port"},
+		"no region":      {`{"ca_bundle":"x","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:1"}]}`, "no region"},
+		"nothing to do":  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}]}`, "nothing to listen on"},
+		"same listener":  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"},{"name":"b","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"}]}`, "listen 127.0.0.1:9 is also used by a"},
+		"bad duration":   {`{"ca_bundle":"x","dial_timeout":"soon"}`, `duration "soon"`},
+		"half a gateway": {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306"}}`, "tls_cert, tls_key, client_ca and rbac_file are all required"},
+	} {
+		if _, err := ParseConfig([]byte(tc.cfg), "proxy.json"); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestRBAC(t *testing.T) {
+	t.Parallel()
+	r := &RBAC{Rules: []Rule{
+		{Name: "devs", Identities: []string{"CN=*,O=dev"}, Labels: map[string]string{"env": "staging"}, DBUsers: []string{"app", "readonly"}, DBNames: []string{"*"}},
+		{Name: "oncall", Identities: []string{"arn:aws:iam::123456789012:role/oncall-*"}, Databases: []string{"orders-*"}, DBUsers: []string{"readonly"}, DBNames: []string{"orders"}},
+		{Name: "no-pii", Effect: "deny", Identities: []string{"*"}, Databases: []string{"orders-pii"}},
+	}}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	staging := &Database{Name: "billing", Labels: map[string]string{"env": "staging"}}
+	prod := &Database{Name: "orders-prod", Labels: map[string]string{"env": "prod"}}
+	pii := &Database{Name: "orders-pii"}
+	tests := []struct {
+		ids     []string
+		db      *Database
+		user    string
+		name    string
+		allowed bool
+		rule    string
+	}{
+		{[]string{"CN=ann,O=dev"}, staging, "app", "billing", true, "devs"},
+		{[]string{"CN=ann,O=dev"}, prod, "app", "orders", false, ""},
+		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, prod, "readonly", "orders", true, "oncall"},
+		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, prod, "app", "orders", false, "oncall"},
+		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, pii, "readonly", "orders", false, "no-pii"},
+	}
+	for _, tt := range tests {
+		d := r.Check(AccessRequest{Identities: tt.ids, Database: tt.db, DBUser: tt.user, DBName: tt.name})
+		if d.Allowed != tt.allowed || d.Rule != tt.rule {
+			t.Errorf("%v on %s as %s: %+v", tt.ids, tt.db.Name, tt.user, d)
+		}
+	}
+	bad := &RBAC{Rules: []Rule{{Name: "x", Identities: []string{"*"}, Databases: []string{"*"}}}}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "needs db_users and db_names") {
+		t.Errorf("allow rule without users: %v", err)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	t.Parallel()
+	token := "db.example:5432/?Action=connect&DBUser=app&X-Amz-Credential=AKID%2F2026&X-Amz-Signature=abcdef0123"
+	for _, in := range []string{"password authentication failed: " + token, `{"aws_secret_access_key": "wJalrXUtnFEMI"}`, "session_token=IQoJb3JpZ2lu"} {
+		out := Redact(in)
+		if strings.Contains(out, "abcdef0123") || strings.Contains(out, "wJalrXUtnFEMI") || strings.Contains(out, "IQoJb3JpZ2lu") || !strings.Contains(out, "[REDACTED]") {
+			t.Errorf("Redact(%q) = %q", in, out)
+		}
+	}
+}
+
+func TestDialErrorSaysWhatToCheck(t *testing.T) {
+	t.Parallel()
+	db := &Database{Name: "orders", Endpoint: "127.0.0.1:1"}
+	s := &session{srv: &Server{cfg: &Config{DialTimeout: Duration(time.Second)}}, db: db, done: make(chan struct{})}
+	_, err := s.dial(context.Background())
+	var be *backendError
+	if !errors.As(err, &be) || !strings.Contains(be.msg, "nothing accepts connections on 127.0.0.1:1: check the port") {
+		t.Fatalf("%v", err)
+	}
+	err = dialError(db, 5*time.Second, &timeoutErr{})
+	if !strings.Contains(err.Error(), "security group allows port 1") || !strings.Contains(err.Error(), "nc -zv 127.0.0.1 1") {
+		t.Fatalf("%v", err)
+	}
+	_ = binary.BigEndian
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
