@@ -97,50 +97,46 @@ func (p *countingProvider) Retrieve(ctx context.Context) (aws.Credentials, error
 // token returns an IAM authentication token for user on the database.
 func (c *credentials) token(ctx context.Context, base roleRef, db *Database, user string) (string, error) {
 	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.AssumeRoleARN + "|" + db.ExternalID
-	for {
-		now := c.now()
-		c.mu.Lock()
-		e := c.tokens[key]
-		if e != nil {
-			select {
-			case <-e.ready:
-				if e.err == nil && now.Before(e.validTo) {
-					c.mu.Unlock()
-					c.metrics.tokenCache.WithLabelValues("hit").Inc()
-					return e.token, nil
-				}
-				// Expired or failed: make a new one.
-				e = nil
-			default:
-				// Another connection is signing this very token: wait for it.
+	now := c.now()
+	c.mu.Lock()
+	if e := c.tokens[key]; e != nil {
+		select {
+		case <-e.ready:
+			if e.err == nil && now.Before(e.validTo) {
 				c.mu.Unlock()
-				select {
-				case <-e.ready:
-				case <-ctx.Done():
-					return "", ctx.Err()
-				}
-				if e.err != nil {
-					return "", e.err
-				}
 				c.metrics.tokenCache.WithLabelValues("hit").Inc()
 				return e.token, nil
 			}
-		}
-		e = &tokenEntry{ready: make(chan struct{})}
-		c.tokens[key] = e
-		c.mu.Unlock()
-		c.metrics.tokenCache.WithLabelValues("miss").Inc()
-		e.token, e.validTo, e.err = c.sign(ctx, base, db, user)
-		if e.err != nil {
-			c.mu.Lock()
-			if c.tokens[key] == e {
-				delete(c.tokens, key)
-			}
+			// Expired or failed: sign a new one below.
+		default:
+			// Another connection is signing this very token: wait for it.
 			c.mu.Unlock()
+			select {
+			case <-e.ready:
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+			if e.err != nil {
+				return "", e.err
+			}
+			c.metrics.tokenCache.WithLabelValues("hit").Inc()
+			return e.token, nil
 		}
-		close(e.ready)
-		return e.token, e.err
 	}
+	e := &tokenEntry{ready: make(chan struct{})}
+	c.tokens[key] = e
+	c.mu.Unlock()
+	c.metrics.tokenCache.WithLabelValues("miss").Inc()
+	e.token, e.validTo, e.err = c.sign(ctx, base, db, user)
+	if e.err != nil {
+		c.mu.Lock()
+		if c.tokens[key] == e {
+			delete(c.tokens, key)
+		}
+		c.mu.Unlock()
+	}
+	close(e.ready)
+	return e.token, e.err
 }
 
 func (c *credentials) sign(ctx context.Context, base roleRef, db *Database, user string) (string, time.Time, error) {
