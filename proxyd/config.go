@@ -54,6 +54,14 @@ type Config struct {
 	DrainTimeout Duration `json:"drain_timeout,omitempty"`
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `json:"log_level,omitempty"`
+	// Pprof serves Go's /debug/pprof on the health address, for profiling.
+	Pprof bool `json:"pprof,omitempty"`
+	// NoEventLoop relays sessions with a goroutine per direction instead of
+	// the epoll loops (Linux), for comparison.
+	NoEventLoop bool `json:"no_event_loop,omitempty"`
+	// EventLoops is how many threads relay sessions (default: one per four
+	// cores, at least one): fewer loops batch more events per wake-up.
+	EventLoops int `json:"event_loops,omitempty"`
 }
 
 // Database is one database the proxy serves.

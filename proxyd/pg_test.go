@@ -198,3 +198,17 @@ func TestPostgresBackendGoesAway(t *testing.T) {
 		t.Fatalf("reconnect: %v %s", err, out)
 	}
 }
+
+// TestGoroutineRelay keeps the relay that other systems use working: a
+// goroutine per direction instead of the event loop.
+func TestGoroutineRelay(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(e *env, c *Config) { c.NoEventLoop = true })
+	out, err := psql(t, e.pgDSN("pg", "app", "postgres"), "-c", "select count(*) from items")
+	if err != nil || out != "1000" {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := mysqlCLI(t, e.srv.Addr("my"), "app", "-e", "SELECT 6*7"); err != nil || out != "42" {
+		t.Fatalf("%v: %s", err, out)
+	}
+}

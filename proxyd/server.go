@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sort"
 	"strings"
@@ -232,7 +233,7 @@ func (s *Server) serve(ln net.Listener, db *Database, proto string) {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			sess := &session{srv: s, client: c, db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{})}
+			sess := &session{srv: s, client: newSwitchConn(c), db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{})}
 			if s.active.Add(1) > int64(s.cfg.MaxConnections) {
 				s.active.Add(-1)
 				go sess.refuseTooMany()
@@ -327,5 +328,10 @@ func (s *Server) healthHandler() http.Handler {
 		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
+	if s.cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }

@@ -35,6 +35,7 @@ type session struct {
 	identity string // gateway: the client certificate's identity
 	closed   atomic.Bool
 	done     chan struct{} // closed with the session
+	loopPair *pair         // set while an event loop relays the session
 	mu       sync.Mutex
 }
 
@@ -60,10 +61,16 @@ func (s *session) close() {
 		return
 	}
 	close(s.done)
-	s.client.Close()
 	s.mu.Lock()
-	b := s.backend
+	b, p := s.backend, s.loopPair
 	s.mu.Unlock()
+	if p != nil {
+		// An event loop owns the sockets: only its thread may write (a TLS
+		// close would send an alert) or close them.
+		p.close()
+		return
+	}
+	s.client.Close()
 	if b != nil {
 		b.Close()
 	}
@@ -118,10 +125,11 @@ func (s *session) refuseTooMany() {
 func (s *session) dial(ctx context.Context) (net.Conn, error) {
 	timeout := time.Duration(s.srv.cfg.DialTimeout)
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	c, err := d.DialContext(ctx, "tcp", s.db.Endpoint)
+	raw, err := d.DialContext(ctx, "tcp", s.db.Endpoint)
 	if err != nil {
 		return nil, dialError(s.db, timeout, err)
 	}
+	c := newSwitchConn(raw)
 	s.mu.Lock()
 	s.backend = c
 	s.mu.Unlock()

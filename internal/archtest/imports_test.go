@@ -23,6 +23,8 @@ var rules = map[string][]string{
 	"internal": {"policies", "bootstrap", "proxyd", "provider"},
 	// test/ holds test infrastructure (the RDS emulator) and end-to-end tests.
 	"test": {"internal"},
+	// bench/ drives the proxy and its baselines.
+	"bench": {"proxyd", "internal", "test"},
 }
 
 func part(pkg string) string {

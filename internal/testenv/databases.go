@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// serverDir makes a folder database servers running as their own user can
-// use: t.TempDir is private to root.
-func serverDir(t testing.TB, prefix string) string {
+// ServerDir makes a folder that servers running as their own user can use:
+// t.TempDir is private to root.
+func ServerDir(t testing.TB, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -69,8 +69,9 @@ func pgBin(t testing.TB) string {
 	return ""
 }
 
-// asUser runs servers that refuse root (PostgreSQL) as their own user.
-func asUser(t testing.TB, name string) *syscall.Credential {
+// AsUser is the credential to run a server that refuses root (PostgreSQL,
+// pgbouncer) as the named user; nil when not running as root.
+func AsUser(t testing.TB, name string) *syscall.Credential {
 	t.Helper()
 	if os.Getuid() != 0 {
 		return nil
@@ -102,8 +103,8 @@ func StartPostgres(t testing.TB, o PostgresOptions) *Postgres {
 	if o.MaxConnections == 0 {
 		o.MaxConnections = 200
 	}
-	dir := serverDir(t, "rdsgate-pg-")
-	p := &Postgres{Host: "127.0.0.1", Dir: dir, SocketDir: filepath.Join(dir, "sock"), bin: pgBin(t), cred: asUser(t, "postgres")}
+	dir := ServerDir(t, "rdsgate-pg-")
+	p := &Postgres{Host: "127.0.0.1", Dir: dir, SocketDir: filepath.Join(dir, "sock"), bin: pgBin(t), cred: AsUser(t, "postgres")}
 	data := filepath.Join(dir, "data")
 	for _, d := range []string{data, p.SocketDir} {
 		if err := os.Mkdir(d, 0o700); err != nil {
@@ -227,7 +228,7 @@ func StartMariaDB(t testing.TB, o MariaDBOptions) *MariaDB {
 			t.Fatalf("%s not found: install mariadb-server and mariadb-client (.ci/run does)", bin)
 		}
 	}
-	dir := serverDir(t, "rdsgate-mariadb-")
+	dir := ServerDir(t, "rdsgate-mariadb-")
 	m := &MariaDB{Host: "127.0.0.1", Dir: dir, Socket: filepath.Join(dir, "mysqld.sock")}
 	data := filepath.Join(dir, "data")
 	// Each server gets its own tmpdir: parallel installs collide in /tmp.

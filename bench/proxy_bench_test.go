@@ -1,0 +1,459 @@
+// Package bench compares the rdsgate proxy with a direct connection and with
+// pgbouncer, side by side in one run, on the same machine:
+//
+//	make bench-proxy   (go test ./bench -run '^$' -bench Proxy -benchtime 1x -v)
+//
+// PostgreSQL: pgbench select-only and the default (TPC-B like) mix with 8
+// clients, directly over TLS, through rdsgate (plain on loopback to the
+// proxy, verify-full TLS from the proxy to the server) and through pgbouncer
+// in session mode (TLS to the server); new connections per second with
+// pgbench -C. MySQL: sysbench oltp_read_only with 8 threads directly over TLS
+// and through rdsgate. Memory: 1,000 idle clients held through the proxy.
+// Every number is reported with its ratio to the direct connection; nothing
+// here asserts a time, because these machines are shared.
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/proxyd"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// want reports whether a workload is in BENCH_WORKLOADS (all when unset):
+// select, tpcb, connect, sysbench, idle.
+func want(w string) bool {
+	list := os.Getenv("BENCH_WORKLOADS")
+	return list == "" || strings.Contains(","+list+",", ","+w+",")
+}
+
+var (
+	seconds     = envInt("BENCH_SECONDS", 15)
+	clients     = envInt("BENCH_CLIENTS", 8)
+	idleClients = envInt("BENCH_IDLE_CLIENTS", 1000)
+)
+
+type row struct {
+	workload, target string
+	tps, latencyMS   float64
+	// cpuUS is the proxy process's CPU time per transaction (user and
+	// system), a steadier measure of its work per message than tps.
+	cpuUS float64
+}
+
+// cpuTicks reads a process's user and system time in clock ticks.
+func cpuTicks(b *testing.B, pid int) float64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	u, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return u + st
+}
+
+const ticksPerSecond = 100
+
+func buildRdsgate(b *testing.B) string {
+	b.Helper()
+	bin := filepath.Join(b.TempDir(), "rdsgate")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// startProxy runs the rdsgate binary with a configuration, as a separate
+// process like pgbouncer, and returns its pid and health address.
+func startProxy(b *testing.B, bin string, cfg *proxyd.Config) (int, string) {
+	b.Helper()
+	data, _ := json.MarshalIndent(cfg, "", "  ")
+	path := filepath.Join(b.TempDir(), "proxy.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "proxy", "start", "--config", path)
+	// Tokens are signed but never checked: the servers trust loopback TLS.
+	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDBENCH", "AWS_SECRET_ACCESS_KEY=bench", "AWS_EC2_METADATA_DISABLED=true")
+	if p := os.Getenv("BENCH_PROXY_GOMAXPROCS"); p != "" {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+	}
+	logs := &strings.Builder{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + cfg.HealthAddress + "/startup")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("the proxy did not start: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cmd.Process.Pid, cfg.HealthAddress
+}
+
+func startPgbouncer(b *testing.B, pg *testenv.Postgres) (int, int) {
+	b.Helper()
+	if _, err := exec.LookPath("pgbouncer"); err != nil {
+		b.Fatal("pgbouncer not found: apt-get install pgbouncer")
+	}
+	dir := testenv.ServerDir(b, "rdsgate-pgbouncer-")
+	port := testenv.FreePort(b)
+	ini := fmt.Sprintf(`[databases]
+postgres = host=127.0.0.1 port=%d dbname=postgres user=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = trust
+auth_file = %s/userlist.txt
+pool_mode = session
+max_client_conn = 4000
+default_pool_size = 400
+server_tls_sslmode = verify-full
+server_tls_ca_file = %s
+ignore_startup_parameters = extra_float_digits
+logfile = %s/pgbouncer.log
+`, pg.Port, port, dir, pg.CA.PEMFile, dir)
+	for name, body := range map[string]string{"pgbouncer.ini": ini, "userlist.txt": `"postgres" ""` + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cmd := exec.Command("pgbouncer", filepath.Join(dir, "pgbouncer.ini"))
+	if cred := testenv.AsUser(b, "postgres"); cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		_ = os.Chown(dir, int(cred.Uid), int(cred.Gid))
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if out, err := exec.Command("psql", "-X", "-A", "-t", pgDSN(port, false, ""), "-c", "select 1").CombinedOutput(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+			b.Fatalf("pgbouncer did not start: %s\n%s", out, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return port, cmd.Process.Pid
+}
+
+func pgDSN(port int, tls bool, ca string) string {
+	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres", port)
+	if tls {
+		return dsn + " sslmode=verify-full sslrootcert=" + ca
+	}
+	return dsn + " sslmode=disable"
+}
+
+var (
+	reTPS     = regexp.MustCompile(`tps = ([0-9.]+) \((?:without initial connection time|including reconnection times)\)`)
+	reLatency = regexp.MustCompile(`latency average = ([0-9.]+) ms`)
+)
+
+func pgbench(b *testing.B, dsn string, args ...string) (tps, latency float64) {
+	b.Helper()
+	cmd := exec.Command("pgbench", append([]string{"-n", "-c", itoa(clients), "-j", "2", "-T", itoa(seconds)}, append(args, dsn)...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("pgbench %v: %v\n%s", args, err, out)
+	}
+	m, l := reTPS.FindSubmatch(out), reLatency.FindSubmatch(out)
+	if m == nil || l == nil {
+		b.Fatalf("pgbench output:\n%s", out)
+	}
+	tps, _ = strconv.ParseFloat(string(m[1]), 64)
+	latency, _ = strconv.ParseFloat(string(l[1]), 64)
+	return tps, latency
+}
+
+var (
+	reSysTPS     = regexp.MustCompile(`transactions:\s+\d+\s+\(([0-9.]+) per sec\.\)`)
+	reSysLatency = regexp.MustCompile(`avg:\s+([0-9.]+)`)
+)
+
+// sysbenchDir holds the files sysbench 1.0's --mysql-ssl=on reads from its
+// working directory: cacert.pem, client-cert.pem and client-key.pem.
+var sysbenchDir string
+
+func sysbench(b *testing.B, args ...string) (tps, latency float64) {
+	b.Helper()
+	cmd := exec.Command("sysbench", append([]string{"oltp_read_only", "--db-driver=mysql", "--mysql-user=root", "--mysql-db=sbtest",
+		"--tables=4", "--table-size=10000", "--threads=" + itoa(clients), "--time=" + itoa(seconds)}, append(args, "run")...)...)
+	cmd.Dir = sysbenchDir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("sysbench %v: %v\n%s", args, err, out)
+	}
+	m, l := reSysTPS.FindSubmatch(out), reSysLatency.FindSubmatch(out)
+	if m == nil || l == nil {
+		b.Fatalf("sysbench output:\n%s", out)
+	}
+	tps, _ = strconv.ParseFloat(string(m[1]), 64)
+	latency, _ = strconv.ParseFloat(string(l[1]), 64)
+	return tps, latency
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func rssKiB(b *testing.B, pid int) int {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := regexp.MustCompile(`VmRSS:\s+(\d+) kB`).FindSubmatch(data)
+	v, _ := strconv.Atoi(string(m[1]))
+	return v
+}
+
+func metric(b *testing.B, health, name string) float64 {
+	b.Helper()
+	resp, err := http.Get("http://" + health + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+]+)$`).FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func BenchmarkProxy(b *testing.B) {
+	bin := buildRdsgate(b)
+	pg := testenv.StartPostgres(b, testenv.PostgresOptions{MaxConnections: idleClients + 200})
+	my := testenv.StartMariaDB(b, testenv.MariaDBOptions{SkipGrantTables: true, MaxConnections: 400})
+	if out, err := exec.Command("pgbench", "-i", "-q", "-s", "10", "-h", pg.SocketDir, "-p", itoa(pg.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	my.SQL(b, "CREATE DATABASE sbtest")
+	if out, err := exec.Command("sysbench", "oltp_read_only", "--db-driver=mysql", "--mysql-socket="+my.Socket, "--mysql-user=root", "--mysql-db=sbtest",
+		"--tables=4", "--table-size=10000", "prepare").CombinedOutput(); err != nil {
+		b.Fatalf("sysbench prepare: %v\n%s", err, out)
+	}
+	sysbenchDir = b.TempDir()
+	cert, key := my.CA.Issue(b, "sysbench-client", true)
+	for dst, src := range map[string]string{"cacert.pem": my.CA.PEMFile, "client-cert.pem": cert, "client-key.pem": key} {
+		data, _ := os.ReadFile(src)
+		if err := os.WriteFile(filepath.Join(sysbenchDir, dst), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	bouncer, bouncerPID := startPgbouncer(b, pg)
+	bundle := filepath.Join(b.TempDir(), "bundle.pem")
+	pgCA, _ := os.ReadFile(pg.CA.PEMFile)
+	myCA, _ := os.ReadFile(my.CA.PEMFile)
+	if err := os.WriteFile(bundle, append(pgCA, myCA...), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	pgPort, myPort, healthPort := testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b)
+	// A sidecar can also listen on a unix socket, which libpq finds as
+	// <dir>/.s.PGSQL.<port>.
+	sockDir := testenv.ServerDir(b, "rdsgate-sock-")
+	sockPort := testenv.FreePort(b)
+	cfg := &proxyd.Config{Region: "us-east-1", CABundle: bundle, HealthAddress: "127.0.0.1:" + itoa(healthPort), LogLevel: "warn", Pprof: true,
+		Databases: []proxyd.Database{
+			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(pgPort)},
+			{Name: "pg-socket", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "unix:" + filepath.Join(sockDir, ".s.PGSQL."+itoa(sockPort))},
+			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(myPort)},
+		}}
+	pid, health := startProxy(b, bin, cfg)
+	// The older relay, a goroutine per direction, as a second baseline.
+	oldCfg := *cfg
+	oldPG, oldHealth := testenv.FreePort(b), testenv.FreePort(b)
+	oldCfg.NoEventLoop, oldCfg.HealthAddress, oldCfg.Pprof = true, "127.0.0.1:"+itoa(oldHealth), false
+	oldCfg.Databases = []proxyd.Database{{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(oldPG)}}
+	oldPID, _ := startProxy(b, bin, &oldCfg)
+	var twoPID, twoPG int
+	if os.Getenv("BENCH_TWO_LOOPS") != "" {
+		two := oldCfg
+		twoPG = testenv.FreePort(b)
+		two.NoEventLoop, two.EventLoops, two.HealthAddress = false, 2, "127.0.0.1:"+itoa(testenv.FreePort(b))
+		two.Databases = []proxyd.Database{{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(twoPG)}}
+		twoPID, _ = startProxy(b, bin, &two)
+	}
+
+	var rows []row
+	targets := []struct {
+		name string
+		dsn  string
+		pid  int
+	}{
+		{"direct", pgDSN(pg.Port, true, pg.CA.PEMFile), 0},
+		{"rdsgate", pgDSN(pgPort, false, ""), pid},
+		{"pgbouncer", pgDSN(bouncer, false, ""), bouncerPID},
+		{"rdsgate-goroutines", pgDSN(oldPG, false, ""), oldPID},
+		{"rdsgate-unix-socket", fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sockDir, sockPort), pid},
+	}
+	if twoPID != 0 {
+		targets = append(targets, struct {
+			name string
+			dsn  string
+			pid  int
+		}{"rdsgate-2-loops", pgDSN(twoPG, false, ""), twoPID})
+	}
+	for _, w := range []struct {
+		key  string
+		name string
+		args []string
+	}{
+		{"select", fmt.Sprintf("pgbench select-only, %d clients", clients), []string{"-S"}},
+		{"tpcb", fmt.Sprintf("pgbench TPC-B like, %d clients", clients), nil},
+		{"connect", fmt.Sprintf("pgbench -C new connections/s, %d clients", clients), []string{"-S", "-C"}},
+	} {
+		if !want(w.key) {
+			continue
+		}
+		for _, tg := range targets {
+			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && w.args != nil && len(w.args) == 1 {
+				// Profile the proxy during its select-only run.
+				go func() {
+					resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", health, max(1, seconds-2)))
+					if err != nil {
+						return
+					}
+					defer resp.Body.Close()
+					f, _ := os.Create(profile)
+					_, _ = io.Copy(f, resp.Body)
+					f.Close()
+				}()
+			}
+			var t0 float64
+			if tg.pid != 0 {
+				t0 = cpuTicks(b, tg.pid)
+			}
+			if os.Getenv("BENCH_STRACE") != "" && tg.pid != 0 && w.key == "select" {
+				// Count the proxy's system calls for a few seconds.
+				go func(name string, pid int) {
+					time.Sleep(2 * time.Second)
+					out := filepath.Join(os.TempDir(), "strace-"+name+".txt")
+					_ = exec.Command("timeout", "-s", "INT", "4", "strace", "-c", "-f", "-p", itoa(pid), "-o", out).Run()
+				}(tg.name, tg.pid)
+			}
+			tps, lat := pgbench(b, tg.dsn, w.args...)
+			r := row{workload: w.name, target: tg.name, tps: tps, latencyMS: lat}
+			if tg.pid != 0 {
+				r.cpuUS = (cpuTicks(b, tg.pid) - t0) / ticksPerSecond * 1e6 / (tps * float64(seconds))
+			}
+			rows = append(rows, r)
+			fmt.Printf("%-42s %-18s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", w.name, tg.name, tps, lat, r.cpuUS)
+		}
+	}
+	for _, tg := range []struct {
+		name string
+		args []string
+	}{
+		{"direct", []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(my.Port), "--mysql-ssl=on"}},
+		{"rdsgate", []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(myPort), "--mysql-ssl=off"}},
+	} {
+		if !want("sysbench") {
+			break
+		}
+		t0 := cpuTicks(b, pid)
+		tps, lat := sysbench(b, tg.args...)
+		r := row{workload: fmt.Sprintf("sysbench oltp_read_only, %d threads", clients), target: tg.name, tps: tps, latencyMS: lat}
+		if tg.name == "rdsgate" {
+			r.cpuUS = (cpuTicks(b, pid) - t0) / ticksPerSecond * 1e6 / (tps * float64(seconds))
+		}
+		rows = append(rows, r)
+		fmt.Printf("%-42s %-18s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", "sysbench oltp_read_only", tg.name, tps, lat, r.cpuUS)
+	}
+
+	// Memory: idle clients held through the proxy.
+	if !want("idle") {
+		idleClients = 0
+	}
+	before := rssKiB(b, pid)
+	heapBefore := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
+	ctx := context.Background()
+	conns := make([]*pgx.Conn, 0, idleClients)
+	for range idleClients {
+		c, err := pgx.Connect(ctx, pgDSN(pgPort, false, ""))
+		if err != nil {
+			b.Fatalf("idle client %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	time.Sleep(time.Second)
+	after := rssKiB(b, pid)
+	heapAfter := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
+	active := metric(b, health, `rdsgate_proxy_connections_active{database="pg"}`)
+	for _, c := range conns {
+		c.Close(ctx)
+	}
+	perConnRSS := float64(after-before) / float64(max(1, idleClients))
+	perConnHeap := (heapAfter - heapBefore) / 1024 / float64(max(1, idleClients))
+
+	// The table.
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\n%-42s %-18s %12s %12s %10s %14s\n", "workload", "target", "tps", "latency ms", "vs direct", "proxy CPU/txn")
+	direct := map[string]float64{}
+	for _, r := range rows {
+		if r.target == "direct" {
+			direct[r.workload] = r.tps
+		}
+	}
+	for _, r := range rows {
+		cpu := "-"
+		if r.cpuUS > 0 {
+			cpu = fmt.Sprintf("%.1f µs", r.cpuUS)
+		}
+		fmt.Fprintf(&sb, "%-42s %-18s %12.1f %12.3f %10.2f %14s\n", r.workload, r.target, r.tps, r.latencyMS, r.tps/direct[r.workload], cpu)
+	}
+	fmt.Fprintf(&sb, "\nidle clients held through rdsgate: %.0f; proxy RSS %d KiB -> %d KiB: %.1f KiB per idle connection (Go heap and stacks: %.1f KiB)\n",
+		active, before, after, perConnRSS, perConnHeap)
+	b.Log(sb.String())
+	fmt.Print(sb.String())
+	for _, r := range rows {
+		if r.target != "direct" {
+			name := strings.NewReplacer(" ", "-", ",", "", "/", "-per-").Replace(r.workload)
+			b.ReportMetric(r.tps/direct[r.workload], name+"_"+r.target+"/direct")
+		}
+	}
+	if idleClients > 0 {
+		b.ReportMetric(perConnRSS, "KiB/idle-conn")
+	}
+}

@@ -1,0 +1,368 @@
+//go:build linux
+
+package proxyd
+
+import (
+	"crypto/tls"
+	"net"
+	"runtime"
+	"sync"
+	"syscall"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Event loops relay established sessions the way pgbouncer does: one thread
+// per core waits in epoll for every socket it owns, reads what is ready and
+// writes it to the other side at once. No goroutine is woken per message and
+// nothing is allocated per message; a session's goroutine only waits for its
+// end. Output the kernel will not take yet is kept and flushed when the
+// socket is writable; past highWater the other side is not read until it
+// drains.
+const (
+	loopBuffer = 64 << 10
+	highWater  = 1 << 20
+)
+
+type loop struct {
+	epfd, wake int
+	mu         sync.Mutex
+	adds       []*pair
+	closes     []*pair
+	eps        map[int]*endpoint
+	buf        []byte
+}
+
+type endpoint struct {
+	fd      int
+	sc      *switchConn
+	tls     *tls.Conn // nil for a plain socket
+	peer    *endpoint
+	pair    *pair
+	counter prometheus.Counter // bytes this endpoint sends on to its peer
+	out     bool               // EPOLLOUT armed
+	paused  bool               // not read while the peer is backed up
+}
+
+// pair is a session's two sides in a loop.
+type pair struct {
+	l      *loop
+	a, b   *endpoint
+	done   chan struct{}
+	closed bool // guarded by the loop thread
+}
+
+var (
+	loopsOnce sync.Once
+	loops     []*loop
+	loopsErr  error
+)
+
+// eventLoop returns the loop for a session, starting them on first use.
+// The loops are shared by every Server in the process.
+func eventLoop(id uint32, want int) (*loop, error) {
+	loopsOnce.Do(func() {
+		n := want
+		if n <= 0 {
+			n = max(1, runtime.NumCPU()/4)
+		}
+		for range n {
+			l, err := newLoop()
+			if err != nil {
+				loopsErr = err
+				return
+			}
+			loops = append(loops, l)
+			go l.run()
+		}
+	})
+	if loopsErr != nil {
+		return nil, loopsErr
+	}
+	return loops[int(id)%len(loops)], nil
+}
+
+func newLoop() (*loop, error) {
+	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(epfd)
+		return nil, errno
+	}
+	wake := int(r)
+	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wake, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}); err != nil {
+		return nil, err
+	}
+	return &loop{epfd: epfd, wake: wake, eps: map[int]*endpoint{}, buf: make([]byte, loopBuffer)}, nil
+}
+
+func (l *loop) notify() {
+	one := uint64(1)
+	_, _ = syscall.Write(l.wake, (*[8]byte)(unsafe.Pointer(&one))[:])
+}
+
+func (l *loop) add(p *pair) {
+	l.mu.Lock()
+	l.adds = append(l.adds, p)
+	l.mu.Unlock()
+	l.notify()
+}
+
+// close asks the loop to end a session (shutdown, or the database went away
+// under a test); the loop thread does it.
+func (p *pair) close() {
+	p.l.mu.Lock()
+	p.l.closes = append(p.l.closes, p)
+	p.l.mu.Unlock()
+	p.l.notify()
+}
+
+func (l *loop) run() {
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		n, err := syscall.EpollWait(l.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for i := range n {
+			ev := events[i]
+			fd := int(ev.Fd)
+			if fd == l.wake {
+				var b [8]byte
+				_, _ = syscall.Read(l.wake, b[:])
+				l.control()
+				continue
+			}
+			ep := l.eps[fd]
+			if ep == nil || ep.pair.closed {
+				continue
+			}
+			if ev.Events&syscall.EPOLLOUT != 0 {
+				l.flush(ep)
+			}
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 && !ep.pair.closed {
+				l.read(ep)
+			}
+		}
+	}
+}
+
+// control registers new sessions and ends the ones asked to close.
+func (l *loop) control() {
+	l.mu.Lock()
+	adds, closes := l.adds, l.closes
+	l.adds, l.closes = nil, nil
+	l.mu.Unlock()
+	for _, p := range adds {
+		if p.closed {
+			continue // ended before it was registered
+		}
+		ok := true
+		for _, ep := range []*endpoint{p.a, p.b} {
+			l.eps[ep.fd] = ep
+			if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, ep.fd, &syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(ep.fd)}); err != nil {
+				ok = false
+			}
+		}
+		if !ok {
+			l.end(p)
+			continue
+		}
+		// Bytes crypto/tls decrypted during the login, and output queued
+		// before the hand-over, do not come with an event: serve them now.
+		for _, ep := range []*endpoint{p.a, p.b} {
+			if ep.tls != nil && !p.closed {
+				l.drainTLS(ep)
+			}
+			if ep.sc.pending() > 0 && !p.closed {
+				l.armOut(ep)
+			}
+		}
+	}
+	for _, p := range closes {
+		l.end(p)
+	}
+}
+
+func (l *loop) read(ep *endpoint) {
+	n, err := syscall.Read(ep.fd, l.buf)
+	if n > 0 {
+		if ep.tls == nil {
+			l.forward(ep, l.buf[:n])
+		} else {
+			ep.sc.feed(l.buf[:n])
+			l.drainTLS(ep)
+		}
+		return
+	}
+	if err == syscall.EAGAIN || err == syscall.EINTR {
+		return
+	}
+	l.end(ep.pair) // EOF or a socket error
+}
+
+// drainTLS hands on everything crypto/tls can decrypt from what was read.
+func (l *loop) drainTLS(ep *endpoint) {
+	for !ep.pair.closed {
+		n, err := ep.tls.Read(l.buf)
+		if n > 0 {
+			l.forward(ep, l.buf[:n])
+		}
+		if err != nil {
+			// crypto/tls hands back the transport's error value as it is.
+			if err != errWouldBlock {
+				l.end(ep.pair)
+			}
+			return
+		}
+	}
+}
+
+// forward writes data from src to its peer.
+func (l *loop) forward(src *endpoint, data []byte) {
+	dst := src.peer
+	src.counter.Add(float64(len(data)))
+	var err error
+	if dst.tls != nil {
+		_, err = dst.tls.Write(data)
+	} else {
+		_, err = dst.sc.Write(data)
+	}
+	if err != nil {
+		l.end(src.pair)
+		return
+	}
+	if pending := dst.sc.pending(); pending > 0 {
+		l.armOut(dst)
+		if pending > highWater && !src.paused {
+			src.paused = true
+			l.interest(src)
+		}
+	}
+}
+
+func (l *loop) flush(ep *endpoint) {
+	done, err := ep.sc.flush()
+	if err != nil {
+		l.end(ep.pair)
+		return
+	}
+	if done {
+		ep.out = false
+		l.interest(ep)
+		if ep.peer.paused {
+			ep.peer.paused = false
+			l.interest(ep.peer)
+		}
+	}
+}
+
+func (l *loop) armOut(ep *endpoint) {
+	if !ep.out {
+		ep.out = true
+		l.interest(ep)
+	}
+}
+
+func (l *loop) interest(ep *endpoint) {
+	var ev uint32 = syscall.EPOLLRDHUP
+	if !ep.paused {
+		ev |= syscall.EPOLLIN
+	}
+	if ep.out {
+		ev |= syscall.EPOLLOUT
+	}
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, ep.fd, &syscall.EpollEvent{Events: ev, Fd: int32(ep.fd)})
+}
+
+// end closes both sides of a session once and lets its goroutine finish.
+func (l *loop) end(p *pair) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	for _, ep := range []*endpoint{p.a, p.b} {
+		// Best effort: what is still queued (a final error message) goes out.
+		_, _ = ep.sc.flush()
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
+		delete(l.eps, ep.fd)
+		_ = ep.sc.Close()
+		syscall.Close(ep.fd)
+	}
+	close(p.done)
+}
+
+// relayInLoop hands a logged-in session to an event loop and waits for it to
+// end. It returns false when the loop cannot take it (then the caller relays
+// with goroutines).
+func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []byte) bool {
+	a, ok1 := loopEndpoint(client)
+	b, ok2 := loopEndpoint(backend)
+	if !ok1 || !ok2 {
+		return false
+	}
+	l, err := eventLoop(s.id, s.srv.cfg.EventLoops)
+	if err != nil {
+		return false
+	}
+	// Whatever the login left to write goes first, while still blocking.
+	if len(toClient) > 0 {
+		if _, err := client.Write(toClient); err != nil {
+			return true
+		}
+	}
+	if len(toBackend) > 0 {
+		if _, err := backend.Write(toBackend); err != nil {
+			return true
+		}
+	}
+	db := s.dbLabel()
+	a.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_database")
+	b.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_client")
+	p := &pair{l: l, a: a, b: b, done: make(chan struct{})}
+	a.peer, b.peer, a.pair, b.pair = b, a, p, p
+	// The hand-over and session.close exclude each other: either the
+	// session is closed first (nothing to hand over), or close finds the
+	// pair and asks the loop.
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		return true
+	}
+	var err1, err2 error
+	if a.fd, err1 = a.sc.takeOver(); err1 == nil {
+		b.fd, err2 = b.sc.takeOver()
+	}
+	if err1 != nil || err2 != nil {
+		s.mu.Unlock()
+		if a.fd >= 0 {
+			syscall.Close(a.fd)
+		}
+		return true // the sockets are half taken: the session ends
+	}
+	s.loopPair = p
+	s.mu.Unlock()
+	l.add(p)
+	<-p.done
+	return true
+}
+
+// loopEndpoint finds the switchConn under a connection, and its TLS layer.
+func loopEndpoint(c net.Conn) (*endpoint, bool) {
+	switch t := c.(type) {
+	case *switchConn:
+		return &endpoint{fd: -1, sc: t}, true
+	case *tls.Conn:
+		if sc, ok := t.NetConn().(*switchConn); ok {
+			return &endpoint{fd: -1, sc: sc, tls: t}, true
+		}
+	}
+	return nil, false
+}

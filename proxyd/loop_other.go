@@ -1,0 +1,16 @@
+//go:build !linux
+
+package proxyd
+
+import "net"
+
+// pair is a session's two sides in an event loop; only Linux has loops.
+type pair struct{}
+
+func (p *pair) close() {}
+
+// relayInLoop is only available on Linux; elsewhere sessions are relayed
+// with a goroutine per direction.
+func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []byte) bool {
+	return false
+}
