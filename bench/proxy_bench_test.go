@@ -289,7 +289,7 @@ func BenchmarkProxy(b *testing.B) {
 	if err := os.WriteFile(bundle, append(pgCA, myCA...), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	pgPort, myPort, healthPort := testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b)
+	pgPort, myPort, healthPort, reusePort := testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b)
 	// A sidecar can also listen on a unix socket, which libpq finds as
 	// <dir>/.s.PGSQL.<port>.
 	sockDir := testenv.ServerDir(b, "rdsgate-sock-")
@@ -299,6 +299,7 @@ func BenchmarkProxy(b *testing.B) {
 			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(pgPort)},
 			{Name: "pg-socket", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "unix:" + filepath.Join(sockDir, ".s.PGSQL."+itoa(sockPort))},
 			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(myPort)},
+			{Name: "pg-reuse", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(reusePort), ReuseConnections: true},
 		}}
 	pid, health := startProxy(b, bin, cfg)
 	// The older relay, a goroutine per direction, as a second baseline.
@@ -327,6 +328,7 @@ func BenchmarkProxy(b *testing.B) {
 		{"pgbouncer", pgDSN(bouncer, false, ""), bouncerPID},
 		{"rdsgate-goroutines", pgDSN(oldPG, false, ""), oldPID},
 		{"rdsgate-unix-socket", fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sockDir, sockPort), pid},
+		{"rdsgate-reuse", pgDSN(reusePort, false, ""), pid},
 	}
 	if twoPID != 0 {
 		targets = append(targets, struct {
@@ -348,7 +350,7 @@ func BenchmarkProxy(b *testing.B) {
 			continue
 		}
 		for _, tg := range targets {
-			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && w.args != nil && len(w.args) == 1 {
+			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && w.key == os.Getenv("BENCH_PROFILE_WORKLOAD") {
 				// Profile the proxy during its select-only run.
 				go func() {
 					resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", health, max(1, seconds-2)))

@@ -62,6 +62,11 @@ type Config struct {
 	// EventLoops is how many threads relay sessions (default: one per four
 	// cores, at least one): fewer loops batch more events per wake-up.
 	EventLoops int `json:"event_loops,omitempty"`
+	// ReuseIdleTimeout is how long an idle reusable server connection is
+	// kept (default 60s); MaxIdlePerKey bounds them per database, role and
+	// startup parameters (default 10).
+	ReuseIdleTimeout Duration `json:"reuse_idle_timeout,omitempty"`
+	MaxIdlePerKey    int      `json:"max_idle_per_key,omitempty"`
 }
 
 // Database is one database the proxy serves.
@@ -88,6 +93,11 @@ type Database struct {
 	TLSServerName string `json:"tls_server_name,omitempty"`
 	// Labels are what RBAC rules may select databases by (env, team, ...).
 	Labels map[string]string `json:"labels,omitempty"`
+	// ReuseConnections keeps a PostgreSQL server connection after a client
+	// that said Terminate while it was idle, resets it with DISCARD ALL and
+	// gives it to the next client with the same startup parameters, as
+	// pgbouncer's session pooling does (PostgreSQL only, Linux).
+	ReuseConnections bool `json:"reuse_connections,omitempty"`
 }
 
 // Gateway accepts clients over TLS with client certificates.
@@ -181,6 +191,12 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = Duration(DefaultDrainTimeout)
 	}
+	if c.ReuseIdleTimeout == 0 {
+		c.ReuseIdleTimeout = Duration(60 * time.Second)
+	}
+	if c.MaxIdlePerKey == 0 {
+		c.MaxIdlePerKey = 10
+	}
 	switch c.LogLevel {
 	case "", "debug", "info", "warn", "error":
 	default:
@@ -227,6 +243,9 @@ func (c *Config) Validate() error {
 		}
 		if d.ExternalID != "" && d.AssumeRoleARN == "" {
 			return bad("%s: external_id has no effect without assume_role_arn", at)
+		}
+		if d.ReuseConnections && d.Protocol != ProtocolPostgres {
+			return bad("%s: reuse_connections is for PostgreSQL only: a MySQL client learns its thread id before the proxy knows its user", at)
 		}
 		for _, u := range d.DBUsers {
 			if !dbUserRe.MatchString(u) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,8 +31,11 @@ type loop struct {
 	mu         sync.Mutex
 	adds       []*pair
 	closes     []*pair
+	attaches   []attach
+	releases   []*parkedConn // taken but not used: close them
 	eps        map[int]*endpoint
 	buf        []byte
+	parked     []*parkedConn // idle server connections this loop keeps
 }
 
 type endpoint struct {
@@ -43,14 +47,36 @@ type endpoint struct {
 	counter prometheus.Counter // bytes this endpoint sends on to its peer
 	out     bool               // EPOLLOUT armed
 	paused  bool               // not read while the peer is backed up
+	closed  bool
+
+	// A reusable PostgreSQL server connection between clients.
+	state  int
+	info   reuseInfo
+	reset  *pgTracker
+	parked *parkedConn
 }
 
-// pair is a session's two sides in a loop.
+// Endpoint states: relaying for a client, being reset after one, or idle.
+const (
+	stateActive = iota
+	stateResetting
+	stateParked
+)
+
+// pair is a session's two sides in a loop: a is the client, b the server.
 type pair struct {
 	l      *loop
+	srv    *Server
 	a, b   *endpoint
 	done   chan struct{}
-	closed bool // guarded by the loop thread
+	closed bool       // guarded by the loop thread
+	track  *pgTracker // set when the server connection may be reused
+}
+
+// attach pairs a client with a parked server connection.
+type attach struct {
+	p      *pair
+	parked *parkedConn
 }
 
 var (
@@ -124,7 +150,14 @@ func (p *pair) close() {
 func (l *loop) run() {
 	events := make([]syscall.EpollEvent, 256)
 	for {
-		n, err := syscall.EpollWait(l.epfd, events, -1)
+		timeout := -1
+		if len(l.parked) > 0 {
+			timeout = 1000 // sweep idle server connections every second
+		}
+		n, err := syscall.EpollWait(l.epfd, events, timeout)
+		if len(l.parked) > 0 {
+			l.sweep(time.Now())
+		}
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -141,13 +174,13 @@ func (l *loop) run() {
 				continue
 			}
 			ep := l.eps[fd]
-			if ep == nil || ep.pair.closed {
+			if ep == nil || ep.closed || ep.state == stateActive && ep.pair.closed {
 				continue
 			}
 			if ev.Events&syscall.EPOLLOUT != 0 {
 				l.flush(ep)
 			}
-			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 && !ep.pair.closed {
+			if ev.Events&(syscall.EPOLLIN|syscall.EPOLLHUP|syscall.EPOLLERR|syscall.EPOLLRDHUP) != 0 && !ep.closed {
 				l.read(ep)
 			}
 		}
@@ -157,9 +190,15 @@ func (l *loop) run() {
 // control registers new sessions and ends the ones asked to close.
 func (l *loop) control() {
 	l.mu.Lock()
-	adds, closes := l.adds, l.closes
-	l.adds, l.closes = nil, nil
+	adds, closes, attaches, releases := l.adds, l.closes, l.attaches, l.releases
+	l.adds, l.closes, l.attaches, l.releases = nil, nil, nil, nil
 	l.mu.Unlock()
+	for _, at := range attaches {
+		l.attach(at)
+	}
+	for _, pc := range releases {
+		l.closeEndpoint(pc.ep)
+	}
 	for _, p := range adds {
 		if p.closed {
 			continue // ended before it was registered
@@ -195,7 +234,7 @@ func (l *loop) read(ep *endpoint) {
 	n, err := syscall.Read(ep.fd, l.buf)
 	if n > 0 {
 		if ep.tls == nil {
-			l.forward(ep, l.buf[:n])
+			l.deliver(ep, l.buf[:n])
 		} else {
 			ep.sc.feed(l.buf[:n])
 			l.drainTLS(ep)
@@ -205,20 +244,63 @@ func (l *loop) read(ep *endpoint) {
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return
 	}
-	l.end(ep.pair) // EOF or a socket error
+	l.fail(ep) // EOF or a socket error
+}
+
+// fail ends whatever an endpoint is part of.
+func (l *loop) fail(ep *endpoint) {
+	switch ep.state {
+	case stateActive:
+		l.end(ep.pair)
+	case stateParked:
+		l.dropParked(ep)
+	default:
+		l.closeEndpoint(ep)
+	}
+}
+
+// deliver routes bytes read from an endpoint by its state.
+func (l *loop) deliver(ep *endpoint, data []byte) {
+	switch ep.state {
+	case stateResetting:
+		l.resetting(ep, data)
+		return
+	case stateParked:
+		// Servers do not speak to idle connections: something is wrong.
+		l.dropParked(ep)
+		return
+	}
+	p := ep.pair
+	if t := p.track; t != nil {
+		if ep == p.a {
+			if i := t.fromClient(data); i >= 0 {
+				if i > 0 {
+					l.forward(ep, data[:i])
+				}
+				if !p.closed && t.idle() {
+					l.recycle(p)
+					return
+				}
+				data = data[i:]
+			}
+		} else {
+			t.fromServer(data)
+		}
+	}
+	l.forward(ep, data)
 }
 
 // drainTLS hands on everything crypto/tls can decrypt from what was read.
 func (l *loop) drainTLS(ep *endpoint) {
-	for !ep.pair.closed {
+	for !ep.closed && (ep.state != stateActive || !ep.pair.closed) {
 		n, err := ep.tls.Read(l.buf)
 		if n > 0 {
-			l.forward(ep, l.buf[:n])
+			l.deliver(ep, l.buf[:n])
 		}
 		if err != nil {
 			// crypto/tls hands back the transport's error value as it is.
-			if err != errWouldBlock {
-				l.end(ep.pair)
+			if err != errWouldBlock && !ep.closed {
+				l.fail(ep)
 			}
 			return
 		}
@@ -251,13 +333,13 @@ func (l *loop) forward(src *endpoint, data []byte) {
 func (l *loop) flush(ep *endpoint) {
 	done, err := ep.sc.flush()
 	if err != nil {
-		l.end(ep.pair)
+		l.fail(ep)
 		return
 	}
 	if done {
 		ep.out = false
 		l.interest(ep)
-		if ep.peer.paused {
+		if ep.peer != nil && ep.peer.paused {
 			ep.peer.paused = false
 			l.interest(ep.peer)
 		}
@@ -289,20 +371,131 @@ func (l *loop) end(p *pair) {
 	}
 	p.closed = true
 	for _, ep := range []*endpoint{p.a, p.b} {
-		// Best effort: what is still queued (a final error message) goes out.
-		_, _ = ep.sc.flush()
-		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
-		delete(l.eps, ep.fd)
-		_ = ep.sc.Close()
-		syscall.Close(ep.fd)
+		l.closeEndpoint(ep)
 	}
 	close(p.done)
+}
+
+func (l *loop) closeEndpoint(ep *endpoint) {
+	if ep.closed || ep.fd < 0 {
+		return
+	}
+	ep.closed = true
+	// Best effort: what is still queued (a final error message) goes out.
+	_, _ = ep.sc.flush()
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, ep.fd, nil)
+	if l.eps[ep.fd] == ep {
+		delete(l.eps, ep.fd)
+	}
+	_ = ep.sc.Close()
+	syscall.Close(ep.fd)
+}
+
+// recycle keeps a server connection whose client said Terminate while it
+// was idle: the client's side closes, its session ends, and the server is
+// reset with DISCARD ALL before it is parked.
+func (l *loop) recycle(p *pair) {
+	client, server := p.a, p.b
+	l.closeEndpoint(client)
+	p.closed = true
+	close(p.done)
+	server.state, server.peer, server.paused = stateResetting, nil, false
+	server.reset = newPGTracker()
+	server.reset.pending = 1
+	var err error
+	if server.tls != nil {
+		_, err = server.tls.Write(discardAll)
+	} else {
+		_, err = server.sc.Write(discardAll)
+	}
+	if err != nil {
+		l.closeEndpoint(server)
+		return
+	}
+	l.interest(server)
+	if server.sc.pending() > 0 {
+		l.armOut(server)
+	}
+}
+
+// resetting reads the answer to DISCARD ALL and parks the connection.
+func (l *loop) resetting(ep *endpoint, data []byte) {
+	t := ep.reset
+	t.fromServer(data)
+	if t.broken || t.errors > 0 {
+		l.closeEndpoint(ep)
+		return
+	}
+	if t.pending > 0 {
+		return
+	}
+	if t.status != 'I' {
+		l.closeEndpoint(ep)
+		return
+	}
+	srv := ep.pair.srv
+	pc := &parkedConn{info: ep.info, expires: time.Now().Add(time.Duration(srv.cfg.ReuseIdleTimeout)), ep: ep, l: l}
+	if !srv.pool.put(pc, srv.cfg.MaxIdlePerKey) {
+		l.closeEndpoint(ep)
+		return
+	}
+	ep.state, ep.parked, ep.reset = stateParked, pc, nil
+	l.parked = append(l.parked, pc)
+	srv.metrics.idle.Inc()
+}
+
+// dropParked closes an idle server connection, unless a client has just
+// taken it (then its session sees the failure).
+func (l *loop) dropParked(ep *endpoint) {
+	pc := ep.parked
+	srv := ep.pair.srv
+	if pc != nil && srv.pool.drop(pc) {
+		srv.metrics.idle.Dec()
+		l.closeEndpoint(ep)
+	}
+}
+
+// sweep closes idle server connections that have waited too long.
+func (l *loop) sweep(now time.Time) {
+	keep := l.parked[:0]
+	for _, pc := range l.parked {
+		switch {
+		case pc.ep.closed || pc.ep.state != stateParked:
+		case now.After(pc.expires):
+			l.dropParked(pc.ep)
+		default:
+			keep = append(keep, pc)
+		}
+	}
+	l.parked = keep
+}
+
+// attach gives a parked server connection to a new client.
+func (l *loop) attach(at attach) {
+	p, server := at.p, at.parked.ep
+	client := p.a
+	l.eps[client.fd] = client
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, client.fd, &syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: int32(client.fd)}); err != nil || server.closed {
+		p.b = server
+		l.end(p)
+		return
+	}
+	server.state, server.parked = stateActive, nil
+	server.peer, client.peer = client, server
+	server.pair, p.b = p, server
+	l.interest(server)
 }
 
 // relayInLoop hands a logged-in session to an event loop and waits for it to
 // end. It returns false when the loop cannot take it (then the caller relays
 // with goroutines).
 func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []byte) bool {
+	return s.relayInLoopReusable(client, backend, toBackend, toClient, nil)
+}
+
+// relayInLoopReusable is relayInLoop for a PostgreSQL session whose server
+// connection may be kept for the next client (info non-nil).
+func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toClient []byte, info *reuseInfo) bool {
 	a, ok1 := loopEndpoint(client)
 	b, ok2 := loopEndpoint(backend)
 	if !ok1 || !ok2 {
@@ -326,8 +519,11 @@ func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []by
 	db := s.dbLabel()
 	a.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_database")
 	b.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_client")
-	p := &pair{l: l, a: a, b: b, done: make(chan struct{})}
+	p := &pair{l: l, srv: s.srv, a: a, b: b, done: make(chan struct{})}
 	a.peer, b.peer, a.pair, b.pair = b, a, p, p
+	if info != nil {
+		p.track, b.info = newPGTracker(), *info
+	}
 	// The hand-over and session.close exclude each other: either the
 	// session is closed first (nothing to hand over), or close finds the
 	// pair and asks the loop.
@@ -365,4 +561,54 @@ func loopEndpoint(c net.Conn) (*endpoint, bool) {
 		}
 	}
 	return nil, false
+}
+
+// relayReused gives the client a parked server connection of its key: the
+// client gets the parameters the server reported at its login, a cancel key
+// of its own, and ReadyForQuery; the loop that keeps the connection relays.
+func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
+	a, ok := loopEndpoint(client)
+	if !ok {
+		return false
+	}
+	pid, secret := s.srv.cancels.add(s.id, cancelTarget{db: s.db, pid: pc.info.pid, secret: pc.info.secret})
+	defer s.srv.cancels.remove(pid, secret)
+	greeting := pgAuthOK()
+	greeting = append(greeting, pc.info.params...)
+	greeting = append(greeting, pgKeyData(pid, secret)...)
+	greeting = append(greeting, 'Z', 0, 0, 0, 5, 'I')
+	release := func() {
+		pc.l.mu.Lock()
+		pc.l.releases = append(pc.l.releases, pc)
+		pc.l.mu.Unlock()
+		pc.l.notify()
+	}
+	if _, err := client.Write(greeting); err != nil {
+		release()
+		return true
+	}
+	a.counter = s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_database")
+	p := &pair{l: pc.l, srv: s.srv, a: a, b: pc.ep, done: make(chan struct{}), track: newPGTracker()}
+	a.pair = p
+	s.mu.Lock()
+	if s.closed.Load() {
+		s.mu.Unlock()
+		release()
+		return true
+	}
+	fd, err := a.sc.takeOver()
+	if err != nil {
+		s.mu.Unlock()
+		release()
+		return true
+	}
+	a.fd = fd
+	s.loopPair = p
+	s.mu.Unlock()
+	pc.l.mu.Lock()
+	pc.l.attaches = append(pc.l.attaches, attach{p: p, parked: pc})
+	pc.l.mu.Unlock()
+	pc.l.notify()
+	<-p.done
+	return true
 }

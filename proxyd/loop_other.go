@@ -14,3 +14,15 @@ func (p *pair) close() {}
 func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []byte) bool {
 	return false
 }
+
+// relayInLoopReusable is only available on Linux.
+func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toClient []byte, info *reuseInfo) bool {
+	return false
+}
+
+// relayReused is only available on Linux, where loops park connections.
+func (s *session) relayReused(client net.Conn, pc *parkedConn) bool { return false }
+
+// endpoint and loop exist only on Linux.
+type endpoint struct{}
+type loop struct{}

@@ -16,6 +16,8 @@ type metrics struct {
 	tokenCache  *prometheus.CounterVec
 	stsCalls    prometheus.Counter
 	dialSeconds *prometheus.HistogramVec
+	idle        prometheus.Gauge
+	reused      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -36,8 +38,12 @@ func newMetrics() *metrics {
 		dialSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rdsgate_proxy_backend_dial_seconds",
 			Help:    "Time to connect to a database: TCP, TLS and login.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"database"}),
+		idle: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdsgate_proxy_idle_server_connections",
+			Help: "Reusable PostgreSQL server connections kept idle (reuse_connections)."}),
+		reused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_reused_server_connections_total",
+			Help: "Client connections served with a kept server connection."}, []string{"database"}),
 	}
-	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds,
+	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds, m.idle, m.reused,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

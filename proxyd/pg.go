@@ -192,8 +192,29 @@ func (s *session) runPostgres() {
 		return
 	}
 
+	var reuse *reuseInfo
+	if s.db.ReuseConnections && !s.srv.cfg.NoEventLoop {
+		fwd := make(map[string]string, len(params))
+		for k, v := range params {
+			fwd[k] = v
+		}
+		fwd["database"] = s.dbName
+		key := reuseKey(s.db, fwd)
+		if pc := s.srv.pool.take(key, time.Now()); pc != nil {
+			s.srv.metrics.idle.Dec()
+			_ = conn.SetDeadline(time.Time{})
+			s.count("ok")
+			s.srv.metrics.reused.WithLabelValues(s.db.Name).Inc()
+			s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
+			defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
+			s.logger().Info("session started on a kept server connection", "db_name", sanitize(s.dbName))
+			s.relayReused(conn, pc)
+			return
+		}
+		reuse = &reuseInfo{key: key}
+	}
 	start := time.Now()
-	backend, br, greeting, err := s.loginPostgres(req, params)
+	backend, br, greeting, err := s.loginPostgres(req, params, reuse)
 	if err != nil {
 		var be *backendError
 		var pr *pgRefusal
@@ -233,14 +254,24 @@ func (s *session) runPostgres() {
 		pending, _ = br.Peek(n)
 		pending = append([]byte(nil), pending...)
 	}
+	if reuse != nil && len(pending) == 0 && s.relayInLoopReusable(conn, backend, nil, greeting, reuse) {
+		return
+	}
 	s.relay(conn, backend, nil, append(greeting, pending...))
+}
+
+func pgAuthOK() []byte { return []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0} }
+
+func pgKeyData(pid, secret uint32) []byte {
+	b, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: binary.BigEndian.AppendUint32(nil, secret)}).Encode(nil)
+	return b
 }
 
 // loginPostgres connects to the database and logs in with an IAM token. It
 // returns the connection, its reader (which may hold bytes of the session)
 // and what the client must receive: AuthenticationOk, the parameters, the
 // proxy's own cancel key and ReadyForQuery.
-func (s *session) loginPostgres(req *StartupRequest, params map[string]string) (net.Conn, *bufio.Reader, []byte, error) {
+func (s *session) loginPostgres(req *StartupRequest, params map[string]string, reuse *reuseInfo) (net.Conn, *bufio.Reader, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.srv.cfg.DialTimeout)+5*time.Second)
 	defer cancel()
 	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
@@ -304,6 +335,9 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string) (
 			if err := k.Decode(body); err != nil {
 				return nil, nil, nil, fmt.Errorf("malformed cancel key from %s", s.db.Name)
 			}
+			if reuse != nil {
+				reuse.pid, reuse.secret = k.ProcessID, k.SecretKey
+			}
 			pid, secret := s.srv.cancels.add(s.id, cancelTarget{db: s.db, pid: k.ProcessID, secret: k.SecretKey})
 			go func() {
 				<-s.done
@@ -315,6 +349,9 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string) (
 			return tc, br, append(greeting, raw...), nil
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
 			greeting = append(greeting, raw...)
+			if reuse != nil && typ == 'S' {
+				reuse.params = append(reuse.params, raw...)
+			}
 		}
 	}
 }

@@ -107,7 +107,11 @@ func TestPostgresSidecar(t *testing.T) {
 		}
 		c.Close()
 		deadline := time.Now().Add(5 * time.Second)
-		for !strings.Contains(e.logs.String(), "cancel request with an unknown key ignored") && time.Now().Before(deadline) {
+		logged := func() bool {
+			l := e.logs.String()
+			return strings.Contains(l, "cancel request with an unknown key ignored") && strings.Contains(l, "query cancel passed to the database")
+		}
+		for !logged() && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if !strings.Contains(e.logs.String(), "cancel request with an unknown key ignored") {

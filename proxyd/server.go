@@ -47,6 +47,7 @@ type Server struct {
 	nextID   atomic.Uint32
 	cancels  cancelRegistry
 	mysqlIDs mysqlIDs
+	pool     connPool
 }
 
 // Option configures a Server.

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -51,7 +52,8 @@ func NewCA(t testing.TB, dir string) *CA {
 	return ca
 }
 
-var serial int64 = 100
+// serial numbers certificates; tests issue them in parallel.
+var serial atomic.Int64
 
 // Issue makes a certificate for hosts (server) or for a client name, and
 // returns the paths of its certificate and key files.
@@ -61,9 +63,8 @@ func (ca *CA) Issue(t testing.TB, name string, client bool, hosts ...string) (ce
 	if err != nil {
 		t.Fatal(err)
 	}
-	serial++
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name, Organization: []string{"rdsgate tests"}},
+		SerialNumber: big.NewInt(100 + serial.Add(1)), Subject: pkix.Name{CommonName: name, Organization: []string{"rdsgate tests"}},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 	}

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,8 +31,8 @@ func TestPostgresEmulator(t *testing.T) {
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	keys := &Keys{}
 	keys.Add("AKIDEXAMPLE", "secret", "")
-	now := time.Now()
-	s := Postgres(t, pg, Options{Keys: keys, Now: func() time.Time { return now }})
+	var skew atomic.Int64 // how far the emulator's clock is ahead
+	s := Postgres(t, pg, Options{Keys: keys, Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
 	pg.SQL(t, "postgres", `CREATE USER app; GRANT rds_iam TO app; CREATE USER nopriv`)
 	token := func(user string) string {
 		tok, err := auth.BuildAuthToken(context.Background(), s.Endpoint, "us-east-1", user, credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""))
@@ -53,7 +54,7 @@ func TestPostgresEmulator(t *testing.T) {
 			t.Errorf("%s: %v %s, want %q", name, err, out, tc.want)
 		}
 	}
-	now = now.Add(16 * time.Minute)
+	skew.Store(int64(16 * time.Minute))
 	if out, err := psql(s, "app", token("app"), "-c", "select 1"); err == nil || !strings.Contains(s.LastRefusal(), "expired") {
 		t.Errorf("expired token: %v %s (%s)", err, out, s.LastRefusal())
 	}

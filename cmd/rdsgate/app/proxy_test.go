@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -106,11 +107,11 @@ func TestProxyStartAndSignals(t *testing.T) {
 		"--listen", "127.0.0.1:"+port, "--ca-bundle", emu.CAFile, "--health-address", "127.0.0.1:0", "--output", conf); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	start := func() (*exec.Cmd, *bytes.Buffer) {
+	start := func() (*exec.Cmd, *lockedBuffer) {
 		cmd := exec.Command(bin, "proxy", "start", "--config", conf)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDCLITEST", "AWS_SECRET_ACCESS_KEY=cli-test-secret", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
-		var logs bytes.Buffer
-		cmd.Stderr = &logs
+		logs := &lockedBuffer{}
+		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +119,7 @@ func TestProxyStartAndSignals(t *testing.T) {
 		for !strings.Contains(logs.String(), "rdsgate proxy started") && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		return cmd, &logs
+		return cmd, logs
 	}
 	dsn := "host=127.0.0.1 port=" + port + " user=app dbname=postgres sslmode=disable"
 	cmd, logs := start()
@@ -163,4 +164,23 @@ func TestProxyStartAndSignals(t *testing.T) {
 	if r := run(t, "", "proxy", "start", "--config", conf); r.code != 2 || !strings.Contains(r.stderr, "ca_bundle is required") {
 		t.Fatalf("bad config: %d %s", r.code, r.stderr)
 	}
+}
+
+// lockedBuffer collects a child process's output while the test reads it:
+// os/exec copies the pipe into it from its own goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
