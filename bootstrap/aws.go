@@ -43,6 +43,9 @@ type Config struct {
 	// EndpointURL overrides every service's endpoint (an emulator); the
 	// AWS_ENDPOINT_URL environment variables work too.
 	EndpointURL string
+	// Endpoints override one service's endpoint each (IAM, STS, RDS), over
+	// EndpointURL.
+	Endpoints Endpoints
 	// MaxAttempts per call, counting the first; throttling and 5xx answers
 	// are retried with exponential backoff and jitter.
 	MaxAttempts int
@@ -55,6 +58,12 @@ type Config struct {
 	Calls *CallLog
 }
 
+// Endpoints are per-service endpoint overrides; empty ones use the SDK's
+// resolution.
+type Endpoints struct {
+	IAM, STS, RDS string
+}
+
 // Defaults for retries: IAM throttles bursts of writes, and an apply of a
 // large plan is a burst of writes.
 const (
@@ -64,11 +73,12 @@ const (
 
 // Clients are the AWS clients of one configuration.
 type Clients struct {
-	Config aws.Config
-	IAM    *iam.Client
-	STS    *sts.Client
-	Calls  *CallLog
-	rds    sync.Map // region -> *rds.Client
+	Config    aws.Config
+	IAM       *iam.Client
+	STS       *sts.Client
+	Calls     *CallLog
+	Endpoints Endpoints
+	rds       sync.Map // region -> *rds.Client
 }
 
 // ErrNoRegion is returned when a command needs a region and none is set.
@@ -117,7 +127,23 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 	if err != nil {
 		return nil, explainConfigError(err, c.Profile)
 	}
-	return &Clients{Config: cfg, IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg), Calls: c.Calls}, nil
+	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints}
+	cl.newClients()
+	return cl, nil
+}
+
+// newClients makes the IAM and STS clients of the current configuration.
+func (c *Clients) newClients() {
+	c.IAM = iam.NewFromConfig(c.Config, func(o *iam.Options) {
+		if c.Endpoints.IAM != "" {
+			o.BaseEndpoint = aws.String(c.Endpoints.IAM)
+		}
+	})
+	c.STS = sts.NewFromConfig(c.Config, func(o *sts.Options) {
+		if c.Endpoints.STS != "" {
+			o.BaseEndpoint = aws.String(c.Endpoints.STS)
+		}
+	})
 }
 
 // UseIAMRegion sets the signing region IAM lives in for a partition when no
@@ -132,8 +158,7 @@ func (c *Clients) UseIAMRegion(partition string) {
 		region = "us-east-1"
 	}
 	c.Config.Region = region
-	c.IAM = iam.NewFromConfig(c.Config)
-	c.STS = sts.NewFromConfig(c.Config)
+	c.newClients()
 }
 
 // RDS returns the RDS client of a region ("" is the configured one).
@@ -147,7 +172,12 @@ func (c *Clients) RDS(region string) (*rds.Client, error) {
 	if v, ok := c.rds.Load(region); ok {
 		return v.(*rds.Client), nil
 	}
-	cl := rds.NewFromConfig(c.Config, func(o *rds.Options) { o.Region = region })
+	cl := rds.NewFromConfig(c.Config, func(o *rds.Options) {
+		o.Region = region
+		if c.Endpoints.RDS != "" {
+			o.BaseEndpoint = aws.String(c.Endpoints.RDS)
+		}
+	})
 	v, _ := c.rds.LoadOrStore(region, cl)
 	return v.(*rds.Client), nil
 }
@@ -313,17 +343,24 @@ func explain(err error, op, subject string) error {
 // AssumeRole returns clients that act as the given role, with credentials
 // cached and refreshed by the SDK (role chaining into another account).
 func (c *Clients) AssumeRole(ctx context.Context, roleARN, externalID string) (*Clients, error) {
+	return c.AssumeRoleSession(ctx, roleARN, externalID, "rdsgate")
+}
+
+// AssumeRoleSession is AssumeRole with a session name of the caller's
+// choosing (CloudTrail shows it).
+func (c *Clients) AssumeRoleSession(ctx context.Context, roleARN, externalID, session string) (*Clients, error) {
 	if _, err := policies.ParseIAMARN(roleARN); err != nil {
 		return nil, fmt.Errorf("%w: --assume-role-arn: %w", policies.ErrInvalidInput, err)
 	}
 	cfg := c.Config.Copy()
 	cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.STS, roleARN, func(o *stscreds.AssumeRoleOptions) {
-		o.RoleSessionName = "rdsgate"
+		o.RoleSessionName = session
 		if externalID != "" {
 			o.ExternalID = aws.String(externalID)
 		}
 	}))
-	out := &Clients{Config: cfg, IAM: iam.NewFromConfig(cfg), STS: sts.NewFromConfig(cfg), Calls: c.Calls}
+	out := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints}
+	out.newClients()
 	if _, err := out.Config.Credentials.Retrieve(ctx); err != nil {
 		return nil, explain(err, "sts:AssumeRole", roleARN)
 	}
