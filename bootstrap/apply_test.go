@@ -509,3 +509,40 @@ func TestProgress(t *testing.T) {
 		t.Errorf("bar: %q", b)
 	}
 }
+
+// An empty plan for the same base principal removes everything rdsgate
+// wrote: how `terraform destroy` of the shards ends.
+func TestApplyEmptyPlanRemovesEverything(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	full := plan(t, fleet(300, 0), 2, nil)
+	if len(full.Principals) < 2 {
+		t.Fatalf("want shard roles in the test plan, got %d principals", len(full.Principals))
+	}
+	apply(t, c, full)
+	q := policies.DefaultQuotas()
+	q.AttachedPoliciesPerRole = 2
+	empty, err := policies.NewPlan(policies.PlanInput{Inventory: &policies.Inventory{}, Quotas: q, Previous: full,
+		Target: policies.Target{Kind: policies.PrincipalRole, Name: "proxy", MaxShardRoles: 50, AccountID: account}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, c, empty)
+	obs, err := ReadState(ctx, c.IAM, full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pp := range obs.Plan.Principals {
+		if pp.Shard || len(pp.InlinePolicies)+len(pp.ManagedPolicies) > 0 {
+			t.Fatalf("left behind: %s with %d inline and %d managed", pp.Name, len(pp.InlinePolicies), len(pp.ManagedPolicies))
+		}
+	}
+	if len(obs.Orphans) > 0 {
+		t.Fatalf("orphans: %v", obs.Orphans)
+	}
+	if base, _ := ReadRole(ctx, c.IAM, "proxy"); base == nil {
+		t.Fatal("the base role itself was deleted; it is not rdsgate's")
+	}
+}

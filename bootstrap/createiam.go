@@ -206,3 +206,78 @@ func ApplyChanges(ctx context.Context, changes []Change) error {
 	}
 	return nil
 }
+
+// BootstrapState is what IAM holds of the bootstrap policy: the proxy's
+// inline policy, the boundary set on it, and the boundary policy's document.
+type BootstrapState struct {
+	Exists      bool // the principal exists
+	Policy      *policies.Document
+	BoundaryARN string
+	Boundary    *policies.Document
+}
+
+// ReadBootstrap reads what IAM holds for a bootstrap policy (the Terraform
+// provider's drift check).
+func ReadBootstrap(ctx context.Context, c *Clients, bp *policies.BootstrapPolicy) (*BootstrapState, error) {
+	o := bp.Options
+	c.UseIAMRegion(o.Partition)
+	p, err := ReadPrincipal(ctx, c.IAM, o.Kind, o.Name)
+	if err != nil || p == nil {
+		return &BootstrapState{}, err
+	}
+	st := &BootstrapState{Exists: true, Policy: p.Inline[policies.BootstrapPolicyName], BoundaryARN: p.Boundary}
+	if bp.BoundaryARN != "" && p.Boundary == bp.BoundaryARN {
+		cur := &ObservedPolicy{ARN: bp.BoundaryARN}
+		out, err := c.IAM.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(bp.BoundaryARN)})
+		switch {
+		case isNotFound(err):
+		case err != nil:
+			return nil, explain(err, "iam:GetPolicy", bp.BoundaryARN)
+		default:
+			cur.DefaultVersion = aws.ToString(out.Policy.DefaultVersionId)
+			if err := readPolicyDocument(ctx, c.IAM, cur); err != nil {
+				return nil, err
+			}
+			st.Boundary = cur.Document
+		}
+	}
+	return st, nil
+}
+
+// RemoveBootstrap undoes create-iam: the inline policy first (so the proxy
+// loses its IAM write permission before anything else), then the boundary
+// on the principal when it is rdsgate's, then the boundary policy. Running
+// it again writes nothing.
+func RemoveBootstrap(ctx context.Context, c *Clients, bp *policies.BootstrapPolicy) error {
+	o := bp.Options
+	c.UseIAMRegion(o.Partition)
+	p, err := ReadPrincipal(ctx, c.IAM, o.Kind, o.Name)
+	if err != nil {
+		return err
+	}
+	ex := &executor{api: c.IAM}
+	if p != nil {
+		if _, ok := p.Inline[policies.BootstrapPolicyName]; ok {
+			if err := ex.deleteInline(ctx, o.Kind, o.Name, policies.BootstrapPolicyName); err != nil {
+				return err
+			}
+		}
+		if bp.BoundaryARN != "" && p.Boundary == bp.BoundaryARN {
+			subject := fmt.Sprintf("permissions boundary of %s %s", o.Kind, o.Name)
+			if o.Kind == policies.PrincipalUser {
+				_, err = c.IAM.DeleteUserPermissionsBoundary(ctx, &iam.DeleteUserPermissionsBoundaryInput{UserName: aws.String(o.Name)})
+				err = explain(err, "iam:DeleteUserPermissionsBoundary", subject)
+			} else {
+				_, err = c.IAM.DeleteRolePermissionsBoundary(ctx, &iam.DeleteRolePermissionsBoundaryInput{RoleName: aws.String(o.Name)})
+				err = explain(err, "iam:DeleteRolePermissionsBoundary", subject)
+			}
+			if err != nil && !isNotFound(err) {
+				return err
+			}
+		}
+	}
+	if bp.BoundaryARN != "" {
+		return ex.deletePolicy(ctx, bp.BoundaryARN)
+	}
+	return nil
+}

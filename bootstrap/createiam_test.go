@@ -109,3 +109,42 @@ func TestCreateIAMRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestRemoveBootstrap(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	bp, err := policies.NewBootstrapPolicy(policies.BootstrapOptions{Types: []string{"rds"}, Name: "proxy", AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := PlanBootstrap(ctx, c, bp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyChanges(ctx, changes); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadBootstrap(ctx, c, bp)
+	if err != nil || !st.Exists || !policies.Equivalent(st.Policy, bp.Policy) || st.BoundaryARN != bp.BoundaryARN || !policies.Equivalent(st.Boundary, bp.Boundary) {
+		t.Fatalf("%+v %v", st, err)
+	}
+	if err := RemoveBootstrap(ctx, c, bp); err != nil {
+		t.Fatal(err)
+	}
+	st, err = ReadBootstrap(ctx, c, bp)
+	if err != nil || st.Policy != nil || st.BoundaryARN != "" || st.Boundary != nil {
+		t.Fatalf("after removal: %+v %v", st, err)
+	}
+	if _, err := c.IAM.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(bp.BoundaryARN)}); !isNotFound(err) {
+		t.Fatalf("the boundary policy is still there: %v", err)
+	}
+	c.Calls.Reset()
+	if err := RemoveBootstrap(ctx, c, bp); err != nil {
+		t.Fatal(err)
+	}
+	if _, writes := c.Calls.Count(); writes != 0 {
+		t.Fatalf("%d writes removing what is gone", writes)
+	}
+}

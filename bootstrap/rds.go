@@ -412,3 +412,69 @@ func uniqueNames(inv *policies.Inventory) {
 		}
 	}
 }
+
+// DatabaseInfo is what RDS says about one instance or cluster.
+type DatabaseInfo struct {
+	Kind           policies.ResourceKind
+	Identifier     string
+	ARN            string
+	ResourceID     string
+	Engine         string
+	EngineVersion  string
+	EngineMode     string
+	Endpoint       string
+	ReaderEndpoint string
+	Port           int
+	Status         string
+	IAMAuthEnabled bool
+	// Cluster is the cluster an instance belongs to, if any.
+	Cluster string
+	// Unsupported says why IAM authentication cannot work here, or "".
+	Unsupported string
+}
+
+// DescribeDatabase reads an instance or cluster; nil when it does not exist.
+func DescribeDatabase(ctx context.Context, api RDSAPI, kind policies.ResourceKind, id string) (*DatabaseInfo, error) {
+	subject := fmt.Sprintf("%s %s", kind, id)
+	switch kind {
+	case policies.KindInstance:
+		out, err := api.DescribeDBInstances(ctx, &rds.DescribeDBInstancesInput{DBInstanceIdentifier: aws.String(id)})
+		if isNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, explain(err, "rds:DescribeDBInstances", subject)
+		}
+		if len(out.DBInstances) != 1 {
+			return nil, nil
+		}
+		db := out.DBInstances[0]
+		info := &DatabaseInfo{Kind: kind, Identifier: id, ARN: aws.ToString(db.DBInstanceArn), ResourceID: aws.ToString(db.DbiResourceId),
+			Engine: aws.ToString(db.Engine), EngineVersion: aws.ToString(db.EngineVersion), Status: aws.ToString(db.DBInstanceStatus),
+			IAMAuthEnabled: aws.ToBool(db.IAMDatabaseAuthenticationEnabled), Cluster: aws.ToString(db.DBClusterIdentifier)}
+		if db.Endpoint != nil {
+			info.Endpoint, info.Port = aws.ToString(db.Endpoint.Address), int(aws.ToInt32(db.Endpoint.Port))
+		}
+		info.Unsupported = unsupported(info.Engine, info.EngineVersion, "")
+		return info, nil
+	case policies.KindCluster:
+		out, err := api.DescribeDBClusters(ctx, &rds.DescribeDBClustersInput{DBClusterIdentifier: aws.String(id)})
+		if isNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, explain(err, "rds:DescribeDBClusters", subject)
+		}
+		if len(out.DBClusters) != 1 {
+			return nil, nil
+		}
+		cl := out.DBClusters[0]
+		info := &DatabaseInfo{Kind: kind, Identifier: id, ARN: aws.ToString(cl.DBClusterArn), ResourceID: aws.ToString(cl.DbClusterResourceId),
+			Engine: aws.ToString(cl.Engine), EngineVersion: aws.ToString(cl.EngineVersion), EngineMode: aws.ToString(cl.EngineMode),
+			Endpoint: aws.ToString(cl.Endpoint), ReaderEndpoint: aws.ToString(cl.ReaderEndpoint), Port: int(aws.ToInt32(cl.Port)),
+			Status: aws.ToString(cl.Status), IAMAuthEnabled: aws.ToBool(cl.IAMDatabaseAuthenticationEnabled)}
+		info.Unsupported = unsupported(info.Engine, info.EngineVersion, info.EngineMode)
+		return info, nil
+	}
+	return nil, fmt.Errorf("%w: a database is an instance or a cluster, not a %s", policies.ErrInvalidInput, kind)
+}

@@ -159,7 +159,8 @@ func EnsureRole(ctx context.Context, api IAMAPI, spec RoleSpec) (*RoleState, err
 			return nil, explain(err, "iam:UpdateRole", subject)
 		}
 	}
-	if cur.PermissionsBoundary != spec.PermissionsBoundary {
+	keepBootstrap := spec.PermissionsBoundary == "" && policies.IsBootstrapBoundary(cur.PermissionsBoundary, spec.Name)
+	if cur.PermissionsBoundary != spec.PermissionsBoundary && !keepBootstrap {
 		if spec.PermissionsBoundary == "" {
 			if _, err := api.DeleteRolePermissionsBoundary(ctx, &iam.DeleteRolePermissionsBoundaryInput{RoleName: aws.String(spec.Name)}); err != nil && !isNotFound(err) {
 				return nil, explain(err, "iam:DeleteRolePermissionsBoundary", subject)

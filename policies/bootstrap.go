@@ -215,3 +215,11 @@ func (b *BootstrapPolicy) Check(q Quotas) error {
 	}
 	return nil
 }
+
+// IsBootstrapBoundary reports whether a policy ARN is the permissions
+// boundary create-iam sets on the named principal: rdsgate_access_role
+// leaves it to rdsgate_bootstrap_policy rather than take it away.
+func IsBootstrapBoundary(arn, principal string) bool {
+	n, err := ParseIAMARN(arn)
+	return err == nil && n.Type == "policy" && n.Path == ManagedPolicyPath && n.Name == principal+boundarySuffix
+}

@@ -83,6 +83,8 @@ type SkippedDatabase struct {
 // InputError is a problem with one field of one entry of an input file.
 type InputError struct {
 	Entry string // for example databases[3] ("orders")
+	// Index is the entry's position in the list it came from, or -1.
+	Index int
 	Field string
 	Msg   string
 }
@@ -141,14 +143,14 @@ func ParseInventory(data []byte, source string) (*Inventory, error) {
 	errs := &InputErrors{Source: source}
 	for k := range top {
 		if k != "databases" && k != "skipped" {
-			errs.List = append(errs.List, &InputError{Msg: fmt.Sprintf("unknown top-level field %q; an inventory has \"databases\" (and \"skipped\", which discovery writes)", k)})
+			errs.List = append(errs.List, &InputError{Index: -1, Msg: fmt.Sprintf("unknown top-level field %q; an inventory has \"databases\" (and \"skipped\", which discovery writes)", k)})
 		}
 	}
 	var raws []json.RawMessage
 	if rawList, ok := top["databases"]; !ok {
-		errs.List = append(errs.List, &InputError{Msg: `missing "databases" list`})
+		errs.List = append(errs.List, &InputError{Index: -1, Msg: `missing "databases" list`})
 	} else if err := json.Unmarshal(rawList, &raws); err != nil {
-		errs.List = append(errs.List, &InputError{Field: "databases", Msg: "must be a list of objects"})
+		errs.List = append(errs.List, &InputError{Index: -1, Field: "databases", Msg: "must be a list of objects"})
 	}
 	inv := &Inventory{Databases: make([]Database, 0, len(raws))}
 	for i, raw := range raws {
@@ -156,7 +158,7 @@ func ParseInventory(data []byte, source string) (*Inventory, error) {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&db); err != nil {
-			errs.List = append(errs.List, &InputError{Entry: fmt.Sprintf("databases[%d]", i), Msg: describeFieldError(err)})
+			errs.List = append(errs.List, &InputError{Entry: fmt.Sprintf("databases[%d]", i), Index: i, Msg: describeFieldError(err)})
 			continue
 		}
 		inv.Databases = append(inv.Databases, db)
@@ -237,7 +239,7 @@ func (inv *Inventory) Validate() error {
 			entry += fmt.Sprintf(" (%q)", db.Name)
 		}
 		add := func(field, format string, args ...any) {
-			errs.List = append(errs.List, &InputError{Entry: entry, Field: field, Msg: fmt.Sprintf(format, args...)})
+			errs.List = append(errs.List, &InputError{Entry: entry, Index: i, Field: field, Msg: fmt.Sprintf(format, args...)})
 		}
 		switch {
 		case db.Name == "":
@@ -345,6 +347,17 @@ func versionAtLeast(v string, major, minor int) (bool, error) {
 	return ma > major || (ma == major && mi >= minor), nil
 }
 
+// ValidateDBUsers checks a list of database users as an inventory entry's
+// db_users: not empty, no repeats, "*" alone, names a database accepts.
+func ValidateDBUsers(users []string) error {
+	var errs []string
+	validateUsers(users, func(_, format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) })
+	if len(errs) > 0 {
+		return &FieldError{Field: "db_users", Reason: strings.Join(errs, "; ")}
+	}
+	return nil
+}
+
 func validateUsers(users []string, add func(field, format string, args ...any)) {
 	if len(users) == 0 {
 		add("db_users", `is empty; list the database users the proxy may connect as, or ["*"] for any user`)
@@ -364,4 +377,15 @@ func validateUsers(users []string, add func(field, format string, args ...any)) 
 		}
 		seen[u] = true
 	}
+}
+
+// ValidEngine reports whether rdsgate serves an engine.
+func ValidEngine(e Engine) bool { return slices.Contains(engines, e) }
+
+// ValidateDatabaseName checks rdsgate's name for a database.
+func ValidateDatabaseName(name string) error {
+	if !dbNamePattern.MatchString(name) {
+		return fmt.Errorf("%q must start with a letter or digit and use only letters, digits, '.', '_' and '-' (at most 63)", name)
+	}
+	return nil
 }

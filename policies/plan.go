@@ -372,7 +372,7 @@ func (p *planner) setup() error {
 	} else {
 		p.baseARN = RoleARN(p.partition, p.account, t.Path, t.Name)
 	}
-	p.shardPath = "/rdsgate/" + t.Name + "/"
+	p.shardPath = ShardRolePath(t.Name)
 	p.assumePattern = RoleARN(p.partition, p.account, p.shardPath, "*")
 
 	p.baseSlots = 1 + attached - t.ReservedManaged
@@ -1149,4 +1149,14 @@ func (pl *Plan) Check() error {
 		}
 	}
 	return nil
+}
+
+// ShardRolePath is the IAM path of the shard roles of a base principal.
+func ShardRolePath(base string) string { return "/rdsgate/" + base + "/" }
+
+// ShardRolesARN is the wildcard ARN of every shard role of a base principal:
+// what the base principal's sts:AssumeRole permission names, so it does not
+// grow with the fleet.
+func ShardRolesARN(partition, account, base string) string {
+	return RoleARN(partition, account, ShardRolePath(base), "*")
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,12 +34,6 @@ type Options struct {
 // reaches its database as the principal the plan put its permission on
 // (the base role, or a shard role by role chaining).
 func FromPlan(plan *policies.Plan, inv *policies.Inventory, o Options) (*proxyd.Config, error) {
-	if o.ListenHost == "" {
-		o.ListenHost = "127.0.0.1"
-	}
-	if o.FirstPort == 0 {
-		o.FirstPort = 15432
-	}
 	byName := map[string]policies.Database{}
 	for _, db := range inv.Databases {
 		byName[db.Name] = db
@@ -47,21 +42,35 @@ func FromPlan(plan *policies.Plan, inv *policies.Inventory, o Options) (*proxyd.
 	for _, pp := range plan.Principals {
 		principals[pp.Name] = pp
 	}
-	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress}
-	names := make([]string, 0, len(plan.Databases))
+	sub := &policies.Inventory{}
+	roles := map[string]string{}
 	for _, d := range plan.Databases {
-		names = append(names, d.Name)
-	}
-	sort.Strings(names)
-	index := map[string]policies.PlanDatabase{}
-	for _, d := range plan.Databases {
-		index[d.Name] = d
-	}
-	for i, name := range names {
-		db, ok := byName[name]
+		db, ok := byName[d.Name]
 		if !ok {
-			return nil, fmt.Errorf("%w: database %s is in the plan but not in the inventory: use the inventory the plan was made from", policies.ErrInvalidInput, name)
+			return nil, fmt.Errorf("%w: database %s is in the plan but not in the inventory: use the inventory the plan was made from", policies.ErrInvalidInput, d.Name)
 		}
+		sub.Databases = append(sub.Databases, db)
+		if pp, ok := principals[d.Principal]; ok && pp.Shard {
+			roles[d.Name] = pp.ARN
+		}
+	}
+	return FromInventory(sub, roles, plan.Settings.ExternalID, o)
+}
+
+// FromInventory makes a sidecar configuration for databases, each reached
+// through the role roles names for it (none: the proxy's own principal).
+func FromInventory(inv *policies.Inventory, roles map[string]string, externalID string, o Options) (*proxyd.Config, error) {
+	if o.ListenHost == "" {
+		o.ListenHost = "127.0.0.1"
+	}
+	if o.FirstPort == 0 {
+		o.FirstPort = 15432
+	}
+	dbs := slices.Clone(inv.Databases)
+	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Name < dbs[j].Name })
+	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress}
+	for i, db := range dbs {
+		name := db.Name
 		if db.Endpoint == "" || db.Port == 0 {
 			return nil, fmt.Errorf("%w: database %s has no endpoint and port in the inventory (rdsgate discover fills them in)", policies.ErrInvalidInput, name)
 		}
@@ -79,9 +88,9 @@ func FromPlan(plan *policies.Plan, inv *policies.Inventory, o Options) (*proxyd.
 		if len(entry.DBUsers) == 1 && entry.DBUsers[0] == "*" {
 			entry.DBUsers = nil
 		}
-		if pp, ok := principals[index[name].Principal]; ok && pp.Shard {
-			entry.AssumeRoleARN = pp.ARN
-			entry.ExternalID = plan.Settings.ExternalID
+		if arn := roles[name]; arn != "" {
+			entry.AssumeRoleARN = arn
+			entry.ExternalID = externalID
 		}
 		if dir, ok := strings.CutPrefix(o.ListenHost, "unix:"); ok {
 			entry.Listen = "unix:" + strings.TrimSuffix(dir, "/") + "/" + name + ".sock"
@@ -155,4 +164,34 @@ LimitNOFILE=65536
 [Install]
 WantedBy=multi-user.target
 `, binary, configPath, int((drain + 5*time.Second).Seconds()))
+}
+
+// CloudInit is cloud-init user data that installs the proxy on a fresh
+// instance (a launch template's user data): a system user, the binary from
+// binaryURL, the configuration and the unit, then starts it. The
+// configuration holds no secret (credentials come from the instance role).
+func CloudInit(binaryURL, binary, configPath string, configJSON []byte, unit string) string {
+	indent := func(s string) string {
+		return "      " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n      ")
+	}
+	return fmt.Sprintf(`#cloud-config
+users:
+  - name: rdsgate
+    system: true
+    shell: /usr/sbin/nologin
+write_files:
+  - path: %s
+    permissions: "0644"
+    content: |
+%s
+  - path: /etc/systemd/system/rdsgate-proxy.service
+    permissions: "0644"
+    content: |
+%s
+runcmd:
+  - [curl, -fsSL, -o, %s, %q]
+  - [chmod, "0755", %s]
+  - [systemctl, daemon-reload]
+  - [systemctl, enable, --now, rdsgate-proxy.service]
+`, configPath, indent(string(configJSON)), indent(unit), binary, binaryURL, binary)
 }
