@@ -1,0 +1,83 @@
+variable "databases" {
+  description = "The databases the proxy serves: module.database_access.databases (each needs endpoint and port)."
+  type = list(object({
+    name           = string
+    identifier     = optional(string)
+    engine         = string
+    engine_version = optional(string)
+    kind           = string
+    resource_id    = optional(string)
+    region         = string
+    account_id     = optional(string)
+    endpoint       = string
+    port           = number
+    db_users       = list(string)
+    labels         = optional(map(string))
+  }))
+  validation {
+    condition     = length(var.databases) > 0
+    error_message = "The proxy needs at least one database."
+  }
+}
+
+variable "database_roles" {
+  description = "Role per database: module.database_access.database_roles."
+  type        = map(string)
+  default     = {}
+}
+
+variable "proxy_role_arn" {
+  description = "The proxy's own role: databases granted to it are reached without role chaining."
+  type        = string
+  default     = ""
+}
+
+variable "external_id" {
+  description = "External id of the shard roles."
+  type        = string
+  default     = ""
+}
+
+variable "ca_bundle" {
+  description = "Path of the RDS CA bundle on the proxy's host (https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)."
+  type        = string
+  default     = "/etc/rdsgate/global-bundle.pem"
+  validation {
+    condition     = startswith(var.ca_bundle, "/")
+    error_message = "ca_bundle must be an absolute path on the proxy's host."
+  }
+}
+
+variable "region" {
+  description = "Default region for IAM tokens."
+  type        = string
+  default     = ""
+}
+
+variable "listen_host" {
+  description = "Address of the sidecar listeners (127.0.0.1), or unix:/dir for unix sockets."
+  type        = string
+  default     = "127.0.0.1"
+}
+
+variable "first_port" {
+  description = "Port of the first database in name order; the others follow."
+  type        = number
+  default     = 15432
+  validation {
+    condition     = var.first_port >= 1 && var.first_port <= 65535
+    error_message = "first_port must be a TCP port."
+  }
+}
+
+variable "health_address" {
+  description = "Address of /startup, /readiness, /liveness and /metrics."
+  type        = string
+  default     = "127.0.0.1:9187"
+}
+
+variable "binary_url" {
+  description = "Where cloud-init downloads the rdsgate binary from."
+  type        = string
+  default     = "https://github.com/rdsgate/rdsgate/releases/latest/download/rdsgate-linux-amd64"
+}
