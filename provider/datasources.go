@@ -397,6 +397,8 @@ type proxyConfigModel struct {
 	ListenHost    types.String `tfsdk:"listen_host"`
 	FirstPort     types.Int64  `tfsdk:"first_port"`
 	HealthAddress types.String `tfsdk:"health_address"`
+	Addresses     types.Map    `tfsdk:"addresses"`
+	AssumeRoleARN types.String `tfsdk:"assume_role_arn"`
 	BinaryPath    types.String `tfsdk:"binary_path"`
 	BinaryURL     types.String `tfsdk:"binary_url"`
 	ConfigPath    types.String `tfsdk:"config_path"`
@@ -435,13 +437,17 @@ func (d *proxyConfigDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			"listen_host":    schema.StringAttribute{Optional: true, MarkdownDescription: "Listen address of the sidecar listeners (default `127.0.0.1`; `unix:/dir` for sockets)."},
 			"first_port":     schema.Int64Attribute{Optional: true, MarkdownDescription: "Port of the first database in name order (default 15432)."},
 			"health_address": schema.StringAttribute{Optional: true, MarkdownDescription: "Address of /startup, /readiness, /liveness and /metrics."},
-			"binary_path":    schema.StringAttribute{Optional: true, MarkdownDescription: "Where the rdsgate binary lives (default `/usr/local/bin/rdsgate`)."},
-			"binary_url":     schema.StringAttribute{Optional: true, MarkdownDescription: "Where cloud-init downloads the binary from."},
-			"config_path":    schema.StringAttribute{Optional: true, MarkdownDescription: "Where the configuration is written (default `/etc/rdsgate/proxy.json`)."},
-			"config_json":    schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file (`rdsgate proxy start --config`)."},
-			"systemd_unit":   schema.StringAttribute{Computed: true, MarkdownDescription: "A systemd unit that runs it."},
-			"cloud_init":     schema.StringAttribute{Computed: true, MarkdownDescription: "cloud-init user data that installs and starts it."},
-			"listeners":      schema.MapAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Listener address per database."},
+			"assume_role_arn": schema.StringAttribute{Optional: true,
+				MarkdownDescription: "A role the proxy assumes first, when it does not run as its role (on a laptop, say): the proxy's role."},
+			"addresses": schema.MapAttribute{Optional: true, ElementType: types.StringType,
+				MarkdownDescription: "Where to connect instead of a database's endpoint, by name (`host:port` of a tunnel or port forward); tokens and the certificate check still name the endpoint."},
+			"binary_path":  schema.StringAttribute{Optional: true, MarkdownDescription: "Where the rdsgate binary lives (default `/usr/local/bin/rdsgate`)."},
+			"binary_url":   schema.StringAttribute{Optional: true, MarkdownDescription: "Where cloud-init downloads the binary from."},
+			"config_path":  schema.StringAttribute{Optional: true, MarkdownDescription: "Where the configuration is written (default `/etc/rdsgate/proxy.json`)."},
+			"config_json":  schema.StringAttribute{Computed: true, MarkdownDescription: "The configuration file (`rdsgate proxy start --config`)."},
+			"systemd_unit": schema.StringAttribute{Computed: true, MarkdownDescription: "A systemd unit that runs it."},
+			"cloud_init":   schema.StringAttribute{Computed: true, MarkdownDescription: "cloud-init user data that installs and starts it."},
+			"listeners":    schema.MapAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Listener address per database."},
 		},
 	}
 }
@@ -455,6 +461,7 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	var entries []dbEntryModel
 	resp.Diagnostics.Append(m.Databases.ElementsAs(ctx, &entries, false)...)
 	roles, _ := mapOf(ctx, m.DatabaseRoles, &resp.Diagnostics)
+	addresses, _ := mapOf(ctx, m.Addresses, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
 	}
@@ -477,7 +484,8 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	}
 	cfg, err := proxyconf.FromInventory(inv, chained, m.ExternalID.ValueString(), proxyconf.Options{
 		CABundle: m.CABundle.ValueString(), Region: m.Region.ValueString(), HealthAddress: m.HealthAddress.ValueString(),
-		ListenHost: m.ListenHost.ValueString(), FirstPort: int(m.FirstPort.ValueInt64())})
+		ListenHost: m.ListenHost.ValueString(), FirstPort: int(m.FirstPort.ValueInt64()), Addresses: addresses,
+		AssumeRoleARN: m.AssumeRoleARN.ValueString()})
 	if err != nil {
 		resp.Diagnostics.AddAttributeError(path.Root("databases"), "Invalid proxy configuration", err.Error())
 		return

@@ -88,6 +88,10 @@ type Database struct {
 	DBUsers []string `json:"db_users,omitempty"`
 	// Listen is the sidecar listener: host:port, or unix:/path for a socket.
 	Listen string `json:"listen,omitempty"`
+	// Address, when set, is where the proxy connects instead of Endpoint
+	// (an SSH tunnel, a port forward, a VPC endpoint's own name); the token
+	// and the certificate check still name Endpoint, as RDS expects.
+	Address string `json:"address,omitempty"`
 	// TLSServerName overrides the name checked in the server's certificate
 	// (default: the endpoint's host).
 	TLSServerName string `json:"tls_server_name,omitempty"`
@@ -234,6 +238,11 @@ func (c *Config) Validate() error {
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
 			return bad("%s: endpoint %q has no valid port", at, d.Endpoint)
+		}
+		if d.Address != "" {
+			if h, p, err := net.SplitHostPort(d.Address); err != nil || h == "" || p == "" {
+				return bad("%s: address %q must be host:port (where to connect instead of the endpoint)", at, d.Address)
+			}
 		}
 		if d.Region == "" {
 			d.Region = c.Region

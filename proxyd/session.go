@@ -125,7 +125,7 @@ func (s *session) refuseTooMany() {
 func (s *session) dial(ctx context.Context) (net.Conn, error) {
 	timeout := time.Duration(s.srv.cfg.DialTimeout)
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", s.db.Endpoint)
+	raw, err := d.DialContext(ctx, "tcp", s.db.dialAddress())
 	if err != nil {
 		return nil, dialError(s.db, timeout, err)
 	}
@@ -140,16 +140,24 @@ func (s *session) dial(ctx context.Context) (net.Conn, error) {
 	return c, nil
 }
 
+// dialAddress is where connections to the database go.
+func (db *Database) dialAddress() string {
+	if db.Address != "" {
+		return db.Address
+	}
+	return db.Endpoint
+}
+
 // dialError explains a failed connection to a database.
 func dialError(db *Database, timeout time.Duration, err error) error {
-	host, port, _ := net.SplitHostPort(db.Endpoint)
+	host, port, _ := net.SplitHostPort(db.dialAddress())
 	var dnsErr *net.DNSError
 	var hint string
 	switch {
 	case errors.As(err, &dnsErr):
 		hint = fmt.Sprintf("the host %s does not resolve: check the endpoint (aws rds describe-db-instances); private endpoints resolve only inside their VPC", host)
 	case errors.Is(err, syscall.ECONNREFUSED):
-		hint = fmt.Sprintf("nothing accepts connections on %s: check the port and that the database is available", db.Endpoint)
+		hint = fmt.Sprintf("nothing accepts connections on %s: check the port and that the database is available", db.dialAddress())
 	case isTimeout(err):
 		hint = fmt.Sprintf("no answer within %s: check that the database's security group allows port %s from this proxy, that `nc -zv %s %s` connects from this host, and the routing to its VPC", timeout, port, host, port)
 	default:

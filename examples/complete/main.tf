@@ -61,6 +61,24 @@ variable "ca_bundle" {
   default     = "/etc/rdsgate/global-bundle.pem"
 }
 
+variable "addresses" {
+  description = "Where the proxy connects instead of a database's endpoint, by name (a tunnel or port forward)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "proxy_assumes_role" {
+  description = "The proxy runs outside its role (a laptop) and assumes it first."
+  type        = bool
+  default     = false
+}
+
+variable "health_address" {
+  description = "The proxy's health and metrics address."
+  type        = string
+  default     = "127.0.0.1:9187"
+}
+
 variable "first_port" {
   description = "First sidecar port."
   type        = number
@@ -85,14 +103,17 @@ module "database_access" {
 }
 
 module "proxy" {
-  source         = "../../modules/proxy"
-  databases      = module.database_access.databases
-  database_roles = module.database_access.database_roles
-  proxy_role_arn = module.database_access.proxy_role_arn
-  external_id    = module.database_access.external_id
-  region         = var.region
-  ca_bundle      = var.ca_bundle
-  first_port     = var.first_port
+  source          = "../../modules/proxy"
+  databases       = module.database_access.databases
+  database_roles  = module.database_access.database_roles
+  proxy_role_arn  = module.database_access.proxy_role_arn
+  external_id     = module.database_access.external_id
+  region          = var.region
+  ca_bundle       = var.ca_bundle
+  first_port      = var.first_port
+  health_address  = var.health_address
+  addresses       = var.addresses
+  assume_role_arn = var.proxy_assumes_role ? module.database_access.proxy_role_arn : ""
 }
 
 output "proxy_role_arn" {
@@ -108,6 +129,16 @@ output "shard_role_arns" {
 output "stats" {
   description = "The shard plan in numbers."
   value       = module.database_access.stats
+}
+
+output "databases" {
+  description = "The databases served, with their resource ids."
+  value       = module.database_access.databases
+}
+
+output "database_roles" {
+  description = "The role whose policy grants each database."
+  value       = module.database_access.database_roles
 }
 
 output "listeners" {

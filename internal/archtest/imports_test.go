@@ -21,8 +21,9 @@ var rules = map[string][]string{
 	"provider": {"policies", "bootstrap", "proxyd", "internal"},
 	"cmd":      {"policies", "bootstrap", "proxyd", "provider", "internal"},
 	"internal": {"policies", "bootstrap", "proxyd", "provider"},
-	// test/ holds test infrastructure (the RDS emulator) and end-to-end tests.
-	"test": {"internal"},
+	// test/ holds test infrastructure (the RDS emulator), the demo and
+	// end-to-end tests, which drive every part.
+	"test": {"policies", "bootstrap", "proxyd", "internal"},
 	// bench/ drives the proxy and its baselines.
 	"bench": {"proxyd", "internal", "test"},
 }

@@ -28,6 +28,12 @@ type Options struct {
 	FirstPort  int
 	// DBUsers limits the users of every database (default: the inventory's).
 	DBUsers []string
+	// Addresses are where to connect instead of a database's endpoint, by
+	// name (a tunnel or a local port); tokens and TLS still name the endpoint.
+	Addresses map[string]string
+	// AssumeRoleARN is the role the proxy assumes first, for a proxy that
+	// does not run as its role (a laptop, a CI job).
+	AssumeRoleARN string
 }
 
 // FromPlan makes a sidecar configuration for every database of a plan: each
@@ -68,7 +74,7 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 	}
 	dbs := slices.Clone(inv.Databases)
 	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Name < dbs[j].Name })
-	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress}
+	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress, AssumeRoleARN: o.AssumeRoleARN}
 	for i, db := range dbs {
 		name := db.Name
 		if db.Endpoint == "" || db.Port == 0 {
@@ -88,6 +94,7 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 		if len(entry.DBUsers) == 1 && entry.DBUsers[0] == "*" {
 			entry.DBUsers = nil
 		}
+		entry.Address = o.Addresses[name]
 		if arn := roles[name]; arn != "" {
 			entry.AssumeRoleARN = arn
 			entry.ExternalID = externalID

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
@@ -29,7 +28,7 @@ type CA struct {
 
 // NewCA makes a CA whose files live in dir (world-readable, so database
 // servers running as their own user can read them).
-func NewCA(t testing.TB, dir string) *CA {
+func NewCA(t T, dir string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -57,7 +56,7 @@ var serial atomic.Int64
 
 // Issue makes a certificate for hosts (server) or for a client name, and
 // returns the paths of its certificate and key files.
-func (ca *CA) Issue(t testing.TB, name string, client bool, hosts ...string) (certFile, keyFile string) {
+func (ca *CA) Issue(t T, name string, client bool, hosts ...string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -98,7 +97,7 @@ func (ca *CA) Issue(t testing.TB, name string, client bool, hosts ...string) (ce
 }
 
 // TLSCert loads a certificate pair for Go servers and clients.
-func TLSCert(t testing.TB, certFile, keyFile string) tls.Certificate {
+func TLSCert(t T, certFile, keyFile string) tls.Certificate {
 	t.Helper()
 	c, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -107,7 +106,7 @@ func TLSCert(t testing.TB, certFile, keyFile string) tls.Certificate {
 	return c
 }
 
-func writePEM(t testing.TB, path, typ string, der []byte, mode os.FileMode) {
+func writePEM(t T, path, typ string, der []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
 		t.Fatal(err)

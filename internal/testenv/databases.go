@@ -11,13 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
 // ServerDir makes a folder that servers running as their own user can use:
 // t.TempDir is private to root.
-func ServerDir(t testing.TB, prefix string) string {
+func ServerDir(t T, prefix string) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
@@ -50,7 +49,7 @@ type PostgresOptions struct {
 func (p *Postgres) Addr() string { return net.JoinHostPort(p.Host, strconv.Itoa(p.Port)) }
 
 // pgBin finds the PostgreSQL server binaries.
-func pgBin(t testing.TB) string {
+func pgBin(t T) string {
 	t.Helper()
 	if path, err := exec.LookPath("pg_config"); err == nil {
 		if out, err := exec.Command(path, "--bindir").Output(); err == nil {
@@ -71,7 +70,7 @@ func pgBin(t testing.TB) string {
 
 // AsUser is the credential to run a server that refuses root (PostgreSQL,
 // pgbouncer) as the named user; nil when not running as root.
-func AsUser(t testing.TB, name string) *syscall.Credential {
+func AsUser(t T, name string) *syscall.Credential {
 	t.Helper()
 	if os.Getuid() != 0 {
 		return nil
@@ -98,7 +97,7 @@ func (p *Postgres) command(name string, args ...string) *exec.Cmd {
 // certificate from its own test CA, trust authentication over the unix
 // socket and over TLS on loopback, and plain TCP refused (as RDS with
 // rds.force_ssl). It stops at cleanup.
-func StartPostgres(t testing.TB, o PostgresOptions) *Postgres {
+func StartPostgres(t T, o PostgresOptions) *Postgres {
 	t.Helper()
 	if o.MaxConnections == 0 {
 		o.MaxConnections = 200
@@ -186,7 +185,7 @@ log_min_messages = warning
 }
 
 // SQL runs statements as the superuser with psql over the unix socket.
-func (p *Postgres) SQL(t testing.TB, db, sql string) string {
+func (p *Postgres) SQL(t T, db, sql string) string {
 	t.Helper()
 	out, err := exec.Command("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", p.SocketDir, "-p", strconv.Itoa(p.Port),
 		"-U", "postgres", "-d", db, "-c", sql).CombinedOutput()
@@ -218,7 +217,7 @@ func (m *MariaDB) Addr() string { return net.JoinHostPort(m.Host, strconv.Itoa(m
 
 // StartMariaDB starts a MariaDB server in a temporary folder with TLS from
 // its own test CA. It stops at cleanup.
-func StartMariaDB(t testing.TB, o MariaDBOptions) *MariaDB {
+func StartMariaDB(t T, o MariaDBOptions) *MariaDB {
 	t.Helper()
 	if o.MaxConnections == 0 {
 		o.MaxConnections = 300
@@ -285,7 +284,7 @@ func StartMariaDB(t testing.TB, o MariaDBOptions) *MariaDB {
 }
 
 // SQL runs statements as root with the mariadb client over the socket.
-func (m *MariaDB) SQL(t testing.TB, sql string) string {
+func (m *MariaDB) SQL(t T, sql string) string {
 	t.Helper()
 	out, err := exec.Command("mariadb", "--no-defaults", "--socket="+m.Socket, "-uroot", "-N", "-B", "-e", sql).CombinedOutput()
 	if err != nil {
@@ -295,7 +294,7 @@ func (m *MariaDB) SQL(t testing.TB, sql string) string {
 }
 
 // FreePort returns a loopback port nobody listens on.
-func FreePort(t testing.TB) int {
+func FreePort(t T) int {
 	t.Helper()
 	p, err := freePort()
 	if err != nil {
@@ -304,7 +303,7 @@ func FreePort(t testing.TB) int {
 	return p
 }
 
-func appendFile(t testing.TB, path, text string) {
+func appendFile(t T, path, text string) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {

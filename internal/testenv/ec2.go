@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"testing"
 	"time"
 )
 
@@ -15,7 +14,7 @@ import (
 // that need them (an RDS Proxy). It speaks the EC2 query protocol directly:
 // moto routes by the credential scope and does not check signatures, and the
 // EC2 SDK module is too large to take on for two test calls.
-func CreateSubnets(t testing.TB, motoURL, region string) (vpc string, subnets []string) {
+func CreateSubnets(t T, motoURL, region string) (vpc string, subnets []string) {
 	t.Helper()
 	vpc = ec2Call(t, motoURL, region, url.Values{"Action": {"CreateVpc"}, "CidrBlock": {"10.0.0.0/16"}}, "vpcId")
 	for i, az := range []string{"a", "b"} {
@@ -25,7 +24,7 @@ func CreateSubnets(t testing.TB, motoURL, region string) (vpc string, subnets []
 	return vpc, subnets
 }
 
-func ec2Call(t testing.TB, motoURL, region string, form url.Values, field string) string {
+func ec2Call(t T, motoURL, region string, form url.Values, field string) string {
 	t.Helper()
 	form.Set("Version", "2016-11-15")
 	req, err := http.NewRequest(http.MethodPost, motoURL+"/", strings.NewReader(form.Encode()))

@@ -9,7 +9,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sync"
-	"testing"
 )
 
 // Fault is an error answer in the AWS query protocol (IAM, STS, RDS).
@@ -48,7 +47,7 @@ type Request struct {
 }
 
 // StartFaultProxy starts a proxy in front of target for the test.
-func StartFaultProxy(t testing.TB, target string) *FaultProxy {
+func StartFaultProxy(t T, target string) *FaultProxy {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -28,7 +27,7 @@ const (
 )
 
 // StartMoto starts moto_server for the test and stops it at cleanup.
-func StartMoto(t testing.TB) *Moto {
+func StartMoto(t T) *Moto {
 	t.Helper()
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
@@ -82,7 +81,7 @@ func (m *Moto) wait(cmd *exec.Cmd, limit time.Duration) error {
 }
 
 // Reset drops every resource, as a fresh server would have.
-func (m *Moto) Reset(t testing.TB) {
+func (m *Moto) Reset(t T) {
 	t.Helper()
 	resp, err := http.Post(m.URL+"/moto-api/reset", "application/json", nil)
 	if err != nil {
@@ -115,4 +114,16 @@ func (w *lockedWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// T is what the harness needs of a test: *testing.T and *testing.B have it,
+// and so does the demo's environment, which runs the same parts outside
+// a test (test/demo).
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
 }

@@ -9,8 +9,8 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"sync"
 	"sync/atomic"
-	"testing"
 )
 
 // STSRecorder sits in front of moto's STS and tells the test about every
@@ -19,16 +19,26 @@ import (
 type STSRecorder struct {
 	URL    string
 	Issued atomic.Int64
+	roles  sync.Map // access key id -> assumed-role ARN
+}
+
+// Role returns the assumed-role ARN (arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION)
+// the access key was issued for, or "".
+func (r *STSRecorder) Role(keyID string) string {
+	v, _ := r.roles.Load(keyID)
+	s, _ := v.(string)
+	return s
 }
 
 var (
 	reAccessKey = regexp.MustCompile(`<AccessKeyId>([^<]+)</AccessKeyId>`)
 	reSecret    = regexp.MustCompile(`<SecretAccessKey>([^<]+)</SecretAccessKey>`)
 	reSession   = regexp.MustCompile(`<SessionToken>([^<]+)</SessionToken>`)
+	reRoleArn   = regexp.MustCompile(`<AssumedRoleUser>[\s\S]*?<Arn>([^<]+)</Arn>`)
 )
 
 // StartSTSRecorder forwards to target and calls onCreds for each credential.
-func StartSTSRecorder(t testing.TB, target string, onCreds func(id, secret, session string)) *STSRecorder {
+func StartSTSRecorder(t T, target string, onCreds func(id, secret, session string)) *STSRecorder {
 	t.Helper()
 	u, err := url.Parse(target)
 	if err != nil {
@@ -47,6 +57,9 @@ func StartSTSRecorder(t testing.TB, target string, onCreds func(id, secret, sess
 			tok := ""
 			if session != nil {
 				tok = string(session[1])
+			}
+			if arn := reRoleArn.FindSubmatch(body); arn != nil {
+				r.roles.Store(string(id[1]), string(arn[1]))
 			}
 			onCreds(string(id[1]), string(secret[1]), tok)
 			r.Issued.Add(1)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"testing"
 )
 
 // ProviderVersion is the version the locally built provider is mirrored as.
@@ -38,7 +37,7 @@ func RepoRoot() string {
 
 // StartTerraform builds the provider once per test process and returns the
 // configuration that makes terraform use it.
-func StartTerraform(t testing.TB) *Terraform {
+func StartTerraform(t T) *Terraform {
 	t.Helper()
 	if _, err := exec.LookPath("terraform"); err != nil {
 		t.Fatalf("terraform is not on the PATH (.ci/run installs it): %v", err)

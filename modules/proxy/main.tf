@@ -2,14 +2,16 @@
 # a systemd unit, and cloud-init user data for a launch template.
 
 data "rdsgate_proxy_config" "this" {
-  databases      = var.databases
-  database_roles = var.database_roles
-  base_arn       = var.proxy_role_arn
-  external_id    = var.external_id
-  region         = var.region
-  ca_bundle      = var.ca_bundle
-  listen_host    = var.listen_host
-  first_port     = var.first_port
-  health_address = var.health_address
-  binary_url     = var.binary_url
+  databases       = var.databases
+  database_roles  = var.database_roles
+  base_arn        = var.proxy_role_arn
+  external_id     = var.external_id
+  region          = var.region
+  ca_bundle       = var.ca_bundle
+  listen_host     = var.listen_host
+  first_port      = var.first_port
+  health_address  = var.health_address
+  binary_url      = var.binary_url
+  addresses       = var.addresses
+  assume_role_arn = var.assume_role_arn
 }

@@ -81,3 +81,15 @@ variable "binary_url" {
   type        = string
   default     = "https://github.com/rdsgate/rdsgate/releases/latest/download/rdsgate-linux-amd64"
 }
+
+variable "addresses" {
+  description = "Where to connect instead of a database's endpoint, by name (host:port of a tunnel or port forward); tokens and TLS still name the endpoint."
+  type        = map(string)
+  default     = {}
+}
+
+variable "assume_role_arn" {
+  description = "A role the proxy assumes first, when it does not run as its role (on a laptop, say): usually the proxy's role."
+  type        = string
+  default     = ""
+}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"testing"
 
 	"github.com/go-mysql-org/go-mysql/mysql"
 
@@ -19,7 +18,7 @@ import (
 // MySQL starts an emulated RDS for MySQL endpoint in front of a MariaDB
 // server. IAM users must exist in MariaDB with the given password, which the
 // emulator uses to log in once the token checks out.
-func MySQL(t testing.TB, m *testenv.MariaDB, password string, o Options) *Server {
+func MySQL(t testenv.T, m *testenv.MariaDB, password string, o Options) *Server {
 	t.Helper()
 	s := newServer(t, m.CA, o)
 	s.handle = func(c net.Conn) { s.serveMySQL(c, m.Socket, password) }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
@@ -25,7 +24,7 @@ const (
 // Postgres starts an emulated RDS for PostgreSQL endpoint in front of pg.
 // Database users must be members of rds_iam, as on RDS; the emulator creates
 // that role.
-func Postgres(t testing.TB, pg *testenv.Postgres, o Options) *Server {
+func Postgres(t testenv.T, pg *testenv.Postgres, o Options) *Server {
 	t.Helper()
 	pg.SQL(t, "postgres", "DO $$ BEGIN CREATE ROLE rds_iam; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
 	s := newServer(t, pg.CA, o)

@@ -2,12 +2,12 @@ package rdsemu
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
@@ -22,13 +22,24 @@ type Options struct {
 	// Now is the emulator's clock (default time.Now); tests move it to
 	// expire tokens.
 	Now func() time.Time
+	// Endpoint is the host:port tokens must name when clients reach the
+	// emulator by another address (the RDS endpoint name an emulated
+	// DescribeDBInstances gave out, reached through a local port); default
+	// Host and the listening port.
+	Endpoint string
+	// Authorize, when set, checks after the signature that the signer may
+	// connect as the database user, as RDS asks IAM: keyID is the access
+	// key that signed the token.
+	Authorize func(keyID, dbUser string) error
 }
 
 // Server is an emulated RDS endpoint in front of a real server.
 type Server struct {
 	// Endpoint is host:port, as clients and tokens name it.
 	Endpoint string
-	Port     int
+	// Address is where the emulator listens (127.0.0.1:port).
+	Address string
+	Port    int
 	// CAFile is the CA bundle that verifies the emulator's certificate, as
 	// the RDS CA bundle does for RDS.
 	CAFile string
@@ -47,7 +58,7 @@ type Server struct {
 	lastErr  atomic.Value
 }
 
-func newServer(t testing.TB, ca *testenv.CA, o Options) *Server {
+func newServer(t testenv.T, ca *testenv.CA, o Options) *Server {
 	t.Helper()
 	if o.Host == "" {
 		o.Host = "localhost"
@@ -65,11 +76,21 @@ func newServer(t testing.TB, ca *testenv.CA, o Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile := ca.Issue(t, "rds-endpoint-"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), false, o.Host, "127.0.0.1")
+	hosts := []string{o.Host, "127.0.0.1"}
+	if o.Endpoint != "" {
+		if h, _, err := net.SplitHostPort(o.Endpoint); err == nil {
+			hosts = append(hosts, h)
+		}
+	}
+	certFile, keyFile := ca.Issue(t, "rds-endpoint-"+strconv.Itoa(ln.Addr().(*net.TCPAddr).Port), false, hosts...)
 	s := &Server{opts: o, ln: ln, CAFile: ca.PEMFile, sessions: map[net.Conn]struct{}{},
 		tls: &tls.Config{Certificates: []tls.Certificate{testenv.TLSCert(t, certFile, keyFile)}, MinVersion: tls.VersionTLS12}}
 	s.Port = ln.Addr().(*net.TCPAddr).Port
 	s.Endpoint = net.JoinHostPort(o.Host, strconv.Itoa(s.Port))
+	if o.Endpoint != "" {
+		s.Endpoint = o.Endpoint
+	}
+	s.Address = ln.Addr().String()
 	t.Cleanup(s.Close)
 	return s
 }
@@ -135,7 +156,12 @@ func (s *Server) refuse(reason error) {
 }
 
 func (s *Server) verify(token, user string) error {
-	err := Verify(token, s.opts.Keys, Expect{Host: s.Endpoint, Region: s.opts.Region, DBUser: user, Now: s.opts.Now()})
+	keyID, err := VerifyKey(token, s.opts.Keys, Expect{Host: s.Endpoint, Region: s.opts.Region, DBUser: user, Now: s.opts.Now()})
+	if err == nil && s.opts.Authorize != nil {
+		if err = s.opts.Authorize(keyID, user); err != nil {
+			err = fmt.Errorf("IAM: %w", err)
+		}
+	}
 	if err != nil {
 		s.refuse(err)
 	}

@@ -60,55 +60,67 @@ const emptyPayloadHash = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca49599
 // Action=connect on the endpoint, service rds-db. It returns why a token is
 // refused (the client only ever sees RDS's generic message).
 func Verify(token string, keys *Keys, e Expect) error {
+	_, err := VerifyKey(token, keys, e)
+	return err
+}
+
+// VerifyKey is Verify that also says which access key signed the token,
+// for an IAM check of the signer's permissions.
+func VerifyKey(token string, keys *Keys, e Expect) (string, error) {
+	keyID, err := verify(token, keys, e)
+	return keyID, err
+}
+
+func verify(token string, keys *Keys, e Expect) (string, error) {
 	hostPart, rawQuery, ok := strings.Cut(token, "?")
 	if !ok {
-		return fmt.Errorf("not a presigned URL")
+		return "", fmt.Errorf("not a presigned URL")
 	}
 	hostPart = strings.TrimSuffix(hostPart, "/") // the path is empty or "/"
 	if hostPart != e.Host {
-		return fmt.Errorf("token is for host %q, not %q", hostPart, e.Host)
+		return "", fmt.Errorf("token is for host %q, not %q", hostPart, e.Host)
 	}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return fmt.Errorf("query: %v", err)
+		return "", fmt.Errorf("query: %v", err)
 	}
 	get := func(k string) string { return q.Get(k) }
 	if get("Action") != "connect" {
-		return fmt.Errorf("action %q", get("Action"))
+		return "", fmt.Errorf("action %q", get("Action"))
 	}
 	if get("DBUser") != e.DBUser {
-		return fmt.Errorf("token is for user %q, not %q", get("DBUser"), e.DBUser)
+		return "", fmt.Errorf("token is for user %q, not %q", get("DBUser"), e.DBUser)
 	}
 	if get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" || get("X-Amz-SignedHeaders") != "host" {
-		return fmt.Errorf("algorithm %q, signed headers %q", get("X-Amz-Algorithm"), get("X-Amz-SignedHeaders"))
+		return "", fmt.Errorf("algorithm %q, signed headers %q", get("X-Amz-Algorithm"), get("X-Amz-SignedHeaders"))
 	}
 	cred := strings.Split(get("X-Amz-Credential"), "/")
 	if len(cred) != 5 || cred[3] != "rds-db" || cred[4] != "aws4_request" {
-		return fmt.Errorf("credential scope %q", get("X-Amz-Credential"))
+		return "", fmt.Errorf("credential scope %q", get("X-Amz-Credential"))
 	}
 	if cred[2] != e.Region {
-		return fmt.Errorf("signed for region %s, not %s", cred[2], e.Region)
+		return "", fmt.Errorf("signed for region %s, not %s", cred[2], e.Region)
 	}
 	signed, err := time.Parse("20060102T150405Z", get("X-Amz-Date"))
 	if err != nil || cred[1] != get("X-Amz-Date")[:8] {
-		return fmt.Errorf("date %q", get("X-Amz-Date"))
+		return "", fmt.Errorf("date %q", get("X-Amz-Date"))
 	}
 	expires, err := strconv.Atoi(get("X-Amz-Expires"))
 	if err != nil || expires <= 0 || expires > 900 {
-		return fmt.Errorf("expires %q", get("X-Amz-Expires"))
+		return "", fmt.Errorf("expires %q", get("X-Amz-Expires"))
 	}
 	if e.Now.After(signed.Add(time.Duration(expires) * time.Second)) {
-		return fmt.Errorf("expired at %s", signed.Add(time.Duration(expires)*time.Second))
+		return "", fmt.Errorf("expired at %s", signed.Add(time.Duration(expires)*time.Second))
 	}
 	if signed.After(e.Now.Add(5 * time.Minute)) {
-		return fmt.Errorf("signed in the future (%s)", signed)
+		return "", fmt.Errorf("signed in the future (%s)", signed)
 	}
 	k, ok := keys.get(cred[0])
 	if !ok {
-		return fmt.Errorf("unknown access key %s", cred[0])
+		return "", fmt.Errorf("unknown access key %s", cred[0])
 	}
 	if k.session != get("X-Amz-Security-Token") {
-		return fmt.Errorf("session token does not match the access key")
+		return "", fmt.Errorf("session token does not match the access key")
 	}
 
 	// Canonical request of a presigned GET: every query parameter but the
@@ -139,9 +151,9 @@ func Verify(token string, keys *Keys, e Expect) error {
 	}
 	want := hex.EncodeToString(hmacSHA256(signingKey, toSign))
 	if !hmac.Equal([]byte(want), []byte(get("X-Amz-Signature"))) {
-		return fmt.Errorf("signature does not match")
+		return "", fmt.Errorf("signature does not match")
 	}
-	return nil
+	return cred[0], nil
 }
 
 func hmacSHA256(key []byte, data string) []byte {

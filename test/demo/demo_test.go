@@ -1,0 +1,105 @@
+package demo
+
+import (
+	"context"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/policies"
+)
+
+// TestDemoEndToEnd is `make demo` as a test: terraform apply of
+// examples/complete against the emulated AWS, the proxy from the
+// configuration apply produced, psql and mysql through it as an
+// IAM-authenticated user; then a denied user, and a shard policy narrowed
+// by hand, which the emulated RDS refuses on IAM's grounds, which
+// `terraform plan -detailed-exitcode` reports as exit 2, and which apply
+// repairs.
+func TestDemoEndToEnd(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	env := Start(t, dir)
+	bin := filepath.Join(dir, "rdsgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t)}
+	if out, err := f.Apply(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	p, err := f.StartProxy(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Cmd.Process.Kill(); _, _ = p.Cmd.Process.Wait() })
+
+	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
+		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
+	}
+	if out, err := p.MySQL(ctx, DBUser, "select total from billing.invoices where id = 1"); err != nil || out != "42.00" {
+		t.Fatalf("mysql through the proxy: %v: %s", err, out)
+	}
+
+	// A user the configuration does not allow gets a clear error.
+	out, err := p.PSQL(ctx, "intruder", "select 1")
+	if err == nil || !strings.Contains(out, `database user "intruder" may not connect to orders`) || !strings.Contains(out, "allowed users: app") {
+		t.Fatalf("intruder: %v: %s", err, out)
+	}
+
+	// The plan after apply is empty.
+	if out, code, err := f.Terraform("plan", "-detailed-exitcode", "-input=false", "-no-color"); err != nil || code != 0 {
+		t.Fatalf("plan after apply: exit %d %v\n%s", code, err, out)
+	}
+
+	// Narrow the connect policy by hand: RDS (the emulator, asking IAM)
+	// refuses the next login, and terraform sees the drift.
+	narrow(t, env)
+	out, err = p.PSQL(ctx, DBUser, "select 1")
+	if err == nil || !strings.Contains(out, `PAM authentication failed for user "app"`) {
+		t.Fatalf("after the policy was narrowed, psql: %v: %s", err, out)
+	}
+	out, code, err := f.Terraform("plan", "-detailed-exitcode", "-input=false", "-no-color")
+	if err != nil || code != 2 || !strings.Contains(out, "rdsgate_policy_shards.this") {
+		t.Fatalf("plan after a hand edit: exit %d %v\n%s", code, err, out)
+	}
+	if out, code, err := f.Terraform("apply", "-auto-approve", "-input=false", "-no-color"); err != nil || code != 0 {
+		t.Fatalf("apply: exit %d %v\n%s", code, err, out)
+	}
+	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
+		t.Fatalf("psql after the repair: %v: %s", err, out)
+	}
+}
+
+// narrow rewrites the proxy role's connect policy to name another database.
+func narrow(t *testing.T, env *Env) {
+	t.Helper()
+	ctx := context.Background()
+	c := env.Clients()
+	out, err := c.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String("rdsgate-proxy"), PolicyName: aws.String(policies.InlinePolicyName)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := url.PathUnescape(aws.ToString(out.PolicyDocument))
+	doc, err := policies.Parse([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, st := range doc.Statements {
+		if len(st.Action.List) == 1 && st.Action.List[0] == "rds-db:connect" {
+			doc.Statements[i].Resource = policies.List("arn:aws:rds-db:us-east-1:" + Account + ":dbuser:db-SOMEOTHERDATABASEXXXXXXXXXX/app")
+		}
+	}
+	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("rdsgate-proxy"), PolicyName: aws.String(policies.InlinePolicyName),
+		PolicyDocument: aws.String(string(doc.JSON()))}); err != nil {
+		t.Fatal(err)
+	}
+}
