@@ -42,8 +42,12 @@ type Config struct {
 	CABundle string `json:"ca_bundle"`
 	// Databases the proxy serves.
 	Databases []Database `json:"databases"`
-	// Gateway, when set, accepts clients with TLS client certificates.
+	// Gateway, when set, accepts clients that prove who they are with TLS
+	// client certificates or IAM identity tokens.
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// AuditLog receives one JSON line per session start and end and per
+	// denied attempt: a file path, or "-" for standard output.
+	AuditLog string `json:"audit_log,omitempty"`
 	// HealthAddress serves /startup, /readiness, /liveness and /metrics.
 	HealthAddress string `json:"health_address,omitempty"`
 	// MaxConnections bounds client connections (0: 10,000).
@@ -111,8 +115,11 @@ type Gateway struct {
 	ListenMySQL    string `json:"listen_mysql,omitempty"`
 	TLSCert        string `json:"tls_cert"`
 	TLSKey         string `json:"tls_key"`
-	// ClientCA verifies client certificates.
-	ClientCA string `json:"client_ca"`
+	// ClientCA verifies client certificates (optional with IAM).
+	ClientCA string `json:"client_ca,omitempty"`
+	// IAM lets clients prove who they are with AWS IAM: an identity token
+	// (a presigned sts:GetCallerIdentity) as the password.
+	IAM *IAMAuth `json:"iam,omitempty"`
 	// RBACFile maps identities to databases, database users and names.
 	RBACFile string `json:"rbac_file"`
 }
@@ -277,8 +284,19 @@ func (c *Config) Validate() error {
 		if g.ListenPostgres == "" && g.ListenMySQL == "" {
 			return bad("gateway: set listen_postgres, listen_mysql or both")
 		}
-		if g.TLSCert == "" || g.TLSKey == "" || g.ClientCA == "" || g.RBACFile == "" {
-			return bad("gateway: tls_cert, tls_key, client_ca and rbac_file are all required (clients authenticate with certificates signed by client_ca)")
+		if g.TLSCert == "" || g.TLSKey == "" || g.RBACFile == "" {
+			return bad("gateway: tls_cert, tls_key and rbac_file are required")
+		}
+		if g.ClientCA == "" && g.IAM == nil {
+			return bad("gateway: clients must prove who they are: set client_ca (certificates), iam (IAM identity tokens), or both")
+		}
+		if g.IAM != nil {
+			if !nameRe.MatchString(g.IAM.Audience) {
+				return bad("gateway.iam: audience must name this gateway (letters, digits, '.', '_', '-'), for example prod-db-gateway: clients sign for it")
+			}
+			if g.IAM.Region == "" && c.Region == "" {
+				return bad("gateway.iam: no region for STS: set gateway.iam.region or region")
+			}
 		}
 	} else if len(listens) == 0 {
 		return bad("nothing to listen on: give databases a listen address (sidecar) or configure a gateway")

@@ -517,8 +517,8 @@ func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toCli
 		}
 	}
 	db := s.dbLabel()
-	a.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_database")
-	b.counter = s.srv.metrics.bytes.WithLabelValues(db, "to_client")
+	a.counter = s.countBytes(db, "to_database")
+	b.counter = s.countBytes(db, "to_client")
 	p := &pair{l: l, srv: s.srv, a: a, b: b, done: make(chan struct{})}
 	a.peer, b.peer, a.pair, b.pair = b, a, p, p
 	if info != nil {
@@ -587,7 +587,8 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 		release()
 		return true
 	}
-	a.counter = s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_database")
+	a.counter = s.countBytes(s.dbLabel(), "to_database")
+	pc.ep.counter = s.countBytes(s.dbLabel(), "to_client")
 	p := &pair{l: pc.l, srv: s.srv, a: a, b: pc.ep, done: make(chan struct{}), track: newPGTracker()}
 	a.pair = p
 	s.mu.Lock()

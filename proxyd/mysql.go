@@ -363,11 +363,15 @@ func (s *session) runMySQL() {
 		return
 	}
 	s.user, s.dbName = resp.User, resp.DB
+	rule := ""
 	deny := func(reason, msg string) {
 		s.count("denied")
 		s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), reason).Inc()
 		s.logger().Warn("connection denied", "reason", reason, "detail", msg, "db_name", sanitize(s.dbName))
-		_ = writeMySQLPacket(conn, seq+1, mysqlErr(1045, "28000", msg))
+		s.auditDenied(reason, msg, rule)
+		if msg != "" {
+			_ = writeMySQLPacket(conn, seq+1, mysqlErr(1045, "28000", msg))
+		}
 	}
 	if gateway {
 		target, dbName, err := s.route(conn, resp.DB)
@@ -380,8 +384,26 @@ func (s *session) runMySQL() {
 			deny("routing", fmt.Sprintf("rdsgate: %s is a %s database; connect to the gateway's %s listener", s.db.Name, s.db.Protocol, s.db.Protocol))
 			return
 		}
-		if reason, msg := s.authorize(conn); msg != "" {
+		// Without a certificate, ask for an identity token in clear text
+		// (over TLS): an auth switch to mysql_clear_password.
+		ids, reason, msg := s.clientIdentity(conn, func() (string, error) {
+			if err := writeMySQLPacket(conn, seq+1, append([]byte{0xfe}, "mysql_clear_password\x00"...)); err != nil {
+				return "", err
+			}
+			rseq, p, err := readMySQLPacket(conn)
+			if err != nil {
+				return "", err
+			}
+			seq = rseq
+			return strings.TrimRight(string(p), "\x00"), nil
+		})
+		if ids == nil {
 			deny(reason, msg)
+			return
+		}
+		var denied string
+		if reason, denied, rule = s.authorize(ids); denied != "" {
+			deny(reason, denied)
 			return
 		}
 		resp.DB = dbName
@@ -410,6 +432,7 @@ func (s *session) runMySQL() {
 			s.count("auth_failed")
 			s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), "database_refused_token").Inc()
 			s.logger().Warn("the database refused the login", "code", refused.code, "error", refused.msg, "hint", refusedTokenHint(s.db, s.user))
+			s.auditDenied("database_refused", refused.msg, "")
 			_ = writeMySQLPacket(conn, seq+1, refused.packet)
 		default:
 			s.count("backend_error")
@@ -427,6 +450,7 @@ func (s *session) runMySQL() {
 	s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
 	defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
 	s.logger().Info("session started", "db_name", sanitize(s.dbName), "thread_id", g.threadID, "login_ms", time.Since(start).Milliseconds())
+	defer s.auditStart()()
 	defer func() {
 		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
 	}()
@@ -561,8 +585,8 @@ func (s *session) rewriteKill(payload []byte) []byte {
 // relayMySQLGateway relays like relay, but reads the client's packets to
 // translate KILL statements.
 func (s *session) relayMySQLGateway(client, backend net.Conn, toClient []byte) {
-	up := s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_database")
-	down := s.srv.metrics.bytes.WithLabelValues(s.dbLabel(), "to_client")
+	up := s.countBytes(s.dbLabel(), "to_database")
+	down := s.countBytes(s.dbLabel(), "to_client")
 	if len(toClient) > 0 {
 		if _, err := client.Write(toClient); err != nil {
 			return

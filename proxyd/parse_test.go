@@ -96,16 +96,19 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 	for name, tc := range map[string]struct{ cfg, want string }{
-		"unknown field":  {`{"ca_bundl":"x"}`, `unknown field "ca_bundl"`},
-		"no bundle":      {`{"databases":[]}`, "ca_bundle is required"},
-		"no databases":   {`{"ca_bundle":"x"}`, "no databases"},
-		"bad protocol":   {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"oracle","endpoint":"h:1","listen":"127.0.0.1:1"}]}`, `protocol "oracle" must be postgres or mysql`},
-		"no port":        {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"mysql","endpoint":"host","listen":"127.0.0.1:1"}]}`, "must be host:port"},
-		"no region":      {`{"ca_bundle":"x","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:1"}]}`, "no region"},
-		"nothing to do":  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}]}`, "nothing to listen on"},
-		"same listener":  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"},{"name":"b","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"}]}`, "listen 127.0.0.1:9 is also used by a"},
-		"bad duration":   {`{"ca_bundle":"x","dial_timeout":"soon"}`, `duration "soon"`},
-		"half a gateway": {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306"}}`, "tls_cert, tls_key, client_ca and rbac_file are all required"},
+		"unknown field":            {`{"ca_bundl":"x"}`, `unknown field "ca_bundl"`},
+		"no bundle":                {`{"databases":[]}`, "ca_bundle is required"},
+		"no databases":             {`{"ca_bundle":"x"}`, "no databases"},
+		"bad protocol":             {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"oracle","endpoint":"h:1","listen":"127.0.0.1:1"}]}`, `protocol "oracle" must be postgres or mysql`},
+		"no port":                  {`{"ca_bundle":"x","region":"us-east-1","databases":[{"name":"a","protocol":"mysql","endpoint":"host","listen":"127.0.0.1:1"}]}`, "must be host:port"},
+		"no region":                {`{"ca_bundle":"x","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:1"}]}`, "no region"},
+		"nothing to do":            {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}]}`, "nothing to listen on"},
+		"same listener":            {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"},{"name":"b","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:9"}]}`, "listen 127.0.0.1:9 is also used by a"},
+		"bad duration":             {`{"ca_bundle":"x","dial_timeout":"soon"}`, `duration "soon"`},
+		"half a gateway":           {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306"}}`, "tls_cert, tls_key and rbac_file are required"},
+		"gateway without identity": {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r"}}`, "set client_ca (certificates), iam (IAM identity tokens), or both"},
+		"iam without audience":     {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r","iam":{}}}`, "audience must name this gateway"},
+		"address":                  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","address":"nowhere"}]}`, "address \"nowhere\" must be host:port"},
 	} {
 		if _, err := ParseConfig([]byte(tc.cfg), "proxy.json"); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)

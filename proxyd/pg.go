@@ -165,11 +165,15 @@ func (s *session) runPostgres() {
 	if s.dbName == "" {
 		s.dbName = s.user
 	}
+	rule := ""
 	deny := func(reason, msg, hint string) {
 		s.count("denied")
 		s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), reason).Inc()
 		s.logger().Warn("connection denied", "reason", reason, "detail", msg, "db_name", sanitize(s.dbName))
-		_, _ = conn.Write(pgError("FATAL", "28000", msg, hint))
+		s.auditDenied(reason, msg, rule)
+		if msg != "" {
+			_, _ = conn.Write(pgError("FATAL", "28000", msg, hint))
+		}
 	}
 	if gateway {
 		target, dbName, err := s.route(conn, s.dbName)
@@ -182,8 +186,14 @@ func (s *session) runPostgres() {
 			deny("routing", fmt.Sprintf("rdsgate: %s is a %s database; connect to the gateway's %s listener", s.db.Name, s.db.Protocol, s.db.Protocol), "")
 			return
 		}
-		if reason, msg := s.authorize(conn); msg != "" {
+		ids, reason, msg := s.clientIdentity(conn, func() (string, error) { return askPGPassword(conn) })
+		if ids == nil {
 			deny(reason, msg, "")
+			return
+		}
+		var denied string
+		if reason, denied, rule = s.authorize(ids); denied != "" {
+			deny(reason, denied, "")
 			return
 		}
 	} else if !s.db.allowsUser(s.user) {
@@ -208,6 +218,7 @@ func (s *session) runPostgres() {
 			s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
 			defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
 			s.logger().Info("session started on a kept server connection", "db_name", sanitize(s.dbName))
+			defer s.auditStart()()
 			s.relayReused(conn, pc)
 			return
 		}
@@ -228,6 +239,7 @@ func (s *session) runPostgres() {
 				hint = refusedTokenHint(s.db, s.user)
 			}
 			s.logger().Warn("the database refused the login", "code", refused.Code, "error", refused.Message, "hint", hint)
+			s.auditDenied("database_refused", refused.Message, "")
 			_, _ = conn.Write(pgError("FATAL", refused.Code, refused.Message, hint))
 		case errors.As(err, &be):
 			s.count("backend_error")
@@ -246,6 +258,7 @@ func (s *session) runPostgres() {
 	s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
 	defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
 	s.logger().Info("session started", "db_name", sanitize(s.dbName), "login_ms", time.Since(start).Milliseconds())
+	defer s.auditStart()()
 	defer func() {
 		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
 	}()
@@ -258,6 +271,27 @@ func (s *session) runPostgres() {
 		return
 	}
 	s.relay(conn, backend, nil, append(greeting, pending...))
+}
+
+// askPGPassword asks a client for its password in clear text (over TLS)
+// and returns it.
+func askPGPassword(conn net.Conn) (string, error) {
+	if _, err := conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}); err != nil {
+		return "", err
+	}
+	var hdr [5]byte
+	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+		return "", err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if hdr[0] != 'p' || n < 5 || n > 16<<10 {
+		return "", fmt.Errorf("expected a password message")
+	}
+	body := make([]byte, n-4)
+	if _, err := io.ReadFull(conn, body); err != nil {
+		return "", err
+	}
+	return strings.TrimRight(string(body), "\x00"), nil
 }
 
 func pgAuthOK() []byte { return []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0} }

@@ -1,12 +1,15 @@
 package proxyd
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // RBAC says which identities may reach which databases, as which database
@@ -211,22 +214,54 @@ func (s *session) route(conn net.Conn, requested string) (*Database, string, err
 	return db, dbName, nil
 }
 
-// authorize checks the client's certificate identity against the RBAC and
-// returns a denial reason and message, or "" when allowed.
-func (s *session) authorize(conn net.Conn) (reason, msg string) {
-	tc, ok := conn.(*tls.Conn)
-	var ids []string
-	if ok {
+// clientIdentity works out who a gateway client is: the subject of its
+// certificate, or the IAM identity behind the identity token it gives as
+// its password (askPassword asks for one, in the client's protocol). On
+// failure it returns what denied it and the message for the client.
+func (s *session) clientIdentity(conn net.Conn, askPassword func() (string, error)) (ids []string, result, msg string) {
+	tc, encrypted := conn.(*tls.Conn)
+	if encrypted {
 		ids = certIdentities(tc)
 	}
-	if len(ids) == 0 {
-		return "no_client_certificate", "rdsgate: the gateway needs TLS with a client certificate signed by its client CA (sslcert/sslkey, or --ssl-cert/--ssl-key)"
+	if len(ids) > 0 {
+		return ids, "", ""
 	}
+	if s.srv.identities == nil {
+		return nil, "no_client_certificate", "rdsgate: the gateway needs TLS with a client certificate signed by its client CA (sslcert/sslkey, or --ssl-cert/--ssl-key)"
+	}
+	if !encrypted {
+		return nil, "no_identity", "rdsgate: the gateway needs TLS before an identity token is sent (sslmode=require, or --ssl)"
+	}
+	pw, err := askPassword()
+	if err != nil {
+		return nil, "client_error", ""
+	}
+	if !IsIdentityToken(pw) {
+		return nil, "no_identity", "rdsgate: prove who you are with a client certificate, or with an IAM identity token as the password: `rdsgate db connect` and `rdsgate db env` make one"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ids, err = s.srv.identities.verify(ctx, pw)
+	if err != nil {
+		var refused *errIdentity
+		if errors.As(err, &refused) {
+			s.logger().Info("identity token refused", "token", tokenDigest(pw), "reason", refused.msg)
+			return nil, "identity", "rdsgate: " + refused.msg
+		}
+		s.logger().Warn("cannot check an identity token with STS", "error", err)
+		return nil, "identity_unavailable", "rdsgate: the gateway could not check the identity token with STS; try again"
+	}
+	return ids, "", ""
+}
+
+// authorize checks the client's identities against the RBAC. It returns a
+// denial reason and message ("" when allowed) and the rule that decided.
+func (s *session) authorize(ids []string) (reason, msg, rule string) {
 	s.identity = ids[0]
 	d := s.srv.rbac.Check(AccessRequest{Identities: ids, Database: s.db, DBUser: s.user, DBName: s.dbName})
 	if d.Allowed {
 		s.logger().Debug("access allowed", "rule", d.Rule)
-		return "", ""
+		return "", "", d.Rule
 	}
-	return "rbac", fmt.Sprintf("rdsgate: %s may not connect to %s as %q on database %q: %s", ids[0], s.db.Name, sanitize(s.user), sanitize(s.dbName), d.Reason)
+	return "rbac", fmt.Sprintf("rdsgate: %s may not connect to %s as %q on database %q: %s", ids[0], s.db.Name, sanitize(s.user), sanitize(s.dbName), d.Reason), d.Rule
 }

@@ -3,6 +3,7 @@ package proxyd
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,8 +22,8 @@ func (s *session) relay(client, backend net.Conn, toBackend, toClient []byte) {
 		return
 	}
 	db := s.dbLabel()
-	up := s.srv.metrics.bytes.WithLabelValues(db, "to_database")
-	down := s.srv.metrics.bytes.WithLabelValues(db, "to_client")
+	up := s.countBytes(db, "to_database")
+	down := s.countBytes(db, "to_client")
 	if len(toClient) > 0 {
 		if _, err := client.Write(toClient); err != nil {
 			return
@@ -61,4 +62,25 @@ func pump(dst, src net.Conn, counter prometheus.Counter) {
 			return
 		}
 	}
+}
+
+// sessionCounter counts relayed bytes in the metric and in the session,
+// for the audit trail's session end.
+type sessionCounter struct {
+	prometheus.Counter
+	n *atomic.Int64
+}
+
+func (c sessionCounter) Add(v float64) {
+	c.Counter.Add(v)
+	c.n.Add(int64(v))
+}
+
+// countBytes is the byte counter of one direction of the session.
+func (s *session) countBytes(db, direction string) prometheus.Counter {
+	n := &s.bytesToDB
+	if direction == "to_client" {
+		n = &s.bytesToClient
+	}
+	return sessionCounter{Counter: s.srv.metrics.bytes.WithLabelValues(db, direction), n: n}
 }

@@ -31,6 +31,8 @@ type Server struct {
 	base       roleRef
 	backendCAs *x509.CertPool
 	gatewayTLS *tls.Config
+	identities *identityVerifier // gateway IAM identity, or nil
+	audit      *auditLog
 	rbac       *RBAC
 	awsConfig  *aws.Config
 
@@ -104,6 +106,14 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		if s.rbac, err = LoadRBAC(g.RBACFile); err != nil {
 			return nil, err
 		}
+		if g.IAM != nil {
+			if s.identities, err = newIdentityVerifier(*g.IAM, cfg.Region); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if s.audit, err = openAudit(cfg.AuditLog); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -125,6 +135,10 @@ func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: gateway tls_cert/tls_key: %v", ErrConfig, err)
 	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if g.ClientCA == "" {
+		return cfg, nil // IAM identity only
+	}
 	pem, err := os.ReadFile(g.ClientCA)
 	if err != nil {
 		return nil, fmt.Errorf("%w: gateway client_ca: %v", ErrConfig, err)
@@ -133,9 +147,8 @@ func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%w: gateway client_ca %s holds no PEM certificates", ErrConfig, g.ClientCA)
 	}
-	// Client certificates are checked here, not by tls.Config: a client
-	// without one gets a protocol-level error it can show, not a TLS alert.
-	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+	cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
+	return cfg, nil
 }
 
 // Start opens the listeners and the health endpoints and serves until
@@ -295,6 +308,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.health != nil {
 		_ = s.health.Close()
 	}
+	s.audit.close()
 	s.log.Info("rdsgate proxy stopped")
 	return err
 }

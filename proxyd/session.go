@@ -32,11 +32,13 @@ type session struct {
 	started  time.Time
 	user     string
 	dbName   string
-	identity string // gateway: the client certificate's identity
-	closed   atomic.Bool
-	done     chan struct{} // closed with the session
-	loopPair *pair         // set while an event loop relays the session
-	mu       sync.Mutex
+	identity string // gateway: the client's identity (certificate subject or IAM ARN)
+	// Bytes relayed each way, for the audit trail.
+	bytesToDB, bytesToClient atomic.Int64
+	closed                   atomic.Bool
+	done                     chan struct{} // closed with the session
+	loopPair                 *pair         // set while an event loop relays the session
+	mu                       sync.Mutex
 }
 
 func (s *session) run() {
