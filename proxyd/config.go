@@ -113,8 +113,11 @@ type Gateway struct {
 	// ListenPostgres and ListenMySQL are the gateway's listeners.
 	ListenPostgres string `json:"listen_postgres,omitempty"`
 	ListenMySQL    string `json:"listen_mysql,omitempty"`
-	TLSCert        string `json:"tls_cert"`
-	TLSKey         string `json:"tls_key"`
+	// ListenAPI serves the HTTPS API that `rdsgate db ls/connect/env` use
+	// (which databases the caller may reach, how to sign for this gateway).
+	ListenAPI string `json:"listen_api,omitempty"`
+	TLSCert   string `json:"tls_cert"`
+	TLSKey    string `json:"tls_key"`
 	// ClientCA verifies client certificates (optional with IAM).
 	ClientCA string `json:"client_ca,omitempty"`
 	// IAM lets clients prove who they are with AWS IAM: an identity token

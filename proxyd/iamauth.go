@@ -205,7 +205,7 @@ func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, 
 	if err := xml.Unmarshal(body, &out); err != nil || out.Arn == "" {
 		return nil, fmt.Errorf("STS's answer has no caller ARN")
 	}
-	ids := callerIdentities(out.Arn)
+	ids := CallerIdentities(out.Arn)
 	v.mu.Lock()
 	if len(v.cache) > 10000 {
 		for k, c := range v.cache {
@@ -223,9 +223,9 @@ func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, 
 	return ids, nil
 }
 
-// callerIdentities maps a caller ARN to the names RBAC rules match: an
+// CallerIdentities maps a caller ARN to the names RBAC rules match: an
 // assumed-role session is known by its role's ARN first.
-func callerIdentities(arn string) []string {
+func CallerIdentities(arn string) []string {
 	parts := strings.SplitN(arn, ":", 6)
 	if len(parts) == 6 && parts[2] == "sts" && strings.HasPrefix(parts[5], "assumed-role/") {
 		rest := strings.TrimPrefix(parts[5], "assumed-role/")

@@ -265,3 +265,36 @@ func (s *session) authorize(ids []string) (reason, msg, rule string) {
 	}
 	return "rbac", fmt.Sprintf("rdsgate: %s may not connect to %s as %q on database %q: %s", ids[0], s.db.Name, sanitize(s.user), sanitize(s.dbName), d.Reason), d.Rule
 }
+
+// Reachable says what an identity may do on a database: the db users and
+// db names the allow rules give it, the rules, and whether it can connect
+// at all (a deny rule for every user and name takes the database away).
+func (r *RBAC) Reachable(ids []string, db *Database) (users, names, rules []string, ok bool) {
+	req := AccessRequest{Identities: ids, Database: db}
+	for _, rule := range r.Rules {
+		if rule.Effect == "deny" && rule.matches(req, false) && (len(rule.DBUsers) == 0 || matchAny(rule.DBUsers, "*")) &&
+			(len(rule.DBNames) == 0 || matchAny(rule.DBNames, "*")) {
+			return nil, nil, []string{rule.Name}, false
+		}
+	}
+	seenU, seenN := map[string]bool{}, map[string]bool{}
+	for _, rule := range r.Rules {
+		if rule.Effect == "deny" || !rule.matches(req, false) {
+			continue
+		}
+		rules = append(rules, rule.Name)
+		for _, u := range rule.DBUsers {
+			if !seenU[u] {
+				seenU[u] = true
+				users = append(users, u)
+			}
+		}
+		for _, n := range rule.DBNames {
+			if !seenN[n] {
+				seenN[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	return users, names, rules, len(rules) > 0
+}

@@ -38,6 +38,8 @@ type Server struct {
 
 	listeners map[string]net.Listener // by database name, or gateway-postgres/gateway-mysql
 	health    *http.Server
+	api       *http.Server // the gateway's HTTPS API
+	apiLn     net.Listener
 	healthLn  net.Listener
 
 	mu       sync.Mutex
@@ -194,6 +196,11 @@ func (s *Server) Start() error {
 			s.serve(ln, nil, proto)
 		}
 	}
+	if g := s.cfg.Gateway; g != nil && g.ListenAPI != "" {
+		if err := s.startAPI(g.ListenAPI); err != nil {
+			return fail("gateway api", g.ListenAPI, err)
+		}
+	}
 	if s.cfg.HealthAddress != "" {
 		ln, err := net.Listen("tcp", s.cfg.HealthAddress)
 		if err != nil {
@@ -220,6 +227,14 @@ func (s *Server) Addr(name string) string {
 		return ln.Addr().String()
 	}
 	return ""
+}
+
+// APIAddr returns the gateway API's address, or "".
+func (s *Server) APIAddr() string {
+	if s.apiLn == nil {
+		return ""
+	}
+	return s.apiLn.Addr().String()
 }
 
 // HealthAddr returns the health endpoint's address.
@@ -307,6 +322,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if s.health != nil {
 		_ = s.health.Close()
+	}
+	if s.api != nil {
+		_ = s.api.Close()
 	}
 	s.audit.close()
 	s.log.Info("rdsgate proxy stopped")

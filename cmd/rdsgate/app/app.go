@@ -90,6 +90,8 @@ func NewApp(opts ...Option) *cli.App {
 			driftCommand(cfg),
 			doctorCommand(cfg),
 			proxyCommand(cfg),
+			dbCommand(cfg),
+			accessCommand(cfg),
 		},
 		Action: unknownCommand,
 	}

@@ -1,0 +1,168 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/proxyd"
+	"github.com/rdsgate/rdsgate/test/rdsemu"
+)
+
+// TestDBCommands runs the users' commands against a gateway that takes IAM
+// identities: db ls, db connect (psql through the tunnel, mysql over TLS),
+// db env (used by psql as another client would), db logout, and access
+// check, with the real binary and real clients.
+func TestDBCommands(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
+	my := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
+	keys := &rdsemu.Keys{}
+	keys.Add("AKIDGATEWAY", "gateway-secret", "")
+	pgEmu := rdsemu.Postgres(t, pg, rdsemu.Options{Keys: keys})
+	myEmu := rdsemu.MySQL(t, my, "inner-pw", rdsemu.Options{Keys: keys})
+	pg.SQL(t, "postgres", "CREATE USER app; GRANT rds_iam TO app")
+	my.SQL(t, "CREATE USER 'app'@'%' IDENTIFIED BY 'inner-pw'; CREATE DATABASE shop; GRANT ALL ON shop.* TO 'app'@'%'")
+	callers := &rdsemu.Keys{}
+	callers.Add("ASIAALICE", "alice-secret", "alice-session")
+	sts := rdsemu.StartSTS(t, callers, func(id string) string {
+		if id == "ASIAALICE" {
+			return "arn:aws:sts::123456789012:assumed-role/dev/alice"
+		}
+		return ""
+	}, nil)
+	ca := testenv.NewCA(t, dir)
+	cert, key := ca.Issue(t, "gateway", false, "localhost", "127.0.0.1")
+	bundle := filepath.Join(dir, "bundle.pem")
+	pgCA, _ := os.ReadFile(pg.CA.PEMFile)
+	myCA, _ := os.ReadFile(my.CA.PEMFile)
+	if err := os.WriteFile(bundle, append(pgCA, myCA...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rbac := filepath.Join(dir, "rbac.json")
+	if err := os.WriteFile(rbac, []byte(`{"rules":[
+		{"name":"dev","identities":["arn:aws:iam::123456789012:role/dev"],"labels":{"env":"dev"},"db_users":["app"],"db_names":["postgres","shop"]},
+		{"name":"no-prod","effect":"deny","identities":["*"],"labels":{"env":"prod"}}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "gateway.json")
+	cfg := proxyd.Config{Region: "us-east-1", CABundle: bundle, AuditLog: filepath.Join(dir, "audit.jsonl"),
+		Databases: []proxyd.Database{
+			{Name: "orders", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
+			{Name: "shop", Protocol: proxyd.ProtocolMySQL, Endpoint: myEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
+			{Name: "ledger", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "prod"}},
+		},
+		Gateway: &proxyd.Gateway{ListenPostgres: "127.0.0.1:0", ListenMySQL: "127.0.0.1:0", ListenAPI: "127.0.0.1:0", TLSCert: cert, TLSKey: key,
+			RBACFile: rbac, IAM: &proxyd.IAMAuth{Audience: "cli-test", STSEndpoint: sts.URL}}}
+	data, _ := json.Marshal(cfg)
+	if err := os.WriteFile(conf, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := proxyd.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxyd.New(context.Background(), loaded, proxyd.WithAWSConfig(aws.Config{Region: "us-east-1",
+		Credentials: awscreds.NewStaticCredentialsProvider("AKIDGATEWAY", "gateway-secret", "")}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, apiPort, _ := strings.Cut(srv.APIAddr(), ":")
+	env := []string{"AWS_ACCESS_KEY_ID=ASIAALICE", "AWS_SECRET_ACCESS_KEY=alice-secret", "AWS_SESSION_TOKEN=alice-session", "AWS_REGION=us-east-1",
+		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + os.DevNull, "AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"), "HOME=" + dir,
+		"RDSGATE_GATEWAY=https://localhost:" + apiPort, "RDSGATE_GATEWAY_CA=" + ca.PEMFile}
+	rdsgate := func(args ...string) (string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		return string(out), code
+	}
+
+	out, code := rdsgate("db", "ls")
+	if code != 0 || !strings.Contains(out, "As arn:aws:iam::123456789012:role/dev:") || !strings.Contains(out, "orders") || !strings.Contains(out, "shop") ||
+		strings.Contains(out, "ledger") {
+		t.Fatalf("db ls (%d):\n%s", code, out)
+	}
+	out, code = rdsgate("db", "connect", "orders", "--db-name", "postgres", "--", "-X", "-A", "-t", "-c", "select current_user")
+	if code != 0 || strings.TrimSpace(out) != "app" {
+		t.Fatalf("db connect orders (%d):\n%s", code, out)
+	}
+	out, code = rdsgate("db", "connect", "shop", "--db-name", "shop", "--", "-N", "-B", "-e", "SELECT CURRENT_USER(), DATABASE()")
+	if code != 0 || strings.TrimSpace(out) != "app@%\tshop" {
+		t.Fatalf("db connect shop (%d):\n%s", code, out)
+	}
+	if out, code = rdsgate("db", "connect", "ledger", "--db-name", "postgres"); code != 1 || !strings.Contains(out, `may not reach a database "ledger"`) {
+		t.Fatalf("db connect ledger (%d):\n%s", code, out)
+	}
+	if out, code = rdsgate("db", "connect", "orders", "--db-user", "admin", "--db-name", "postgres"); code != 1 || !strings.Contains(out, `only with --db-user app, not "admin"`) {
+		t.Fatalf("db connect as admin (%d):\n%s", code, out)
+	}
+	if out, code = rdsgate("db", "connect", "orders"); code != 2 || !strings.Contains(out, "choose with --db-name: you may use postgres, shop") {
+		t.Fatalf("db connect without a db name (%d):\n%s", code, out)
+	}
+
+	// db env: the settings another client uses (here psql, straight to the gateway).
+	out, code = rdsgate("db", "env", "orders", "--db-name", "postgres", "--format", "json")
+	var settings struct{ Env map[string]string }
+	if code != 0 || json.Unmarshal([]byte(out), &settings) != nil || !proxyd.IsIdentityToken(settings.Env["PGPASSWORD"]) || settings.Env["PGDATABASE"] != "orders/postgres" {
+		t.Fatalf("db env (%d):\n%s", code, out)
+	}
+	psql := exec.Command("psql", "-X", "-A", "-t", "-c", "select current_user")
+	psql.Env = os.Environ()
+	for k, v := range settings.Env {
+		psql.Env = append(psql.Env, k+"="+v)
+	}
+	psql.Env = append(psql.Env, "PGHOST=localhost", "PGSSLROOTCERT="+ca.PEMFile)
+	if o, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "app" {
+		t.Fatalf("psql with db env's settings: %v %s", err, o)
+	}
+	cache, _ := filepath.Glob(filepath.Join(dir, "cache", "rdsgate", "gateways", "*.json"))
+	if len(cache) != 1 {
+		t.Fatalf("no cached token after db env: %v", cache)
+	}
+	if st, _ := os.Stat(cache[0]); st.Mode().Perm() != 0o600 {
+		t.Fatalf("the token cache is mode %v", st.Mode())
+	}
+	if out, code = rdsgate("db", "logout"); code != 0 {
+		t.Fatalf("db logout (%d): %s", code, out)
+	}
+	if cache, _ = filepath.Glob(filepath.Join(dir, "cache", "rdsgate", "gateways", "*.json")); len(cache) != 0 {
+		t.Fatalf("db logout left %v", cache)
+	}
+
+	// access check explains decisions the way the gateway makes them.
+	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:sts::123456789012:assumed-role/dev/alice", "--db", "orders", "--db-user", "app", "--db-name", "postgres")
+	if code != 0 || !strings.Contains(out, `allowed: arn:aws:iam::123456789012:role/dev on orders as "app", database "postgres": rule "dev" allows it`) {
+		t.Fatalf("access check allowed (%d):\n%s", code, out)
+	}
+	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:iam::123456789012:role/dev", "--db", "ledger", "--db-user", "app", "--db-name", "postgres")
+	if code != 1 || !strings.Contains(out, `denied:`) || !strings.Contains(out, `rule "no-prod" denies it`) {
+		t.Fatalf("access check denied (%d):\n%s", code, out)
+	}
+	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:iam::123456789012:role/dev", "--db", "orders", "--db-user", "root", "--db-name", "postgres")
+	if code != 1 || !strings.Contains(out, `rule "dev" allows orders only as db_users [app]`) {
+		t.Fatalf("access check wrong user (%d):\n%s", code, out)
+	}
+}

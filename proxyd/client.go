@@ -1,0 +1,289 @@
+package proxyd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// GatewayClient is the users' side of a gateway: it asks the gateway's API
+// what the caller may reach, signs identity tokens for it, and opens local
+// tunnels to its databases (rdsgate db ls/connect/env).
+type GatewayClient struct {
+	API   *url.URL // https://host:port of the gateway's API
+	Creds aws.CredentialsProvider
+	TLS   *tls.Config // verifies the gateway
+	http  *http.Client
+	// Now is the clock tokens are signed with (tests move it).
+	Now func() time.Time
+
+	mu   sync.Mutex
+	info *GatewayInfo
+}
+
+// NewGatewayClient connects to a gateway's API; caFile verifies its
+// certificate ("" for the system's roots).
+func NewGatewayClient(api, caFile string, creds aws.CredentialsProvider) (*GatewayClient, error) {
+	u, err := url.Parse(api)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("the gateway %q must be an https URL of its API, for example https://db-gateway.example.com:8443", api)
+	}
+	cfg := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("gateway CA: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("gateway CA %s holds no PEM certificates", caFile)
+		}
+	}
+	return &GatewayClient{API: u, Creds: creds, TLS: cfg, Now: time.Now,
+		http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}, nil
+}
+
+func (c *GatewayClient) get(ctx context.Context, path, token string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.API.JoinPath(path).String(), nil)
+	if err != nil {
+		return err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("reaching the gateway at %s: %w", c.API.Host, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		return fmt.Errorf("the gateway refused: %s", e.Error)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// Info is what the gateway says about itself (cached).
+func (c *GatewayClient) Info(ctx context.Context) (*GatewayInfo, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.info != nil {
+		return c.info, nil
+	}
+	var info GatewayInfo
+	if err := c.get(ctx, "/v1/gateway", "", &info); err != nil {
+		return nil, err
+	}
+	if info.Audience == "" {
+		return nil, fmt.Errorf("the gateway at %s does not take IAM identities; use a client certificate", c.API.Host)
+	}
+	c.info = &info
+	return c.info, nil
+}
+
+// Token signs a fresh identity token for this gateway.
+func (c *GatewayClient) Token(ctx context.Context) (string, error) {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	creds, err := c.Creds.Retrieve(ctx)
+	if err != nil {
+		return "", fmt.Errorf("no AWS credentials to prove who you are (aws sso login, AWS_PROFILE, ...): %w", err)
+	}
+	return IdentityToken(ctx, creds, info.STSRegion, info.STSEndpoint, info.Audience, c.Now())
+}
+
+// Databases lists what the caller may reach.
+func (c *GatewayClient) Databases(ctx context.Context) (*DatabasesResponse, error) {
+	tok, err := c.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out DatabasesResponse
+	return &out, c.get(ctx, "/v1/databases", tok, &out)
+}
+
+// Addr is where the gateway serves a protocol.
+func (c *GatewayClient) Addr(ctx context.Context, protocol string) (string, error) {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	p := info.PostgresPort
+	if protocol == ProtocolMySQL {
+		p = info.MySQLPort
+	}
+	if p == 0 {
+		return "", fmt.Errorf("the gateway has no %s listener", protocol)
+	}
+	return net.JoinHostPort(c.API.Hostname(), strconv.Itoa(p)), nil
+}
+
+// Tunnel is a local PostgreSQL listener that forwards each connection to a
+// gateway database over TLS, answering the gateway's password request with
+// a fresh identity token: psql connects to it with no password and no TLS
+// settings, and its cancel requests reach the gateway too.
+type Tunnel struct {
+	Addr     string // 127.0.0.1:port
+	ln       net.Listener
+	c        *GatewayClient
+	database string // <database>/<db name>
+	wg       sync.WaitGroup
+}
+
+// OpenTunnel listens on a local port for a gateway database.
+func (c *GatewayClient) OpenTunnel(ctx context.Context, database, dbName string) (*Tunnel, error) {
+	if _, err := c.Addr(ctx, ProtocolPostgres); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	t := &Tunnel{Addr: ln.Addr().String(), ln: ln, c: c, database: database + "/" + dbName}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.wg.Add(1)
+			go func() {
+				defer t.wg.Done()
+				defer conn.Close()
+				t.serve(conn)
+			}()
+		}
+	}()
+	return t, nil
+}
+
+// Close stops the tunnel and waits for its connections.
+func (t *Tunnel) Close() {
+	_ = t.ln.Close()
+	t.wg.Wait()
+}
+
+// dialGateway opens a TLS connection to the gateway's PostgreSQL listener.
+func (t *Tunnel) dialGateway(ctx context.Context) (net.Conn, error) {
+	addr, err := t.c.Addr(ctx, ProtocolPostgres)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: 10 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := raw.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil { // SSLRequest
+		raw.Close()
+		return nil, err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(raw, b[:]); err != nil || b[0] != 'S' {
+		raw.Close()
+		return nil, fmt.Errorf("the gateway at %s does not speak TLS", addr)
+	}
+	tc := tls.Client(raw, t.c.TLS)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("TLS with the gateway: %w", err)
+	}
+	return tc, nil
+}
+
+func (t *Tunnel) serve(client net.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fail := func(msg string) { _, _ = client.Write(pgError("FATAL", "08001", "rdsgate tunnel: "+msg, "")) }
+	for {
+		body, err := readStartup(client)
+		if err != nil {
+			return
+		}
+		req, err := ParseStartup(body)
+		if err != nil {
+			return
+		}
+		switch req.Code {
+		case pgSSLRequest, pgGSSENCRequest:
+			if _, err := client.Write([]byte{'N'}); err != nil { // the tunnel is local
+				return
+			}
+			continue
+		case pgCancelRequest:
+			if gw, err := t.dialGateway(ctx); err == nil {
+				_, _ = gw.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body)+4)), body...))
+				gw.Close()
+			}
+			return
+		}
+		params := map[string]string{}
+		for k, v := range req.Parameters {
+			params[k] = v
+		}
+		params["database"] = t.database
+		gw, err := t.dialGateway(ctx)
+		if err != nil {
+			fail(err.Error())
+			return
+		}
+		defer gw.Close()
+		startup, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber, Parameters: params}).Encode(nil)
+		if _, err := gw.Write(startup); err != nil {
+			return
+		}
+		// The gateway asks for a password: the identity token.
+		var hdr [5]byte
+		if _, err := io.ReadFull(gw, hdr[:]); err != nil {
+			fail("the gateway closed the connection")
+			return
+		}
+		n := binary.BigEndian.Uint32(hdr[1:])
+		if n < 4 || n > 1<<20 {
+			return
+		}
+		rest := make([]byte, n-4)
+		if _, err := io.ReadFull(gw, rest); err != nil {
+			return
+		}
+		if hdr[0] == 'R' && len(rest) == 4 && binary.BigEndian.Uint32(rest) == 3 {
+			tok, err := t.c.Token(ctx)
+			if err != nil {
+				fail(err.Error())
+				return
+			}
+			pw, _ := (&pgproto3.PasswordMessage{Password: tok}).Encode(nil)
+			if _, err := gw.Write(pw); err != nil {
+				return
+			}
+		} else if _, err := client.Write(append(hdr[:], rest...)); err != nil {
+			return
+		}
+		done := make(chan struct{})
+		go func() { _, _ = io.Copy(client, gw); client.Close(); close(done) }()
+		_, _ = io.Copy(gw, client)
+		gw.Close()
+		<-done
+		return
+	}
+}
