@@ -9,12 +9,14 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
 	"github.com/hashicorp/terraform-plugin-framework/datasource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/internal/proxyconf"
 	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/proxyd"
 )
 
 // ---- rdsgate_bootstrap_policy_document
@@ -157,10 +159,36 @@ func (d *databasesDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 			"reader endpoints) and RDS Proxies with IAM authentication on, filtered by tags, ready for `rdsgate_policy_shards`. " +
 			"What rdsgate cannot serve is listed in `skipped` with the reason and the fix.",
 		Attributes: map[string]schema.Attribute{
-			"types":           schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "`rds`, `aurora`, `rds-proxy` (default all three)."},
-			"regions":         schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Regions to look in (default: the provider's)."},
-			"tags":            schema.MapAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Only databases with all these tags (`*` matches any value)."},
-			"db_users":        schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Users for databases without an `rdsgate:db-users` tag."},
+			"types":    schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "`rds`, `aurora`, `rds-proxy` (default all three)."},
+			"regions":  schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Regions to look in (default: the provider's)."},
+			"tags":     schema.MapAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Only databases with all these tags (`*` matches any value)."},
+			"db_users": schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Users for databases without an `rdsgate:db-users` tag."},
+			"gateway": schema.SingleNestedAttribute{Optional: true,
+				MarkdownDescription: "Run the proxy as a gateway: clients connect over TLS and prove who they are with a client certificate (`client_ca`) or their AWS identity (`iam_audience`); `rbac_rules` decide what each may reach.",
+				Attributes: map[string]schema.Attribute{
+					"listen_postgres": schema.StringAttribute{Optional: true, MarkdownDescription: "PostgreSQL listener, such as `0.0.0.0:5432`."},
+					"listen_mysql":    schema.StringAttribute{Optional: true, MarkdownDescription: "MySQL listener, such as `0.0.0.0:3306`."},
+					"listen_api":      schema.StringAttribute{Optional: true, MarkdownDescription: "HTTPS API for `rdsgate db ls/connect/env`, such as `0.0.0.0:8443`."},
+					"tls_cert":        schema.StringAttribute{Required: true, MarkdownDescription: "Path of the gateway's certificate on its host."},
+					"tls_key":         schema.StringAttribute{Required: true, MarkdownDescription: "Path of its key."},
+					"client_ca":       schema.StringAttribute{Optional: true, MarkdownDescription: "CA that signs client certificates."},
+					"iam_audience":    schema.StringAttribute{Optional: true, MarkdownDescription: "This gateway's name in IAM identity tokens: set it to let clients prove who they are with AWS IAM."},
+					"sts_endpoint":    schema.StringAttribute{Optional: true, MarkdownDescription: "STS endpoint the gateway calls to check identity tokens (default `https://sts.<region>.amazonaws.com`)."},
+					"rbac_file":       schema.StringAttribute{Optional: true, MarkdownDescription: "Where the RBAC file goes on the host (default `/etc/rdsgate/rbac.json`)."},
+				}},
+			"rbac_rules": schema.ListNestedAttribute{Optional: true,
+				MarkdownDescription: "Who may reach what through the gateway: deny by default, an explicit deny wins. Identities are IAM ARNs (`*` and `?` wildcards; assumed-role sessions match as their role) or certificate subjects (`CN=alice`).",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name":       schema.StringAttribute{Required: true, MarkdownDescription: "The rule's name; denials name it."},
+					"effect":     schema.StringAttribute{Optional: true, MarkdownDescription: "`allow` (default) or `deny`."},
+					"identities": schema.ListAttribute{Required: true, ElementType: types.StringType, MarkdownDescription: "Who the rule is about."},
+					"databases":  schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database names (wildcards allowed)."},
+					"labels":     schema.MapAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Databases by label, such as `{ env = \"prod\" }`."},
+					"db_users":   schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database users (required on allow rules; `[\"*\"]` for any)."},
+					"db_names":   schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database names inside the server (required on allow rules)."},
+				}}},
+			"audit_log":       schema.StringAttribute{Optional: true, MarkdownDescription: "Where the audit trail goes: a file path, or `-` for standard output (one JSON line per session start, end and denial)."},
+			"rbac_json":       schema.StringAttribute{Computed: true, MarkdownDescription: "The RBAC file (cloud-init writes it to `gateway.rbac_file`)."},
 			"assume_role_arn": schema.StringAttribute{Optional: true, MarkdownDescription: "Discover in another account through this role."},
 			"external_id":     schema.StringAttribute{Optional: true, MarkdownDescription: "External id for `assume_role_arn`."},
 			"databases": schema.ListNestedAttribute{Computed: true, MarkdownDescription: "The databases found.",
@@ -388,24 +416,50 @@ func newProxyConfigDataSource() datasource.DataSource { return &proxyConfigDataS
 type proxyConfigDataSource struct{}
 
 type proxyConfigModel struct {
-	Databases     types.List   `tfsdk:"databases"`
-	DatabaseRoles types.Map    `tfsdk:"database_roles"`
-	BaseARN       types.String `tfsdk:"base_arn"`
-	ExternalID    types.String `tfsdk:"external_id"`
-	Region        types.String `tfsdk:"region"`
-	CABundle      types.String `tfsdk:"ca_bundle"`
-	ListenHost    types.String `tfsdk:"listen_host"`
-	FirstPort     types.Int64  `tfsdk:"first_port"`
-	HealthAddress types.String `tfsdk:"health_address"`
-	Addresses     types.Map    `tfsdk:"addresses"`
-	AssumeRoleARN types.String `tfsdk:"assume_role_arn"`
-	BinaryPath    types.String `tfsdk:"binary_path"`
-	BinaryURL     types.String `tfsdk:"binary_url"`
-	ConfigPath    types.String `tfsdk:"config_path"`
-	ConfigJSON    types.String `tfsdk:"config_json"`
-	SystemdUnit   types.String `tfsdk:"systemd_unit"`
-	CloudInit     types.String `tfsdk:"cloud_init"`
-	Listeners     types.Map    `tfsdk:"listeners"`
+	Databases     types.List      `tfsdk:"databases"`
+	DatabaseRoles types.Map       `tfsdk:"database_roles"`
+	BaseARN       types.String    `tfsdk:"base_arn"`
+	ExternalID    types.String    `tfsdk:"external_id"`
+	Region        types.String    `tfsdk:"region"`
+	CABundle      types.String    `tfsdk:"ca_bundle"`
+	ListenHost    types.String    `tfsdk:"listen_host"`
+	FirstPort     types.Int64     `tfsdk:"first_port"`
+	HealthAddress types.String    `tfsdk:"health_address"`
+	Addresses     types.Map       `tfsdk:"addresses"`
+	AssumeRoleARN types.String    `tfsdk:"assume_role_arn"`
+	BinaryPath    types.String    `tfsdk:"binary_path"`
+	BinaryURL     types.String    `tfsdk:"binary_url"`
+	ConfigPath    types.String    `tfsdk:"config_path"`
+	ConfigJSON    types.String    `tfsdk:"config_json"`
+	SystemdUnit   types.String    `tfsdk:"systemd_unit"`
+	CloudInit     types.String    `tfsdk:"cloud_init"`
+	Listeners     types.Map       `tfsdk:"listeners"`
+	Gateway       *gatewayModel   `tfsdk:"gateway"`
+	RBACRules     []rbacRuleModel `tfsdk:"rbac_rules"`
+	AuditLog      types.String    `tfsdk:"audit_log"`
+	RBACJSON      types.String    `tfsdk:"rbac_json"`
+}
+
+type gatewayModel struct {
+	ListenPostgres types.String `tfsdk:"listen_postgres"`
+	ListenMySQL    types.String `tfsdk:"listen_mysql"`
+	ListenAPI      types.String `tfsdk:"listen_api"`
+	TLSCert        types.String `tfsdk:"tls_cert"`
+	TLSKey         types.String `tfsdk:"tls_key"`
+	ClientCA       types.String `tfsdk:"client_ca"`
+	IAMAudience    types.String `tfsdk:"iam_audience"`
+	STSEndpoint    types.String `tfsdk:"sts_endpoint"`
+	RBACFile       types.String `tfsdk:"rbac_file"`
+}
+
+type rbacRuleModel struct {
+	Name       types.String `tfsdk:"name"`
+	Effect     types.String `tfsdk:"effect"`
+	Identities types.List   `tfsdk:"identities"`
+	Databases  types.List   `tfsdk:"databases"`
+	Labels     types.Map    `tfsdk:"labels"`
+	DBUsers    types.List   `tfsdk:"db_users"`
+	DBNames    types.List   `tfsdk:"db_names"`
 }
 
 func (d *proxyConfigDataSource) Metadata(_ context.Context, req datasource.MetadataRequest, resp *datasource.MetadataResponse) {
@@ -437,6 +491,32 @@ func (d *proxyConfigDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			"listen_host":    schema.StringAttribute{Optional: true, MarkdownDescription: "Listen address of the sidecar listeners (default `127.0.0.1`; `unix:/dir` for sockets)."},
 			"first_port":     schema.Int64Attribute{Optional: true, MarkdownDescription: "Port of the first database in name order (default 15432)."},
 			"health_address": schema.StringAttribute{Optional: true, MarkdownDescription: "Address of /startup, /readiness, /liveness and /metrics."},
+			"gateway": schema.SingleNestedAttribute{Optional: true,
+				MarkdownDescription: "Run the proxy as a gateway: clients connect over TLS and prove who they are with a client certificate (`client_ca`) or their AWS identity (`iam_audience`); `rbac_rules` decide what each may reach.",
+				Attributes: map[string]schema.Attribute{
+					"listen_postgres": schema.StringAttribute{Optional: true, MarkdownDescription: "PostgreSQL listener, such as `0.0.0.0:5432`."},
+					"listen_mysql":    schema.StringAttribute{Optional: true, MarkdownDescription: "MySQL listener, such as `0.0.0.0:3306`."},
+					"listen_api":      schema.StringAttribute{Optional: true, MarkdownDescription: "HTTPS API for `rdsgate db ls/connect/env`, such as `0.0.0.0:8443`."},
+					"tls_cert":        schema.StringAttribute{Required: true, MarkdownDescription: "Path of the gateway's certificate on its host."},
+					"tls_key":         schema.StringAttribute{Required: true, MarkdownDescription: "Path of its key."},
+					"client_ca":       schema.StringAttribute{Optional: true, MarkdownDescription: "CA that signs client certificates."},
+					"iam_audience":    schema.StringAttribute{Optional: true, MarkdownDescription: "This gateway's name in IAM identity tokens: set it to let clients prove who they are with AWS IAM."},
+					"sts_endpoint":    schema.StringAttribute{Optional: true, MarkdownDescription: "STS endpoint the gateway calls to check identity tokens (default `https://sts.<region>.amazonaws.com`)."},
+					"rbac_file":       schema.StringAttribute{Optional: true, MarkdownDescription: "Where the RBAC file goes on the host (default `/etc/rdsgate/rbac.json`)."},
+				}},
+			"rbac_rules": schema.ListNestedAttribute{Optional: true,
+				MarkdownDescription: "Who may reach what through the gateway: deny by default, an explicit deny wins. Identities are IAM ARNs (`*` and `?` wildcards; assumed-role sessions match as their role) or certificate subjects (`CN=alice`).",
+				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+					"name":       schema.StringAttribute{Required: true, MarkdownDescription: "The rule's name; denials name it."},
+					"effect":     schema.StringAttribute{Optional: true, MarkdownDescription: "`allow` (default) or `deny`."},
+					"identities": schema.ListAttribute{Required: true, ElementType: types.StringType, MarkdownDescription: "Who the rule is about."},
+					"databases":  schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database names (wildcards allowed)."},
+					"labels":     schema.MapAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Databases by label, such as `{ env = \"prod\" }`."},
+					"db_users":   schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database users (required on allow rules; `[\"*\"]` for any)."},
+					"db_names":   schema.ListAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Database names inside the server (required on allow rules)."},
+				}}},
+			"audit_log": schema.StringAttribute{Optional: true, MarkdownDescription: "Where the audit trail goes: a file path, or `-` for standard output (one JSON line per session start, end and denial)."},
+			"rbac_json": schema.StringAttribute{Computed: true, MarkdownDescription: "The RBAC file (cloud-init writes it to `gateway.rbac_file`)."},
 			"assume_role_arn": schema.StringAttribute{Optional: true,
 				MarkdownDescription: "A role the proxy assumes first, when it does not run as its role (on a laptop, say): the proxy's role."},
 			"addresses": schema.MapAttribute{Optional: true, ElementType: types.StringType,
@@ -490,6 +570,28 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 		resp.Diagnostics.AddAttributeError(path.Root("databases"), "Invalid proxy configuration", err.Error())
 		return
 	}
+	files := map[string]string{}
+	rbac, diags := rbacOf(ctx, m.RBACRules, m.Gateway != nil)
+	resp.Diagnostics.Append(diags...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	rbacJSON, _ := json.MarshalIndent(rbac, "", "  ")
+	m.RBACJSON = types.StringValue(string(rbacJSON))
+	cfg.AuditLog = m.AuditLog.ValueString()
+	if g := m.Gateway; g != nil {
+		rbacFile := valueOr(g.RBACFile, "/etc/rdsgate/rbac.json")
+		cfg.Gateway = &proxyd.Gateway{ListenPostgres: g.ListenPostgres.ValueString(), ListenMySQL: g.ListenMySQL.ValueString(), ListenAPI: g.ListenAPI.ValueString(),
+			TLSCert: g.TLSCert.ValueString(), TLSKey: g.TLSKey.ValueString(), ClientCA: g.ClientCA.ValueString(), RBACFile: rbacFile}
+		if a := g.IAMAudience.ValueString(); a != "" {
+			cfg.Gateway.IAM = &proxyd.IAMAuth{Audience: a, STSEndpoint: g.STSEndpoint.ValueString()}
+		}
+		if err := cfg.Validate(); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("gateway"), "Invalid gateway", err.Error())
+			return
+		}
+		files[rbacFile] = string(rbacJSON) + "\n"
+	}
 	data, err := proxyconf.JSON(cfg)
 	if err != nil {
 		resp.Diagnostics.AddError("Cannot write the configuration", err.Error())
@@ -505,7 +607,7 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	}
 	m.ConfigJSON = types.StringValue(string(data))
 	m.SystemdUnit = types.StringValue(unit)
-	m.CloudInit = types.StringValue(proxyconf.CloudInit(url, binary, conf, data, unit))
+	m.CloudInit = types.StringValue(proxyconf.CloudInit(url, binary, conf, data, unit, files))
 	m.Listeners = stringMap(listeners)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 }
@@ -515,4 +617,71 @@ func valueOr(v types.String, def string) string {
 		return def
 	}
 	return v.ValueString()
+}
+
+func (d *proxyConfigDataSource) ValidateConfig(ctx context.Context, req datasource.ValidateConfigRequest, resp *datasource.ValidateConfigResponse) {
+	var rulesV types.List
+	var gwV types.Object
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("rbac_rules"), &rulesV)...)
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("gateway"), &gwV)...)
+	if resp.Diagnostics.HasError() || rulesV.IsUnknown() || gwV.IsUnknown() {
+		return // known at apply, checked then
+	}
+	var rules []rbacRuleModel
+	if !rulesV.IsNull() {
+		resp.Diagnostics.Append(rulesV.ElementsAs(ctx, &rules, false)...)
+		if resp.Diagnostics.HasError() {
+			return
+		}
+	}
+	_, diags := rbacOf(ctx, rules, !gwV.IsNull())
+	resp.Diagnostics.Append(diags...)
+}
+
+// rbacOf turns the rules into the proxy's RBAC, each problem pointing at
+// its rule and attribute.
+func rbacOf(ctx context.Context, rules []rbacRuleModel, gateway bool) (*proxyd.RBAC, diag.Diagnostics) {
+	var diags diag.Diagnostics
+	r := &proxyd.RBAC{Rules: []proxyd.Rule{}}
+	if len(rules) > 0 && !gateway {
+		diags.AddAttributeError(path.Root("rbac_rules"), "RBAC without a gateway", "rbac_rules decide what gateway clients may reach; set gateway, or drop the rules (sidecar listeners trust whoever reaches them)")
+		return r, diags
+	}
+	for i, m := range rules {
+		at := path.Root("rbac_rules").AtListIndex(i)
+		ids, ok1 := stringsOf(ctx, m.Identities, &diags)
+		dbs, ok2 := stringsOf(ctx, m.Databases, &diags)
+		users, ok3 := stringsOf(ctx, m.DBUsers, &diags)
+		names, ok4 := stringsOf(ctx, m.DBNames, &diags)
+		labels, ok5 := mapOf(ctx, m.Labels, &diags)
+		if !(ok1 && ok2 && ok3 && ok4 && ok5) || m.Name.IsUnknown() || m.Effect.IsUnknown() {
+			continue // decided at apply
+		}
+		if len(labels) == 0 {
+			labels = nil
+		}
+		rule := proxyd.Rule{Name: m.Name.ValueString(), Effect: m.Effect.ValueString(), Identities: ids, Databases: dbs, Labels: labels, DBUsers: users, DBNames: names}
+		if err := (&proxyd.RBAC{Rules: []proxyd.Rule{rule}}).Validate(); err != nil {
+			msg := err.Error()
+			if _, after, ok := strings.Cut(msg, "rules[0]"); ok {
+				msg = fmt.Sprintf("rbac_rules[%d]", i) + after
+			}
+			field := "name"
+			for _, f := range []string{"effect", "identities", "databases", "db_users", "db_names"} {
+				if strings.Contains(msg, f) {
+					field = f
+					break
+				}
+			}
+			diags.AddAttributeError(at.AtName(field), "Invalid RBAC rule", msg)
+			continue
+		}
+		for j, prev := range r.Rules {
+			if prev.Name == rule.Name {
+				diags.AddAttributeError(at.AtName("name"), "Invalid RBAC rule", fmt.Sprintf("rule name %q is also used by rbac_rules[%d]; denials name the rule, so names must be unique", rule.Name, j))
+			}
+		}
+		r.Rules = append(r.Rules, rule)
+	}
+	return r, diags
 }

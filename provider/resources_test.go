@@ -542,3 +542,73 @@ data "rdsgate_shard_plan" "p" {
 		}},
 	})
 }
+
+// The gateway's RBAC as Terraform: rules in rdsgate_proxy_config become
+// the RBAC file (written by cloud-init next to the configuration), checked
+// at plan time with the proxy's own validation.
+func TestAccProxyConfigRBAC(t *testing.T) {
+	e := newEnv(t)
+	base := e.providerHCL() + `
+locals {
+  dbs = [{ name = "orders", engine = "postgres", kind = "instance", region = "us-east-1", endpoint = "orders.abc.us-east-1.rds.amazonaws.com", port = 5432, db_users = ["app"], labels = { env = "prod" } }]
+}
+`
+	good := base + `
+data "rdsgate_proxy_config" "gw" {
+  databases = local.dbs
+  ca_bundle = "/etc/rdsgate/global-bundle.pem"
+  audit_log = "/var/log/rdsgate/audit.jsonl"
+  gateway = {
+    listen_postgres = "0.0.0.0:5432"
+    listen_api      = "0.0.0.0:8443"
+    tls_cert        = "/etc/rdsgate/gateway.pem"
+    tls_key         = "/etc/rdsgate/gateway-key.pem"
+    iam_audience    = "prod-gateway"
+  }
+  rbac_rules = [
+    { name = "engineers", identities = ["arn:aws:iam::123456789012:role/engineers"], labels = { env = "prod" }, db_users = ["app"], db_names = ["orders"] },
+    { name = "no-contractors", effect = "deny", identities = ["arn:aws:iam::*:role/contractors"], databases = ["*"] },
+  ]
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{
+				Config: base + `
+data "rdsgate_proxy_config" "gw" {
+  databases = local.dbs
+  ca_bundle = "/etc/rdsgate/global-bundle.pem"
+  gateway   = { listen_postgres = "0.0.0.0:5432", tls_cert = "/c.pem", tls_key = "/k.pem", iam_audience = "gw" }
+  rbac_rules = [
+    { name = "ok", identities = ["CN=alice"], databases = ["orders"], db_users = ["app"], db_names = ["orders"] },
+    { name = "half", identities = ["CN=bob"], databases = ["orders"] },
+  ]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`rbac_rules\[1\] \(half\): an allow rule needs\s+db_users and db_names`),
+			},
+			{
+				Config: base + `
+data "rdsgate_proxy_config" "gw" {
+  databases  = local.dbs
+  ca_bundle  = "/etc/rdsgate/global-bundle.pem"
+  rbac_rules = [{ name = "ok", identities = ["CN=alice"], databases = ["orders"], db_users = ["app"], db_names = ["orders"] }]
+}
+`,
+				PlanOnly:    true,
+				ExpectError: regexp.MustCompile(`rbac_rules decide what gateway clients may reach; set gateway`),
+			},
+			{
+				Config: good,
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttrWith("data.rdsgate_proxy_config.gw", "rbac_json", contains(`"name": "engineers"`, `"effect": "deny"`)),
+					resource.TestCheckResourceAttrWith("data.rdsgate_proxy_config.gw", "config_json", contains(`"audience": "prod-gateway"`, `"rbac_file": "/etc/rdsgate/rbac.json"`,
+						`"listen_api": "0.0.0.0:8443"`, `"audit_log": "/var/log/rdsgate/audit.jsonl"`)),
+					resource.TestCheckResourceAttrWith("data.rdsgate_proxy_config.gw", "cloud_init", contains("path: /etc/rdsgate/rbac.json", `"name": "no-contractors"`)),
+				),
+			},
+		},
+	})
+}

@@ -175,30 +175,29 @@ WantedBy=multi-user.target
 
 // CloudInit is cloud-init user data that installs the proxy on a fresh
 // instance (a launch template's user data): a system user, the binary from
-// binaryURL, the configuration and the unit, then starts it. The
-// configuration holds no secret (credentials come from the instance role).
-func CloudInit(binaryURL, binary, configPath string, configJSON []byte, unit string) string {
+// binaryURL, the configuration, any other files it names (the RBAC file),
+// and the unit, then starts it. None of it is secret (credentials come from
+// the instance role).
+func CloudInit(binaryURL, binary, configPath string, configJSON []byte, unit string, files map[string]string) string {
 	indent := func(s string) string {
 		return "      " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n      ")
 	}
-	return fmt.Sprintf(`#cloud-config
-users:
-  - name: rdsgate
-    system: true
-    shell: /usr/sbin/nologin
-write_files:
-  - path: %s
-    permissions: "0644"
-    content: |
-%s
-  - path: /etc/systemd/system/rdsgate-proxy.service
-    permissions: "0644"
-    content: |
-%s
-runcmd:
-  - [curl, -fsSL, -o, %s, %q]
-  - [chmod, "0755", %s]
-  - [systemctl, daemon-reload]
-  - [systemctl, enable, --now, rdsgate-proxy.service]
-`, configPath, indent(string(configJSON)), indent(unit), binary, binaryURL, binary)
+	var b strings.Builder
+	fmt.Fprintf(&b, "#cloud-config\nusers:\n  - name: rdsgate\n    system: true\n    shell: /usr/sbin/nologin\nwrite_files:\n")
+	write := func(path, content string) {
+		fmt.Fprintf(&b, "  - path: %s\n    permissions: \"0644\"\n    content: |\n%s\n", path, indent(content))
+	}
+	write(configPath, string(configJSON))
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		write(p, files[p])
+	}
+	write("/etc/systemd/system/rdsgate-proxy.service", unit)
+	fmt.Fprintf(&b, "runcmd:\n  - [curl, -fsSL, -o, %s, %q]\n  - [chmod, \"0755\", %s]\n  - [systemctl, daemon-reload]\n  - [systemctl, enable, --now, rdsgate-proxy.service]\n",
+		binary, binaryURL, binary)
+	return b.String()
 }

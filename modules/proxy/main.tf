@@ -14,4 +14,7 @@ data "rdsgate_proxy_config" "this" {
   binary_url      = var.binary_url
   addresses       = var.addresses
   assume_role_arn = var.assume_role_arn
+  gateway         = var.gateway
+  rbac_rules      = length(var.rbac_rules) > 0 ? var.rbac_rules : null
+  audit_log       = var.audit_log != "" ? var.audit_log : null
 }

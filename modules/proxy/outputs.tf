@@ -17,3 +17,8 @@ output "listeners" {
   description = "Where each database listens: connect with psql \"host=127.0.0.1 port=PORT user=app dbname=...\"."
   value       = data.rdsgate_proxy_config.this.listeners
 }
+
+output "rbac_json" {
+  description = "The gateway's RBAC file (cloud_init writes it)."
+  value       = data.rdsgate_proxy_config.this.rbac_json
+}

@@ -93,3 +93,39 @@ variable "assume_role_arn" {
   type        = string
   default     = ""
 }
+
+variable "gateway" {
+  description = "Run as a gateway (clients prove who they are with certificates or AWS IAM): listeners, TLS files on the host, client_ca and/or iam_audience."
+  type = object({
+    listen_postgres = optional(string)
+    listen_mysql    = optional(string)
+    listen_api      = optional(string)
+    tls_cert        = string
+    tls_key         = string
+    client_ca       = optional(string)
+    iam_audience    = optional(string)
+    sts_endpoint    = optional(string)
+    rbac_file       = optional(string)
+  })
+  default = null
+}
+
+variable "rbac_rules" {
+  description = "Who may reach what through the gateway (deny by default, an explicit deny wins)."
+  type = list(object({
+    name       = string
+    effect     = optional(string)
+    identities = list(string)
+    databases  = optional(list(string))
+    labels     = optional(map(string))
+    db_users   = optional(list(string))
+    db_names   = optional(list(string))
+  }))
+  default = []
+}
+
+variable "audit_log" {
+  description = "Audit trail: a file path on the host, or - for standard output; empty for none."
+  type        = string
+  default     = ""
+}
