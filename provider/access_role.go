@@ -137,27 +137,11 @@ func (r *accessRoleResource) ModifyPlan(ctx context.Context, req resource.Modify
 }
 
 func (r *accessRoleResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m accessRoleModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.apply(ctx, &m, &resp.Diagnostics)
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *accessRoleModel) { r.apply(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *accessRoleResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m accessRoleModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if resp.Diagnostics.HasError() {
-		return
-	}
-	r.apply(ctx, &m, &resp.Diagnostics)
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *accessRoleModel) { r.apply(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *accessRoleResource) apply(ctx context.Context, m *accessRoleModel, diags *diagsT) {

@@ -222,25 +222,11 @@ func (r *bootstrapPolicyResource) ModifyPlan(ctx context.Context, req resource.M
 }
 
 func (r *bootstrapPolicyResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m bootstrapPolicyModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *bootstrapPolicyModel) { r.write(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *bootstrapPolicyResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m bootstrapPolicyModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.write(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *bootstrapPolicyModel) { r.write(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *bootstrapPolicyResource) write(ctx context.Context, m *bootstrapPolicyModel, diags *diagsT) {

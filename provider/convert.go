@@ -7,6 +7,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/policies"
@@ -126,4 +127,19 @@ func mergeTags(defaults, own map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// upsert is Create and Update of the resources whose two are the same:
+// read the plan into a model, let write make AWS hold it and fill in what
+// it learned, and save the model as the new state.
+func upsert[M any](ctx context.Context, plan tfsdk.Plan, state *tfsdk.State, diags *diag.Diagnostics, write func(*M)) {
+	var m M
+	diags.Append(plan.Get(ctx, &m)...)
+	if diags.HasError() {
+		return
+	}
+	write(&m)
+	if !diags.HasError() {
+		diags.Append(state.Set(ctx, &m)...)
+	}
 }

@@ -151,25 +151,11 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 }
 
 func (r *databaseResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m databaseModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.apply(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *databaseModel) { r.apply(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *databaseResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m databaseModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.apply(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *databaseModel) { r.apply(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *databaseResource) region(m *databaseModel) string {

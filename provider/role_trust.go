@@ -118,25 +118,11 @@ func (r *roleTrustResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 }
 
 func (r *roleTrustResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var m roleTrustModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.put(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *roleTrustModel) { r.put(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *roleTrustResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var m roleTrustModel
-	resp.Diagnostics.Append(req.Plan.Get(ctx, &m)...)
-	if !resp.Diagnostics.HasError() {
-		r.put(ctx, &m, &resp.Diagnostics)
-	}
-	if !resp.Diagnostics.HasError() {
-		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
-	}
+	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *roleTrustModel) { r.put(ctx, m, &resp.Diagnostics) })
 }
 
 func (r *roleTrustResource) put(ctx context.Context, m *roleTrustModel, diags *diagsT) {
