@@ -350,7 +350,7 @@ func (c *Clients) AssumeRole(ctx context.Context, roleARN, externalID string) (*
 // choosing (CloudTrail shows it).
 func (c *Clients) AssumeRoleSession(ctx context.Context, roleARN, externalID, session string) (*Clients, error) {
 	if _, err := policies.ParseIAMARN(roleARN); err != nil {
-		return nil, fmt.Errorf("%w: --assume-role-arn: %w", policies.ErrInvalidInput, err)
+		return nil, fmt.Errorf("%w: the role to assume, %q: %w (give arn:aws:iam::123456789012:role/NAME)", policies.ErrInvalidInput, roleARN, err)
 	}
 	cfg := c.Config.Copy()
 	cfg.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(c.STS, roleARN, func(o *stscreds.AssumeRoleOptions) {

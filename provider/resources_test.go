@@ -612,3 +612,33 @@ data "rdsgate_proxy_config" "gw" {
 		},
 	})
 }
+
+// The provider can act through a deployment role, and a malformed one is
+// refused naming the attribute.
+func TestAccProviderAssumeRole(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.c.IAM.CreateRole(context.Background(), &iam.CreateRoleInput{RoleName: aws.String("deployer"),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	withRole := func(arn string) string {
+		return strings.Replace(e.providerHCL(), `region = "us-east-1"`, fmt.Sprintf(`region = "us-east-1"
+  assume_role {
+    role_arn     = %q
+    session_name = "acceptance"
+  }`, arn), 1) + `
+resource "rdsgate_access_role" "r" {
+  name             = "made-as-deployer"
+  trusted_services = ["ec2.amazonaws.com"]
+}
+`
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: withRole("deployer"), PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)Cannot assume the provider.s role.*role_arn\s+= "deployer".*the role to assume`)},
+			{Config: withRole("arn:aws:iam::123456789012:role/deployer"),
+				Check: resource.TestCheckResourceAttr("rdsgate_access_role.r", "arn", "arn:aws:iam::123456789012:role/made-as-deployer")},
+		},
+	})
+}
