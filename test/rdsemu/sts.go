@@ -1,14 +1,10 @@
 package rdsemu
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -42,50 +38,18 @@ func VerifyPresigned(r *http.Request, keys *Keys, service string, now time.Time)
 	if now.After(signed.Add(time.Duration(expires) * time.Second)) {
 		return "", fmt.Errorf("request has expired")
 	}
-	k, ok := keys.get(cred[0])
-	if !ok {
-		return "", fmt.Errorf("unknown access key %s", cred[0])
-	}
-	if k.session != get("X-Amz-Security-Token") {
-		return "", fmt.Errorf("session token does not match the access key")
-	}
-	var params []string
-	for name := range q {
-		if name != "X-Amz-Signature" {
-			params = append(params, name)
-		}
-	}
-	sort.Strings(params)
-	var parts []string
-	for _, name := range params {
-		vals := append([]string(nil), q[name]...)
-		sort.Strings(vals)
-		for _, v := range vals {
-			parts = append(parts, uriEncode(name)+"="+uriEncode(v))
-		}
-	}
-	headers := strings.Split(get("X-Amz-SignedHeaders"), ";")
-	var canonHeaders strings.Builder
-	for _, h := range headers {
-		v := r.Header.Get(h)
-		if h == "host" {
-			v = r.Host
-		}
-		canonHeaders.WriteString(h + ":" + strings.TrimSpace(v) + "\n")
-	}
 	path := r.URL.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	canonical := strings.Join([]string{r.Method, path, strings.Join(parts, "&"), canonHeaders.String(), strings.Join(headers, ";"), emptyPayloadHash}, "\n")
-	sum := sha256.Sum256([]byte(canonical))
-	toSign := strings.Join([]string{"AWS4-HMAC-SHA256", get("X-Amz-Date"), strings.Join(cred[1:], "/"), hex.EncodeToString(sum[:])}, "\n")
-	key := []byte("AWS4" + k.secret)
-	for _, part := range cred[1:] {
-		key = hmacSHA256(key, part)
+	header := func(h string) string {
+		if h == "host" {
+			return r.Host
+		}
+		return r.Header.Get(h)
 	}
-	if !hmac.Equal([]byte(hex.EncodeToString(hmacSHA256(key, toSign))), []byte(get("X-Amz-Signature"))) {
-		return "", fmt.Errorf("signature does not match")
+	if err := checkSigned(keys, q, cred, path, header); err != nil {
+		return "", err
 	}
 	return cred[0], nil
 }

@@ -115,45 +115,56 @@ func verify(token string, keys *Keys, e Expect) (string, error) {
 	if signed.After(e.Now.Add(5 * time.Minute)) {
 		return "", fmt.Errorf("signed in the future (%s)", signed)
 	}
-	k, ok := keys.get(cred[0])
-	if !ok {
-		return "", fmt.Errorf("unknown access key %s", cred[0])
-	}
-	if k.session != get("X-Amz-Security-Token") {
-		return "", fmt.Errorf("session token does not match the access key")
-	}
-
-	// Canonical request of a presigned GET: every query parameter but the
-	// signature, sorted and encoded as SigV4 says; the host header; the
-	// empty payload's hash.
-	var keysSorted []string
-	for k := range q {
-		if k != "X-Amz-Signature" {
-			keysSorted = append(keysSorted, k)
-		}
-	}
-	sort.Strings(keysSorted)
-	var parts []string
-	for _, k := range keysSorted {
-		vals := append([]string(nil), q[k]...)
-		sort.Strings(vals)
-		for _, v := range vals {
-			parts = append(parts, uriEncode(k)+"="+uriEncode(v))
-		}
-	}
-	canonical := strings.Join([]string{"GET", "/", strings.Join(parts, "&"), "host:" + hostPart + "\n", "host", emptyPayloadHash}, "\n")
-	sum := sha256.Sum256([]byte(canonical))
-	scope := strings.Join(cred[1:], "/")
-	toSign := strings.Join([]string{"AWS4-HMAC-SHA256", get("X-Amz-Date"), scope, hex.EncodeToString(sum[:])}, "\n")
-	signingKey := []byte("AWS4" + k.secret)
-	for _, part := range []string{cred[1], cred[2], cred[3], cred[4]} {
-		signingKey = hmacSHA256(signingKey, part)
-	}
-	want := hex.EncodeToString(hmacSHA256(signingKey, toSign))
-	if !hmac.Equal([]byte(want), []byte(get("X-Amz-Signature"))) {
-		return "", fmt.Errorf("signature does not match")
+	if err := checkSigned(keys, q, cred, "/", func(string) string { return hostPart }); err != nil {
+		return "", err
 	}
 	return cred[0], nil
+}
+
+// checkSigned finishes checking a presigned GET whose scope and time were
+// checked: the access key, its session token, and the signature over the
+// path, the query and each signed header (header gives their values).
+func checkSigned(keys *Keys, q url.Values, cred []string, path string, header func(name string) string) error {
+	k, ok := keys.get(cred[0])
+	if !ok {
+		return fmt.Errorf("unknown access key %s", cred[0])
+	}
+	if k.session != q.Get("X-Amz-Security-Token") {
+		return fmt.Errorf("session token does not match the access key")
+	}
+	// Canonical request: every query parameter but the signature, sorted
+	// and encoded as SigV4 says; the signed headers; the empty payload's hash.
+	var params []string
+	for name := range q {
+		if name != "X-Amz-Signature" {
+			params = append(params, name)
+		}
+	}
+	sort.Strings(params)
+	var parts []string
+	for _, name := range params {
+		vals := append([]string(nil), q[name]...)
+		sort.Strings(vals)
+		for _, v := range vals {
+			parts = append(parts, uriEncode(name)+"="+uriEncode(v))
+		}
+	}
+	headers := strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
+	var canonHeaders strings.Builder
+	for _, h := range headers {
+		canonHeaders.WriteString(h + ":" + strings.TrimSpace(header(h)) + "\n")
+	}
+	canonical := strings.Join([]string{"GET", path, strings.Join(parts, "&"), canonHeaders.String(), strings.Join(headers, ";"), emptyPayloadHash}, "\n")
+	sum := sha256.Sum256([]byte(canonical))
+	toSign := strings.Join([]string{"AWS4-HMAC-SHA256", q.Get("X-Amz-Date"), strings.Join(cred[1:], "/"), hex.EncodeToString(sum[:])}, "\n")
+	signingKey := []byte("AWS4" + k.secret)
+	for _, part := range cred[1:] {
+		signingKey = hmacSHA256(signingKey, part)
+	}
+	if !hmac.Equal([]byte(hex.EncodeToString(hmacSHA256(signingKey, toSign))), []byte(q.Get("X-Amz-Signature"))) {
+		return fmt.Errorf("signature does not match")
+	}
+	return nil
 }
 
 func hmacSHA256(key []byte, data string) []byte {
