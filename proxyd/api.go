@@ -79,11 +79,11 @@ func (s *Server) apiGateway(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
-	var ids []string
-	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 && len(r.TLS.VerifiedChains) > 0 {
-		c := r.TLS.PeerCertificates[0]
-		ids = []string{c.Subject.String(), "CN=" + c.Subject.CommonName}
-	} else if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && s.identities != nil && IsIdentityToken(tok) {
+	ids := certIdentities(r.TLS)
+	tok, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case len(ids) > 0:
+	case bearer && s.identities != nil && IsIdentityToken(tok):
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		var err error
@@ -91,7 +91,7 @@ func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
 			return
 		}
-	} else {
+	default:
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "prove who you are with a client certificate or an identity token (Authorization: Bearer rdsgate-iam-v1...)"})
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,7 +156,7 @@ func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, 
 		return nil, refuseIdentity("the identity token is not an sts:GetCallerIdentity request")
 	}
 	signedHeaders := strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
-	if !contains(signedHeaders, AudienceHeader) {
+	if !slices.Contains(signedHeaders, AudienceHeader) {
 		return nil, refuseIdentity("the identity token is not bound to a gateway (no signed %s header): it was not made for rdsgate", AudienceHeader)
 	}
 	signedAt, err := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
@@ -241,15 +242,6 @@ func hostOf(raw string) string {
 		return ""
 	}
 	return u.Host
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // tokenDigest is how logs and the audit trail name a token without

@@ -180,11 +180,10 @@ func (r *RBAC) Check(req AccessRequest) Decision {
 		req.Database.Name, req.DBUser, req.DBName)}
 }
 
-// certIdentities are the names a client certificate is known by: its full
-// subject and its CN alone.
-func certIdentities(tc *tls.Conn) []string {
-	st := tc.ConnectionState()
-	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+// certIdentities are the names a verified client certificate is known by:
+// its full subject and its CN alone.
+func certIdentities(st *tls.ConnectionState) []string {
+	if st == nil || len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
 		return nil
 	}
 	c := st.PeerCertificates[0]
@@ -221,7 +220,8 @@ func (s *session) route(conn net.Conn, requested string) (*Database, string, err
 func (s *session) clientIdentity(conn net.Conn, askPassword func() (string, error)) (ids []string, result, msg string) {
 	tc, encrypted := conn.(*tls.Conn)
 	if encrypted {
-		ids = certIdentities(tc)
+		st := tc.ConnectionState()
+		ids = certIdentities(&st)
 	}
 	if len(ids) > 0 {
 		return ids, "", ""

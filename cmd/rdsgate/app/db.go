@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/proxyd"
 )
 
@@ -220,7 +221,7 @@ func target(c *cli.Context, gc *proxyd.GatewayClient) (*proxyd.DatabaseAccess, s
 	pick := func(flag, given string, allowed []string) (string, error) {
 		if given != "" {
 			for _, a := range allowed {
-				if a == "*" || a == given || strings.ContainsAny(a, "*?") && wildcardMatch(a, given) {
+				if policies.MatchWildcard(a, given) {
 					return given, nil
 				}
 			}
@@ -240,25 +241,6 @@ func target(c *cli.Context, gc *proxyd.GatewayClient) (*proxyd.DatabaseAccess, s
 		return nil, "", "", err
 	}
 	return db, user, dbName, nil
-}
-
-// wildcardMatch matches * and ? as RBAC rules do.
-func wildcardMatch(pattern, s string) bool {
-	if pattern == "" {
-		return s == ""
-	}
-	switch pattern[0] {
-	case '*':
-		for i := 0; i <= len(s); i++ {
-			if wildcardMatch(pattern[1:], s[i:]) {
-				return true
-			}
-		}
-		return false
-	case '?':
-		return s != "" && wildcardMatch(pattern[1:], s[1:])
-	}
-	return s != "" && s[0] == pattern[0] && wildcardMatch(pattern[1:], s[1:])
 }
 
 func mysqlClient() (string, []string) {
