@@ -574,34 +574,8 @@ func (e *executor) deletePolicy(ctx context.Context, arn string) error {
 	return nil
 }
 
-// deleteRole deletes a shard role rdsgate made, once it holds nothing else.
+// deleteRole deletes a shard role rdsgate made, once it holds nothing else
+// (DeleteRole: rdsgate's own policies go with it, anyone else's stop it).
 func (e *executor) deleteRole(ctx context.Context, name string) error {
-	subject := subjectOf(policies.PrincipalRole, name, "")
-	r, err := ReadPrincipal(ctx, e.api, policies.PrincipalRole, name)
-	if err != nil || r == nil {
-		return err
-	}
-	if !r.Managed() {
-		return fmt.Errorf("%s has no %s tag; rdsgate does not delete roles it did not create", subject, TagManaged)
-	}
-	for pn := range r.Inline {
-		if pn != policies.InlinePolicyName {
-			return fmt.Errorf("%s holds inline policy %s that rdsgate did not write; remove it before rdsgate can delete the role", subject, pn)
-		}
-		if err := e.deleteInline(ctx, policies.PrincipalRole, name, pn); err != nil {
-			return err
-		}
-	}
-	for _, arn := range r.Attached {
-		if _, ok := connectPolicySlot(name, arn[strings.LastIndexByte(arn, '/')+1:]); !ok {
-			return fmt.Errorf("%s has policy %s attached that rdsgate did not attach; detach it before rdsgate can delete the role", subject, arn)
-		}
-		if err := e.deletePolicy(ctx, arn); err != nil {
-			return err
-		}
-	}
-	if _, err := e.api.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String(name)}); err != nil && !isNotFound(err) {
-		return explain(err, "iam:DeleteRole", subject)
-	}
-	return nil
+	return DeleteRole(ctx, e.api, name)
 }
