@@ -51,7 +51,12 @@ func StartTerraform(t T) *Terraform {
 	if tfErr != nil {
 		t.Fatal(tfErr)
 	}
-	rc := filepath.Join(tfDir, "terraformrc")
+	return TerraformAt(tfDir)
+}
+
+// TerraformAt is the Terraform set-up WriteTerraformRC wrote into dir.
+func TerraformAt(dir string) *Terraform {
+	rc := filepath.Join(dir, "terraformrc")
 	return &Terraform{RC: rc, Env: map[string]string{
 		"TF_CLI_CONFIG_FILE": rc, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1",
 	}}

@@ -110,8 +110,7 @@ func up(dir, bin string) error {
 	if err := testenv.WriteTerraformRC(filepath.Join(dir, "tfrc")); err != nil {
 		return err
 	}
-	tf := &testenv.Terraform{RC: filepath.Join(dir, "tfrc", "terraformrc"), Env: map[string]string{
-		"TF_CLI_CONFIG_FILE": filepath.Join(dir, "tfrc", "terraformrc"), "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}}
+	tf := testenv.TerraformAt(filepath.Join(dir, "tfrc"))
 	root, _ := filepath.Abs(".")
 	f := &demo.Flow{Root: root, Dir: dir, Bin: bin, Env: &env, TF: tf}
 	out, err := f.Apply()
