@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +41,10 @@ type ApplyReport struct {
 	// Foreign lists rdsgate-named resources without rdsgate's tag, which
 	// were left alone.
 	Foreign []string
+	// Interim and Temporary count the writes that broke cycles of databases
+	// changing places: documents written with old and new together, and
+	// temporary documents created and removed again.
+	Interim, Temporary int
 	// Chains is the check, after the writes, that the base principal can
 	// assume each shard role: a boundary or an explicit deny rdsgate does
 	// not manage could still stand in the way.
@@ -61,10 +65,13 @@ func (r *ApplyReport) BrokenChains() []Hop {
 // ErrPreflight marks a problem found before any write.
 var ErrPreflight = errors.New("nothing was written")
 
-// ApplyPlan makes IAM hold the desired plan. It reads what IAM holds, works
-// out the steps with policies.Diff (grants before revokes), and runs them.
-// Every step checks AWS before writing, so a second apply makes no write,
-// and an apply stopped at any point converges when run again.
+// ApplyPlan makes IAM hold the desired plan. It reads what IAM holds, orders
+// the writes with policies.Schedule from that state (not from the plan's own
+// steps, which assume the previous plan is what IAM holds), and runs them:
+// after every write each database user that both the old and the new state
+// allow is still allowed. Every step checks AWS before writing, so a second
+// apply makes no write, and an apply stopped at any point converges when run
+// again. When no such order fits the account's quotas it writes nothing.
 func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts ApplyOptions) (*ApplyReport, error) {
 	start := time.Now()
 	calls0, writes0 := c.Calls.Count()
@@ -78,7 +85,8 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
 	c.UseIAMRegion(desired.Partition)
-	if err := checkAccountQuotas(ctx, c.IAM, desired); err != nil {
+	quotas, err := checkAccountQuotas(ctx, c.IAM, desired)
+	if err != nil {
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
 	obs, err := ReadState(ctx, c.IAM, desired)
@@ -89,9 +97,12 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 	if err := preflight(obs, desired); err != nil {
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
-	steps := policies.Diff(obs.Plan, desired)
-	steps = append(steps, orphanSteps(obs, desired)...)
-	sortPhases(steps)
+	ws, err := policies.Schedule(policies.ScheduleInput{Current: obs.Plan, Desired: desired, Other: obs.others(), Quotas: quotas})
+	if err != nil {
+		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	report.Interim, report.Temporary = ws.Interim, ws.Temporary
+	steps := insertBeforeCleanup(ws.Steps, orphanSteps(obs, desired))
 	for _, st := range steps {
 		report.Steps = append(report.Steps, StepResult{Step: st})
 	}
@@ -131,10 +142,27 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 	return report, nil
 }
 
-// sortPhases keeps Diff's order and puts extra steps into their phase.
-func sortPhases(steps []policies.Step) {
-	rank := map[string]int{policies.PhasePrepare: 0, policies.PhaseGrant: 1, policies.PhaseRevoke: 2, policies.PhaseCleanup: 3}
-	sort.SliceStable(steps, func(i, j int) bool { return rank[steps[i].Phase] < rank[steps[j].Phase] })
+// others is what each principal holds outside rdsgate's documents.
+func (obs *Observed) others() map[string]policies.OtherPolicies {
+	byARN := map[string]*ObservedPolicy{}
+	for _, p := range obs.Policies {
+		byARN[p.ARN] = p
+	}
+	out := map[string]policies.OtherPolicies{}
+	for name, p := range obs.Principals {
+		out[name] = p.Other(byARN)
+	}
+	return out
+}
+
+// insertBeforeCleanup puts extra steps before the role deletions that end a
+// schedule.
+func insertBeforeCleanup(steps, extra []policies.Step) []policies.Step {
+	i := len(steps)
+	for i > 0 && steps[i-1].Phase == policies.PhaseCleanup {
+		i--
+	}
+	return slices.Concat(steps[:i], extra, steps[i:])
 }
 
 // orphanSteps deletes rdsgate connect policies for this base that no
@@ -155,13 +183,24 @@ func orphanSteps(obs *Observed, desired *policies.Plan) []policies.Step {
 	return out
 }
 
-// checkAccountQuotas compares the plan's quotas with the account's.
-func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) error {
+// checkAccountQuotas compares the plan's quotas with the account's, and
+// returns the account's.
+func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) (*policies.Quotas, error) {
 	out, err := api.GetAccountSummary(ctx, &iam.GetAccountSummaryInput{})
 	if err != nil {
-		return explain(err, "iam:GetAccountSummary", "the account")
+		return nil, explain(err, "iam:GetAccountSummary", "the account")
 	}
 	live := out.SummaryMap
+	q := policies.DefaultQuotas()
+	for key, field := range map[string]*int{
+		"PolicySizeQuota": &q.PolicySize, "RolePolicySizeQuota": &q.RolePolicySize, "UserPolicySizeQuota": &q.UserPolicySize,
+		"AttachedPoliciesPerRoleQuota": &q.AttachedPoliciesPerRole, "AttachedPoliciesPerUserQuota": &q.AttachedPoliciesPerUser,
+		"AssumeRolePolicySizeQuota": &q.AssumeRolePolicySize,
+	} {
+		if v, ok := live[key]; ok && v > 0 {
+			*field = int(v)
+		}
+	}
 	s := pl.Settings
 	inlineKey, attachedKey := "RolePolicySizeQuota", "AttachedPoliciesPerRoleQuota"
 	if pl.Base.Kind == policies.PrincipalUser {
@@ -178,15 +217,15 @@ func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) erro
 	}
 	for _, ch := range checks {
 		if v, ok := live[ch.key]; ok && int(v) < ch.planned {
-			return fmt.Errorf("the plan assumes %s %d but account %s allows %d; plan again with %s %d", ch.key, ch.planned, pl.AccountID, v, ch.flag, v)
+			return nil, fmt.Errorf("the plan assumes %s %d but account %s allows %d; plan again with %s %d", ch.key, ch.planned, pl.AccountID, v, ch.flag, v)
 		}
 	}
 	if s.MaxShardRoles > 0 {
 		if v, ok := live["RolesQuota"]; ok && int(v) < countShards(pl) {
-			return fmt.Errorf("the plan needs %d shard roles but account %s allows %d roles in all", countShards(pl), pl.AccountID, v)
+			return nil, fmt.Errorf("the plan needs %d shard roles but account %s allows %d roles in all", countShards(pl), pl.AccountID, v)
 		}
 	}
-	return nil
+	return &q, nil
 }
 
 func countShards(pl *policies.Plan) int {
@@ -281,17 +320,28 @@ func (e *executor) run(ctx context.Context, st policies.Step) error {
 			return fmt.Errorf("the plan has no principal %s", st.Principal)
 		}
 		return e.ensureRole(ctx, pp)
-	case policies.ActionPutInline:
-		pp := e.principal(st.Principal)
-		pol := e.policy(pp, st.Policy, false)
-		return e.putInline(ctx, pp.Kind, pp.Name, pol.Name, pol.Document)
-	case policies.ActionPutManaged:
-		pp := e.principal(st.Principal)
-		pol := e.policy(pp, st.Policy, true)
-		if err := e.ensurePolicy(ctx, pol.Path, pol.Name, pol.ARN, pol.Document, st.Principal); err != nil {
+	case policies.ActionPutInline, policies.ActionPutManaged:
+		managed := st.Action == policies.ActionPutManaged
+		doc := st.Document
+		if doc == nil {
+			pp := e.principal(st.Principal)
+			if pp == nil {
+				return fmt.Errorf("the plan has no principal %s", st.Principal)
+			}
+			pol := e.policy(pp, st.Policy, managed)
+			if pol == nil {
+				return fmt.Errorf("the plan has no policy %s of %s", st.Policy, st.Principal)
+			}
+			doc = pol.Document
+		}
+		if !managed {
+			return e.putInline(ctx, st.Kind, st.Principal, st.Policy, doc)
+		}
+		arn := policies.PolicyARN(e.desired.Partition, e.desired.AccountID, policies.ManagedPolicyPath, st.Policy)
+		if err := e.ensurePolicy(ctx, policies.ManagedPolicyPath, st.Policy, arn, doc, st.Principal); err != nil {
 			return err
 		}
-		return e.ensureAttached(ctx, pp.Kind, pp.Name, pol.ARN)
+		return e.ensureAttached(ctx, st.Kind, st.Principal, arn)
 	case policies.ActionDeleteInline:
 		return e.deleteInline(ctx, st.Kind, st.Principal, st.Policy)
 	case policies.ActionDeleteManaged:

@@ -74,7 +74,7 @@ const (
 // Clients are the AWS clients of one configuration.
 type Clients struct {
 	Config    aws.Config
-	IAM       *iam.Client
+	IAM       IAMAPI
 	STS       *sts.Client
 	Calls     *CallLog
 	Endpoints Endpoints

@@ -229,7 +229,7 @@ func doctorPlan(ctx context.Context, c *Clients, pl *policies.Plan) []Finding {
 			fmt.Sprintf("plan again with --reserved-inline %d, or move those inline policies into managed ones", others)))
 		otherManaged := 0
 		for _, a := range obs.Attached {
-			if _, ok := connectPolicySlot(pp.Name, a[strings.LastIndexByte(a, '/')+1:]); !ok {
+			if !ownManaged(pp.Name, a[strings.LastIndexByte(a, '/')+1:]) {
 				otherManaged++
 			}
 		}

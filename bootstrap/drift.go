@@ -78,12 +78,16 @@ func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftRepor
 				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "inline policy differs from the plan", Added: in, Removed: out})
 			}
 		}
-		if cur := op.Inline[policies.InlinePolicyName]; cur != nil && !wantInline[policies.InlinePolicyName] {
-			in, _ := PermissionDiff(nil, cur)
-			add(DriftFinding{Principal: who, Policy: policies.InlinePolicyName, Problem: "inline policy is not in the plan", Added: in})
-		}
-		for name := range op.Inline {
-			if name != policies.InlinePolicyName {
+		for _, name := range sortedKeys(op.Inline) {
+			switch {
+			case wantInline[name]:
+			case policies.IsParkInline(name):
+				in, _ := PermissionDiff(nil, op.Inline[name])
+				add(DriftFinding{Principal: who, Policy: name, Problem: "temporary inline policy of an apply that stopped (run rdsgate shards apply to finish it)", Added: in})
+			case name == policies.InlinePolicyName:
+				in, _ := PermissionDiff(nil, op.Inline[name])
+				add(DriftFinding{Principal: who, Policy: name, Problem: "inline policy is not in the plan", Added: in})
+			default:
 				r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s inline policy %s", who, name))
 			}
 		}

@@ -5,8 +5,6 @@ import (
 	"io"
 	"strings"
 	"time"
-
-	"github.com/rdsgate/rdsgate/policies"
 )
 
 // Progress is told about each step of a long run.
@@ -46,7 +44,7 @@ func (l *lines) Step(i int, r StepResult, err error) {
 	if err != nil {
 		status = "failed"
 	}
-	fmt.Fprintf(l.w, "[%*d/%d] %-7s %s\n", len(fmt.Sprint(l.total)), i+1, l.total, r.Step.Phase, describeStep(r.Step)+": "+status)
+	fmt.Fprintf(l.w, "[%*d/%d] %-7s %s\n", len(fmt.Sprint(l.total)), i+1, l.total, r.Step.Phase, r.Step.String()+": "+status)
 }
 
 func (l *lines) Done() {}
@@ -62,7 +60,7 @@ func (b *bar) Start(total int) { b.total, b.start = total, time.Now() }
 func (b *bar) Step(i int, r StepResult, err error) {
 	const width = 30
 	done := (i + 1) * width / max(b.total, 1)
-	label := describeStep(r.Step)
+	label := r.Step.String()
 	if len(label) > 60 {
 		label = label[:57] + "..."
 	}
@@ -76,21 +74,4 @@ func (b *bar) Done() {
 	if b.total > 0 {
 		fmt.Fprintf(b.w, "\r\033[K%d steps in %s\n", b.total, time.Since(b.start).Round(time.Millisecond))
 	}
-}
-
-// describeStep names a step for people: "put_managed_policy role r / p (+3, -1)".
-func describeStep(st policies.Step) string {
-	s := fmt.Sprintf("%s %s %s", st.Action, st.Kind, st.Principal)
-	if st.Policy != "" {
-		s += " / " + st.Policy
-	}
-	switch a, r := len(st.Adds), len(st.Removes); {
-	case a > 0 && r > 0:
-		s += fmt.Sprintf(" (+%d, -%d)", a, r)
-	case a > 0:
-		s += fmt.Sprintf(" (+%d)", a)
-	case r > 0:
-		s += fmt.Sprintf(" (-%d)", r)
-	}
-	return s
 }

@@ -224,12 +224,12 @@ func DeleteRole(ctx context.Context, api IAMAPI, name string) error {
 	}
 	var foreign []string
 	for pn := range r.Inline {
-		if pn != policies.InlinePolicyName {
+		if !ownInline(pn) {
 			foreign = append(foreign, "inline policy "+pn)
 		}
 	}
 	for _, arn := range r.Attached {
-		if _, ok := connectPolicySlot(name, arn[strings.LastIndexByte(arn, '/')+1:]); !ok {
+		if !ownManaged(name, arn[strings.LastIndexByte(arn, '/')+1:]) {
 			foreign = append(foreign, "managed policy "+arn)
 		}
 	}
@@ -238,8 +238,8 @@ func DeleteRole(ctx context.Context, api IAMAPI, name string) error {
 		return fmt.Errorf("%s still holds %s, which rdsgate did not write; detach or delete them (or destroy what attached them first) before the role can go",
 			subject, strings.Join(foreign, ", "))
 	}
-	if _, ok := r.Inline[policies.InlinePolicyName]; ok {
-		if err := e.deleteInline(ctx, policies.PrincipalRole, name, policies.InlinePolicyName); err != nil {
+	for _, pn := range sortedKeys(r.Inline) {
+		if err := e.deleteInline(ctx, policies.PrincipalRole, name, pn); err != nil {
 			return err
 		}
 	}

@@ -45,11 +45,41 @@ func (p *ObservedPrincipal) Managed() bool { return p.Tags[TagManaged] == TagMan
 func (p *ObservedPrincipal) OtherInlineSize() int {
 	n := 0
 	for name, d := range p.Inline {
-		if name != policies.InlinePolicyName {
+		if !ownInline(name) {
 			n += d.Size()
 		}
 	}
 	return n
+}
+
+// Other is what the principal holds outside rdsgate's documents.
+func (p *ObservedPrincipal) Other(policiesByARN map[string]*ObservedPolicy) policies.OtherPolicies {
+	o := policies.OtherPolicies{InlineSize: p.OtherInlineSize()}
+	for _, name := range sortedKeys(p.Inline) {
+		if !ownInline(name) {
+			o.Documents = append(o.Documents, p.Inline[name])
+		}
+	}
+	for _, arn := range p.Attached {
+		if op := policiesByARN[arn]; op != nil && op.Managed() && ownManaged(p.Name, op.Name) {
+			continue
+		}
+		o.Attached++
+	}
+	return o
+}
+
+// ownInline reports whether an inline policy name is one of rdsgate's
+// connect documents: the plan's, or a temporary one of an apply.
+func ownInline(name string) bool {
+	return name == policies.InlinePolicyName || policies.IsParkInline(name)
+}
+
+// ownManaged reports whether a managed policy name is one of rdsgate's
+// connect documents for the principal.
+func ownManaged(principal, name string) bool {
+	_, slot := connectPolicySlot(principal, name)
+	return slot || policies.IsParkManaged(principal, name)
 }
 
 // ObservedPolicy is a customer managed policy under rdsgate's path.
@@ -295,12 +325,12 @@ func ReadState(ctx context.Context, api IAMAPI, desired *policies.Plan) (*Observ
 	}
 	ours := func(name string) (string, bool) {
 		for pn := range obs.Principals {
-			if _, ok := connectPolicySlot(pn, name); ok {
+			if ownManaged(pn, name) {
 				return pn, true
 			}
 		}
 		for _, pp := range desired.Principals {
-			if _, ok := connectPolicySlot(pp.Name, name); ok {
+			if ownManaged(pp.Name, name) {
 				return pp.Name, true
 			}
 		}
@@ -364,9 +394,13 @@ func (obs *Observed) asPlan(desired *policies.Plan) *policies.Plan {
 			pp.TrustPolicy, pp.MaxSessionDuration = op.Trust, op.MaxSessionDuration
 		}
 		var all []string
-		if d := op.Inline[policies.InlinePolicyName]; d != nil {
+		for _, name := range sortedKeys(op.Inline) {
+			if !ownInline(name) {
+				continue
+			}
+			d := op.Inline[name]
 			dbs := databasesOf(d)
-			pp.InlinePolicies = append(pp.InlinePolicies, policies.PlanPolicy{Name: policies.InlinePolicyName, Document: d, Size: d.Size(), Databases: dbs})
+			pp.InlinePolicies = append(pp.InlinePolicies, policies.PlanPolicy{Name: name, Document: d, Size: d.Size(), Databases: dbs})
 			all = append(all, dbs...)
 		}
 		for _, arn := range op.Attached {
@@ -374,7 +408,7 @@ func (obs *Observed) asPlan(desired *policies.Plan) *policies.Plan {
 				if p.ARN != arn || !p.Managed() || p.Document == nil {
 					continue
 				}
-				if _, ok := connectPolicySlot(op.Name, p.Name); !ok {
+				if !ownManaged(op.Name, p.Name) {
 					continue
 				}
 				attachedTo[p.Name] = true

@@ -121,6 +121,23 @@ type PlanSettings struct {
 	InlineSize           int    `json:"inline_policy_size"`
 	MaxManaged           int    `json:"max_managed"`
 	AssumeRolePolicySize int    `json:"trust_policy_size"`
+	// ShardInlineSize and ShardMaxManaged are the quotas of shard roles,
+	// which differ from the base's when the base is a user; zero in plans
+	// made before they were recorded, meaning AWS's defaults.
+	ShardInlineSize int `json:"shard_inline_policy_size,omitempty"`
+	ShardMaxManaged int `json:"shard_max_managed,omitempty"`
+}
+
+// ShardQuotas are the inline budget and managed policy limit of a shard role.
+func (s PlanSettings) ShardQuotas() (inline, managed int) {
+	inline, managed = s.ShardInlineSize, s.ShardMaxManaged
+	if inline == 0 {
+		inline = QuotaValue("RolePolicySizeQuota")
+	}
+	if managed == 0 {
+		managed = QuotaValue("AttachedPoliciesPerRoleQuota")
+	}
+	return inline, managed
 }
 
 // PlanPrincipal is a role or user and the documents it holds.
@@ -161,6 +178,36 @@ type Step struct {
 	Policy    string        `json:"policy,omitempty"`
 	Adds      []string      `json:"adds,omitempty"`
 	Removes   []string      `json:"removes,omitempty"`
+	// Document is what the step writes when it is not the plan's document:
+	// old and new together while databases change places (Interim), or a
+	// temporary document that holds them meanwhile (Temporary).
+	Document  *Document `json:"document,omitempty"`
+	Interim   bool      `json:"interim,omitempty"`
+	Temporary bool      `json:"temporary,omitempty"`
+}
+
+// String describes a step for people: what it does, to what, and how many
+// databases it adds and removes.
+func (st Step) String() string {
+	s := fmt.Sprintf("%s %s %s", st.Action, st.Kind, st.Principal)
+	if st.Policy != "" {
+		s += " / " + st.Policy
+	}
+	switch a, r := len(st.Adds), len(st.Removes); {
+	case a > 0 && r > 0:
+		s += fmt.Sprintf(" (+%d, -%d)", a, r)
+	case a > 0:
+		s += fmt.Sprintf(" (+%d)", a)
+	case r > 0:
+		s += fmt.Sprintf(" (-%d)", r)
+	}
+	switch {
+	case st.Interim:
+		s += " [old and new together until a later step]"
+	case st.Temporary:
+		s += " [temporary, removed in a later step]"
+	}
+	return s
 }
 
 // Step actions.
@@ -1112,7 +1159,7 @@ func (pl *Plan) Check() error {
 		}
 		inlineLimit, managedLimit := s.InlineSize-s.ReservedInline, s.MaxManaged-s.ReservedManaged
 		if !base {
-			inlineLimit, managedLimit = QuotaValue("RolePolicySizeQuota"), s.MaxManaged
+			inlineLimit, managedLimit = s.ShardQuotas()
 			if pp.Kind != PrincipalRole {
 				return fmt.Errorf("%w: shard %s must be a role", ErrPlanFormat, pp.Name)
 			}

@@ -38,6 +38,8 @@ func (p *planner) render(lb int) (*Plan, error) {
 			InlineSize:           p.q.inlineSize(t.Kind),
 			MaxManaged:           p.q.attached(t.Kind),
 			AssumeRolePolicySize: p.q.AssumeRolePolicySize,
+			ShardInlineSize:      p.q.RolePolicySize,
+			ShardMaxManaged:      p.q.AttachedPoliciesPerRole,
 		},
 		Principals: []PlanPrincipal{},
 		Steps:      []Step{},
@@ -122,7 +124,11 @@ func (p *planner) render(lb int) (*Plan, error) {
 		plan.Databases = append(plan.Databases, PlanDatabase{Name: db.Name, Region: db.Region, ResourceID: db.ResourceID, Principal: w[0], Policy: w[1]})
 	}
 	sort.Slice(plan.Databases, func(i, j int) bool { return plan.Databases[i].Name < plan.Databases[j].Name })
-	plan.Steps = Diff(p.in.Previous, plan)
+	steps, err := Diff(p.in.Previous, plan)
+	if err != nil {
+		return nil, &NoFitError{Msg: "from the previous plan: " + err.Error()}
+	}
+	plan.Steps = steps
 	plan.Stats = planStats(p.in.Previous, plan, len(p.in.Inventory.Databases), lb)
 	return plan, nil
 }
@@ -141,29 +147,6 @@ func sortedIntKeys(m map[int]bool) []int {
 	}
 	sort.Ints(keys)
 	return keys
-}
-
-// grantsMore reports whether next allows an rds-db:connect or sts:AssumeRole
-// resource that prev did not.
-func grantsMore(next, prev *Document) bool {
-	had := map[string]bool{}
-	for _, st := range prev.Statements {
-		for _, a := range st.Action.List {
-			for _, r := range st.Resource.List {
-				had[a+" "+r] = true
-			}
-		}
-	}
-	for _, st := range next.Statements {
-		for _, a := range st.Action.List {
-			for _, r := range st.Resource.List {
-				if !had[a+" "+r] {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }
 
 // difference returns the sorted elements of a that are not in b.

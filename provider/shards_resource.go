@@ -49,8 +49,8 @@ func (r *policyShardsResource) Schema(_ context.Context, _ resource.SchemaReques
 			"principal's inline policy, then its managed policies, then shard roles the proxy reaches by role chaining, each " +
 			"document within IAM's quotas. The plan shows every document.\n\n" +
 			"Changes are incremental: the plan in effect is kept in the resource's private state, and each database stays in " +
-			"the document that holds it unless it must move. Apply runs in no-gap order (every document that gains a database " +
-			"is written before any that loses one), so access never lapses mid-apply. Everything created carries the " +
+			"the document that holds it unless it must move. Apply orders its writes from what IAM holds, so that after every " +
+			"write each database user allowed before and after is still allowed: access never lapses mid-apply. Everything created carries the " +
 			"`rdsgate:managed` tag; nothing without it is changed or deleted.\n\n" +
 			"Drift is judged by meaning: a document that IAM holds reordered or reformatted shows no diff, one that was " +
 			"widened or narrowed by hand does, and `terraform plan -detailed-exitcode` exits 2.",

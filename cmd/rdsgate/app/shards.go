@@ -440,7 +440,7 @@ func writePlanTable(w io.Writer, plan *policies.Plan) error {
 	if len(plan.Steps) == 0 {
 		b.WriteString("\nNo changes: AWS needs no writes for this plan.\n")
 	} else {
-		fmt.Fprintf(&b, "\nSteps (every grant before any revoke, so access never has a gap)\n")
+		fmt.Fprintf(&b, "\nSteps (ordered so that every database keeps a grant after each write: access never has a gap)\n")
 		writeSteps(&b, plan.Steps)
 	}
 	_, err := io.WriteString(w, b.String())
@@ -455,18 +455,7 @@ func writeSteps(w io.Writer, steps []policies.Step) {
 			fmt.Fprintf(w, "  ... and %d more (see --format json)\n", len(steps)-show)
 			break
 		}
-		line := fmt.Sprintf("  %3d. %-8s %-22s %s %s", i+1, st.Phase, st.Action, st.Kind, st.Principal)
-		if st.Policy != "" {
-			line += " / " + st.Policy
-		}
-		switch a, r := len(st.Adds), len(st.Removes); {
-		case a > 0 && r > 0:
-			line += fmt.Sprintf(" (+%d, -%d)", a, r)
-		case a > 0:
-			line += fmt.Sprintf(" (+%d)", a)
-		case r > 0:
-			line += fmt.Sprintf(" (-%d)", r)
-		}
+		line := fmt.Sprintf("  %3d. %-8s %-22s %s", i+1, st.Phase, st.Action, strings.TrimPrefix(st.String(), st.Action+" "))
 		fmt.Fprintln(w, line)
 	}
 }
