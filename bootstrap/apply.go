@@ -144,10 +144,7 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 
 // others is what each principal holds outside rdsgate's documents.
 func (obs *Observed) others() map[string]policies.OtherPolicies {
-	byARN := map[string]*ObservedPolicy{}
-	for _, p := range obs.Policies {
-		byARN[p.ARN] = p
-	}
+	byARN := obs.policiesByARN()
 	out := map[string]policies.OtherPolicies{}
 	for name, p := range obs.Principals {
 		out[name] = p.Other(byARN)
@@ -184,7 +181,7 @@ func orphanSteps(obs *Observed, desired *policies.Plan) []policies.Step {
 }
 
 // checkAccountQuotas compares the plan's quotas with the account's, and
-// returns the account's.
+// returns the account's; with a nil plan it only reads them.
 func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) (*policies.Quotas, error) {
 	out, err := api.GetAccountSummary(ctx, &iam.GetAccountSummaryInput{})
 	if err != nil {
@@ -200,6 +197,9 @@ func checkAccountQuotas(ctx context.Context, api IAMAPI, pl *policies.Plan) (*po
 		if v, ok := live[key]; ok && v > 0 {
 			*field = int(v)
 		}
+	}
+	if pl == nil {
+		return &q, nil
 	}
 	s := pl.Settings
 	inlineKey, attachedKey := "RolePolicySizeQuota", "AttachedPoliciesPerRoleQuota"

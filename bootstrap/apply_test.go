@@ -17,6 +17,7 @@ import (
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/iamcheck"
+	"github.com/rdsgate/rdsgate/test/iamcheck/iamread"
 )
 
 const account = testenv.AccountID
@@ -161,48 +162,9 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 // rdsgate's evaluator) still lets the base reach every database both plans
 // serve.
 // worldOfIAM reads what IAM holds for a plan's principals into the
-// independent model: the base, every role under the shard path, their
-// inline policies and the default versions of their attached policies.
-func worldOfIAM(ctx context.Context, api IAMAPI, p *policies.Plan) (*iamcheck.World, error) {
-	w := iamcheck.New(p.Base.ARN, p.Settings.ExternalID, iamcheck.Quotas{})
-	names := []string{p.Base.Name}
-	roles, err := api.ListRoles(ctx, &iam.ListRolesInput{PathPrefix: aws.String(p.Settings.ShardRolePath)})
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range roles.Roles {
-		names = append(names, aws.ToString(r.RoleName))
-	}
-	for i, name := range names {
-		kind := policies.PrincipalRole
-		if i == 0 {
-			kind = p.Base.Kind
-		}
-		op, err := ReadPrincipal(ctx, api, kind, name)
-		if err != nil || op == nil {
-			return nil, err
-		}
-		wp := w.Principal(string(kind), name, op.ARN)
-		if op.Trust != nil {
-			wp.Trust = op.Trust.String()
-		}
-		for n, d := range op.Inline {
-			wp.Inline[n] = d.String()
-		}
-		for _, arn := range op.Attached {
-			pol := &ObservedPolicy{ARN: arn}
-			out, err := api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
-			if err != nil {
-				return nil, err
-			}
-			pol.DefaultVersion = aws.ToString(out.Policy.DefaultVersionId)
-			if err := readPolicyDocument(ctx, api, pol); err != nil {
-				return nil, err
-			}
-			wp.Managed[arn] = pol.Document.String()
-		}
-	}
-	return w, nil
+// independent model, with plain IAM calls (not ReadState).
+func worldOfIAM(ctx context.Context, api iamread.API, p *policies.Plan) (*iamcheck.World, error) {
+	return iamread.Read(ctx, api, iamread.Principal{Kind: string(p.Base.Kind), Name: p.Base.Name, ShardPath: p.Settings.ShardRolePath, ExternalID: p.Settings.ExternalID})
 }
 
 // worldOfPlan is what a plan says IAM will hold, in the independent model.

@@ -30,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/rdsgate/rdsgate/policies"
@@ -107,6 +108,9 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 			})
 		}),
 		config.WithAPIOptions([]func(*middleware.Stack) error{c.Calls.middleware}),
+		// The SDK logs its own warnings to stderr ("failed to discard
+		// remaining HTTP response body"); rdsgate reports errors itself.
+		config.WithLogger(logging.Nop{}),
 	}
 	if c.Region != "" {
 		opts = append(opts, config.WithRegion(c.Region))

@@ -267,9 +267,9 @@ func ReadState(ctx context.Context, api IAMAPI, desired *policies.Plan) (*Observ
 		return nil, err
 	}
 	if base == nil {
-		return nil, fmt.Errorf("the %s %q does not exist: rdsgate writes the proxy's permissions onto it but does not create it; "+
+		return nil, fmt.Errorf("%w: the %s %q does not exist: rdsgate writes the proxy's permissions onto it but does not create it; "+
 			"create it first (with Terraform, or `aws iam create-%s --%s-name %s ...`) or fix --base-role/--user",
-			desired.Base.Kind, desired.Base.Name, desired.Base.Kind, desired.Base.Kind, desired.Base.Name)
+			ErrNoBase, desired.Base.Kind, desired.Base.Name, desired.Base.Kind, desired.Base.Kind, desired.Base.Name)
 	}
 	obs.Principals[base.Name] = base
 

@@ -38,6 +38,7 @@ type FaultProxy struct {
 	seen     map[string]int
 	injected int
 	requests []Request
+	after    func(op string, status int)
 }
 
 // Request is one request that passed the proxy, with its form parameters.
@@ -55,6 +56,15 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 	}
 	fp := &FaultProxy{seen: map[string]int{}}
 	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.ModifyResponse = func(resp *http.Response) error {
+		fp.mu.Lock()
+		after := fp.after
+		fp.mu.Unlock()
+		if after != nil {
+			after(resp.Request.Header.Get("X-Rdsgate-Op"), resp.StatusCode)
+		}
+		return nil
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -80,6 +90,7 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 			fmt.Fprintf(w, `<ErrorResponse><Error><Type>Sender</Type><Code>%s</Code><Message>%s</Message></Error><RequestId>rdsgate-fault</RequestId></ErrorResponse>`, f.Code, f.Message)
 			return
 		}
+		r.Header.Set("X-Rdsgate-Op", op)
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -91,6 +102,15 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 func (fp *FaultProxy) Decide(f func(op string, n int) *Fault) {
 	fp.mu.Lock()
 	fp.decide = f
+	fp.mu.Unlock()
+}
+
+// After sets a hook that runs when the emulator has answered a request and
+// before the answer goes back: a test can look at the emulator's state
+// right after each write, while the caller waits.
+func (fp *FaultProxy) After(f func(op string, status int)) {
+	fp.mu.Lock()
+	fp.after = f
 	fp.mu.Unlock()
 }
 

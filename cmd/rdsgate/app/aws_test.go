@@ -22,11 +22,17 @@ import (
 // fresh moto server, the way a user points rdsgate at an emulator.
 func awsEnv(t *testing.T) *bootstrap.Clients {
 	t.Helper()
-	m := testenv.StartMoto(t)
+	return awsEnvAt(t, testenv.StartMoto(t).URL)
+}
+
+// awsEnvAt points the SDK at an AWS emulator's URL (moto, or a proxy in
+// front of it).
+func awsEnvAt(t *testing.T, url string) *bootstrap.Clients {
+	t.Helper()
 	home := t.TempDir()
 	for k, v := range map[string]string{
 		"AWS_ACCESS_KEY_ID": testenv.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey,
-		"AWS_ENDPOINT_URL": m.URL, "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
+		"AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 		"AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
 		"AWS_EC2_METADATA_DISABLED": "true",
 	} {

@@ -2,10 +2,12 @@ package app
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -32,6 +34,22 @@ func confirmFlags() []cli.Flag {
 
 func connectAWS(c *cli.Context) (*bootstrap.Clients, error) {
 	return bootstrap.Connect(c.Context, bootstrap.Config{Region: c.String("region"), Profile: c.String("profile")})
+}
+
+// awsIfAvailable connects when credentials can be had within a few seconds,
+// and otherwise says why not: planning works without AWS, so a machine
+// without credentials is not an error.
+func awsIfAvailable(c *cli.Context) (*bootstrap.Clients, string) {
+	clients, err := connectAWS(c)
+	if err != nil {
+		return nil, err.Error()
+	}
+	ctx, cancel := context.WithTimeout(c.Context, 3*time.Second)
+	defer cancel()
+	if _, err := clients.Config.Credentials.Retrieve(ctx); err != nil {
+		return nil, "no AWS credentials found"
+	}
+	return clients, ""
 }
 
 // isTerminal reports whether f is an interactive terminal.

@@ -129,7 +129,7 @@ func desiredPlan(c *cli.Context, cfg *config) (*bootstrap.Clients, *policies.Pla
 		return nil, nil, err
 	}
 	if desired == nil {
-		if desired, _, err = bootstrap.PlanAgainstAWS(c.Context, aws, in); err != nil {
+		if desired, _, err = bootstrap.PlanAgainstAWS(c.Context, aws, in, planOptions(c)); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -22,12 +23,14 @@ func shardsCommand(cfg *config) *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name:  "plan",
-				Usage: "plan policy shards for an inventory (no AWS call)",
+				Usage: "plan policy shards for an inventory, against what IAM holds when AWS credentials are at hand",
 				Description: "Places every database's rds-db:connect permissions into the inline policy and managed\n" +
 					"policies of the base role or user, then into shard roles the base assumes, each document\n" +
-					"within IAM's size quotas. With --previous, databases stay where they were unless they must\n" +
-					"move, and the steps grant everything before they take anything away.",
-				Flags:  planFlags(),
+					"within IAM's size quotas. With AWS credentials it reads what IAM holds (read-only): databases\n" +
+					"stay where IAM has them unless they must move, the base's other policies are reserved and\n" +
+					"the account's quotas used. --previous PLAN does the same from a plan file without AWS;\n" +
+					"--fresh plans from scratch. Without credentials it plans from scratch and says so.",
+				Flags:  append(planFlags(), append([]cli.Flag{&cli.BoolFlag{Name: "fresh", Usage: "plan from scratch: ignore what IAM holds (apply still orders its writes with no gap)"}}, awsFlags()...)...),
 				Action: func(c *cli.Context) error { return shardsPlan(c, cfg) },
 			},
 			{
@@ -203,7 +206,10 @@ func shardsPlan(c *cli.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	plan, err := policies.NewPlan(in)
+	if c.Bool("fresh") && in.Previous != nil {
+		return usageError("cannot specify --fresh and --previous at the same time")
+	}
+	plan, err := planFromIAM(c, cfg, in)
 	if err != nil {
 		return err
 	}
@@ -221,6 +227,44 @@ func shardsPlan(c *cli.Context, cfg *config) error {
 		return err
 	}
 	return writePlanTable(cfg.stdout, plan)
+}
+
+// planFromIAM plans against what IAM holds when it can: with --previous or
+// --fresh it does not look, without credentials it plans from scratch and
+// says what that means.
+func planFromIAM(c *cli.Context, cfg *config, in policies.PlanInput) (*policies.Plan, error) {
+	if in.Previous != nil || c.Bool("fresh") {
+		return policies.NewPlan(in)
+	}
+	clients, why := awsIfAvailable(c)
+	if clients == nil {
+		fmt.Fprintf(cfg.stderr, "note: planned from scratch, without what IAM holds (%s): databases IAM already grants may move to other documents. "+
+			"shards apply still orders its writes so that access has no gap, but may write more; give AWS credentials or --previous PLAN to keep them where they are, or --fresh to say this is intended\n", why)
+		return policies.NewPlan(in)
+	}
+	plan, obs, err := bootstrap.PlanAgainstAWS(c.Context, clients, in, planOptions(c))
+	if errors.Is(err, bootstrap.ErrNoBase) {
+		fmt.Fprintf(cfg.stderr, "note: planned from scratch: %s %s does not exist yet in the account\n", in.Target.Kind, in.Target.Name)
+		return policies.NewPlan(in)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading what IAM holds to plan against it (pass --fresh to plan without AWS): %w", err)
+	}
+	inline, managed, names := obs.Reservations(in.Target.Name)
+	if planOptions(c).Reserve && (inline > 0 || managed > 0) {
+		fmt.Fprintf(cfg.stderr, "note: reserved %d inline characters and %d managed policy slots of %s %s for its other policies (%s)\n",
+			inline, managed, in.Target.Kind, in.Target.Name, strings.Join(names, ", "))
+	}
+	return plan, nil
+}
+
+// planOptions takes from the account what the command line left unsaid.
+func planOptions(c *cli.Context) bootstrap.PlanOptions {
+	quotasSet := false
+	for _, f := range []string{"policy-size", "role-policy-size", "user-policy-size", "trust-policy-size", "max-managed"} {
+		quotasSet = quotasSet || c.IsSet(f)
+	}
+	return bootstrap.PlanOptions{Reserve: !c.IsSet("reserved-inline") && !c.IsSet("reserved-managed"), Quotas: !quotasSet}
 }
 
 func shardsApply(c *cli.Context, cfg *config) error {
@@ -259,7 +303,7 @@ func shardsApply(c *cli.Context, cfg *config) error {
 		return err
 	}
 	if desired == nil {
-		if desired, _, err = bootstrap.PlanAgainstAWS(c.Context, aws, in); err != nil {
+		if desired, _, err = bootstrap.PlanAgainstAWS(c.Context, aws, in, planOptions(c)); err != nil {
 			return err
 		}
 	}
