@@ -19,8 +19,11 @@ import (
 type ApplyOptions struct {
 	// DryRun stops after working out the steps.
 	DryRun bool
-	// Progress is told about every step; nil is silent.
+	// Progress is told about every step and every wait; nil is silent.
 	Progress Progress
+	// Lease says how to take the lease on the base principal that keeps a
+	// second apply from writing the same documents at the same time.
+	Lease LeaseOptions
 }
 
 // StepResult is what one step did.
@@ -41,6 +44,8 @@ type ApplyReport struct {
 	// Foreign lists rdsgate-named resources without rdsgate's tag, which
 	// were left alone.
 	Foreign []string
+	// LeaseOwner is the name the apply held the base principal's lease under.
+	LeaseOwner string
 	// Interim and Temporary count the writes that broke cycles of databases
 	// changing places: documents written with old and new together, and
 	// temporary documents created and removed again.
@@ -74,10 +79,10 @@ var ErrPreflight = errors.New("nothing was written")
 // again. When no such order fits the account's quotas it writes nothing.
 func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts ApplyOptions) (*ApplyReport, error) {
 	start := time.Now()
-	calls0, writes0 := c.Calls.Count()
+	calls0, writes0 := c.Calls.CountPlanWrites()
 	report := &ApplyReport{}
 	finish := func() {
-		calls, writes := c.Calls.Count()
+		calls, writes := c.Calls.CountPlanWrites()
 		report.Calls, report.Writes, report.Elapsed = calls-calls0, writes-writes0, time.Since(start)
 	}
 	defer finish()
@@ -85,24 +90,46 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
 	c.UseIAMRegion(desired.Partition)
+	progress := opts.Progress
+	if progress == nil {
+		progress = NoProgress{}
+	}
 	quotas, err := checkAccountQuotas(ctx, c.IAM, desired)
 	if err != nil {
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
 	}
-	obs, err := ReadState(ctx, c.IAM, desired)
+	// What IAM holds decides the writes. Read once without the lease: when
+	// nothing is to be written, the apply ends there and writes nothing.
+	obs, steps, err := planSteps(ctx, c, desired, quotas, report)
 	if err != nil {
 		return report, err
 	}
-	report.Foreign = obs.Foreign
-	if err := preflight(obs, desired); err != nil {
-		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+	var lease *Lease
+	if !opts.DryRun && len(steps) > 0 {
+		// One writer at a time: with the lease held, read again, so the
+		// writes are ordered from a picture no other apply is changing.
+		lo := opts.Lease
+		if lo.Settle == 0 {
+			lo.Settle = c.LeaseSettle
+		}
+		lease, err = AcquireLease(ctx, c.IAM, desired.Base.Kind, desired.Base.Name, lo, progress.Note)
+		if err != nil {
+			if _, ok := err.(*LeaseHeldError); ok {
+				return report, fmt.Errorf("%w: %w", ErrPreflight, err)
+			}
+			return report, err
+		}
+		report.LeaseOwner = lease.Owner()
+		defer func() {
+			if err := lease.Release(context.WithoutCancel(ctx)); err != nil {
+				progress.Note(fmt.Sprintf("could not release the lease (it runs out by itself): %v", err))
+			}
+		}()
+		if obs, steps, err = planSteps(ctx, c, desired, quotas, report); err != nil {
+			return report, err
+		}
 	}
-	ws, err := policies.Schedule(policies.ScheduleInput{Current: obs.Plan, Desired: desired, Other: obs.others(), Quotas: quotas})
-	if err != nil {
-		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
-	}
-	report.Interim, report.Temporary = ws.Interim, ws.Temporary
-	steps := insertBeforeCleanup(ws.Steps, orphanSteps(obs, desired))
+	report.Steps = nil
 	for _, st := range steps {
 		report.Steps = append(report.Steps, StepResult{Step: st})
 	}
@@ -110,13 +137,26 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 		return report, nil
 	}
 	ex := &executor{api: c.IAM, desired: desired, obs: obs}
-	progress := opts.Progress
-	if progress == nil {
-		progress = NoProgress{}
-	}
+	expect := newExpectation(obs.Plan)
+	verified := false
 	progress.Start(len(steps))
 	for i := range report.Steps {
 		r := &report.Steps[i]
+		if takesAway(r.Step) {
+			// Before anything is taken away: still this apply's lease, and
+			// IAM still what this apply read and wrote.
+			if err := lease.Check(ctx); err != nil {
+				progress.Done()
+				return report, err
+			}
+			if !verified {
+				if err := expect.verify(ctx, c.IAM, desired); err != nil {
+					progress.Done()
+					return report, err
+				}
+				verified = true
+			}
+		}
 		_, before := c.Calls.Count()
 		t0 := time.Now()
 		err := ex.run(ctx, r.Step)
@@ -127,6 +167,7 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 			progress.Done()
 			return report, fmt.Errorf("step %d of %d (%s %s %s): %w", i+1, len(steps), r.Step.Action, r.Step.Principal, r.Step.Policy, err)
 		}
+		expect.wrote(r.Step, ex)
 	}
 	progress.Done()
 	for _, pp := range desired.Principals {
@@ -142,6 +183,24 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 	return report, nil
 }
 
+// planSteps reads what IAM holds and orders the writes from it.
+func planSteps(ctx context.Context, c *Clients, desired *policies.Plan, quotas *policies.Quotas, report *ApplyReport) (*Observed, []policies.Step, error) {
+	obs, err := ReadState(ctx, c.IAM, desired)
+	if err != nil {
+		return nil, nil, err
+	}
+	report.Foreign = obs.Foreign
+	if err := preflight(obs, desired); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	ws, err := policies.Schedule(policies.ScheduleInput{Current: obs.Plan, Desired: desired, Other: obs.others(), Quotas: quotas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrPreflight, err)
+	}
+	report.Interim, report.Temporary = ws.Interim, ws.Temporary
+	return obs, insertBeforeCleanup(ws.Steps, orphanSteps(obs, desired)), nil
+}
+
 // others is what each principal holds outside rdsgate's documents.
 func (obs *Observed) others() map[string]policies.OtherPolicies {
 	byARN := obs.policiesByARN()
@@ -150,6 +209,100 @@ func (obs *Observed) others() map[string]policies.OtherPolicies {
 		out[name] = p.Other(byARN)
 	}
 	return out
+}
+
+// takesAway reports whether a step removes anything.
+func takesAway(st policies.Step) bool {
+	switch st.Action {
+	case policies.ActionDeleteInline, policies.ActionDeleteManaged, policies.ActionDeleteRole:
+		return true
+	}
+	return len(st.Removes) > 0
+}
+
+// ErrIAMChanged means IAM changed under a running apply.
+var ErrIAMChanged = errors.New("IAM changed while this apply ran")
+
+// expectation is what IAM should hold of rdsgate's documents: what the
+// apply read, with its own writes since.
+type expectation map[string]*policies.Document
+
+func docID(principal string, managed bool, name string) string {
+	if managed {
+		return principal + " managed policy " + name
+	}
+	return principal + " inline policy " + name
+}
+
+func newExpectation(p *policies.Plan) expectation {
+	e := expectation{}
+	for _, pp := range p.Principals {
+		for _, pol := range pp.InlinePolicies {
+			e[docID(pp.Name, false, pol.Name)] = pol.Document
+		}
+		for _, pol := range pp.ManagedPolicies {
+			e[docID(pp.Name, true, pol.Name)] = pol.Document
+		}
+	}
+	return e
+}
+
+func (e expectation) wrote(st policies.Step, ex *executor) {
+	switch st.Action {
+	case policies.ActionPutInline, policies.ActionPutManaged:
+		managed := st.Action == policies.ActionPutManaged
+		doc := st.Document
+		if doc == nil {
+			if pp := ex.principal(st.Principal); pp != nil {
+				if pol := ex.policy(pp, st.Policy, managed); pol != nil {
+					doc = pol.Document
+				}
+			}
+		}
+		e[docID(st.Principal, managed, st.Policy)] = doc
+	case policies.ActionDeleteInline:
+		delete(e, docID(st.Principal, false, st.Policy))
+	case policies.ActionDeleteManaged:
+		delete(e, docID(st.Principal, true, st.Policy))
+	case policies.ActionDeleteRole:
+		for k := range e {
+			if strings.HasPrefix(k, st.Principal+" ") {
+				delete(e, k)
+			}
+		}
+	}
+}
+
+// verify reads IAM again and compares it with the expectation.
+func (e expectation) verify(ctx context.Context, api IAMAPI, desired *policies.Plan) error {
+	obs, err := ReadState(ctx, api, desired)
+	if err != nil {
+		return err
+	}
+	now := newExpectation(obs.Plan)
+	var diffs []string
+	for _, k := range sortedKeys(e) {
+		switch got := now[k]; {
+		case got == nil:
+			diffs = append(diffs, k+" is gone")
+		case !policies.Equivalent(got, e[k]):
+			diffs = append(diffs, k+" was rewritten")
+		}
+	}
+	for _, k := range sortedKeys(now) {
+		if e[k] == nil {
+			diffs = append(diffs, k+" appeared")
+		}
+	}
+	if len(diffs) == 0 {
+		return nil
+	}
+	if len(diffs) > 5 {
+		diffs = append(diffs[:5], fmt.Sprintf("and %d more", len(diffs)-5))
+	}
+	return fmt.Errorf("%w (%s): someone else wrote rdsgate's documents (another apply without the lease, or a hand edit); "+
+		"this one stopped before taking anything away, so nothing lost its grant: run it again, and it orders its writes from what IAM holds then",
+		ErrIAMChanged, strings.Join(diffs, "; "))
 }
 
 // insertBeforeCleanup puts extra steps before the role deletions that end a

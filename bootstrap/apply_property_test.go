@@ -17,7 +17,7 @@ import (
 
 // fakeClients runs bootstrap against an in-memory IAM.
 func fakeClients(f *iamfake.IAM) *Clients {
-	return &Clients{Config: aws.Config{Region: "us-east-1"}, IAM: f, Calls: &CallLog{}}
+	return &Clients{Config: aws.Config{Region: "us-east-1"}, IAM: f, Calls: &CallLog{}, LeaseSettle: -1}
 }
 
 // worldOfFake is what the fake holds, in the independent model.

@@ -25,7 +25,7 @@ const account = testenv.AccountID
 func connect(t testing.TB, url string) *Clients {
 	t.Helper()
 	c, err := Connect(context.Background(), Config{
-		Region: "us-east-1", EndpointURL: url, MaxBackoff: 50 * time.Millisecond,
+		Region: "us-east-1", EndpointURL: url, MaxBackoff: 50 * time.Millisecond, LeaseSettle: 10 * time.Millisecond,
 		Credentials: credentials.NewStaticCredentialsProvider(testenv.AccessKeyID, testenv.SecretAccessKey, ""),
 	})
 	if err != nil {
@@ -536,35 +536,6 @@ func TestApplyChecksTheChain(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(broken[0].Problems, " "), "permissions boundary") {
 		t.Fatalf("problem does not name the boundary: %+v", broken[0])
-	}
-}
-
-func TestProgress(t *testing.T) {
-	t.Parallel()
-	steps := []StepResult{
-		{Step: policies.Step{Phase: policies.PhasePrepare, Action: policies.ActionCreateRole, Kind: policies.PrincipalRole, Principal: "p-shard-001"}, Writes: 1},
-		{Step: policies.Step{Phase: policies.PhaseGrant, Action: policies.ActionPutManaged, Kind: policies.PrincipalRole, Principal: "p", Policy: "p-connect-01", Adds: []string{"a", "b"}}, Writes: 2},
-		{Step: policies.Step{Phase: policies.PhaseRevoke, Action: policies.ActionDeleteInline, Kind: policies.PrincipalRole, Principal: "p", Policy: "rdsgate-connect", Removes: []string{"c"}}},
-	}
-	var lines, bar strings.Builder
-	for _, pr := range []struct {
-		p Progress
-		w *strings.Builder
-	}{{NewProgress(&lines, false), &lines}, {NewProgress(&bar, true), &bar}} {
-		pr.p.Start(len(steps))
-		for i, s := range steps {
-			pr.p.Step(i, s, nil)
-		}
-		pr.p.Done()
-	}
-	wantLines := "[1/3] prepare create_role role p-shard-001: 1 writes, 0s\n" +
-		"[2/3] grant   put_managed_policy role p / p-connect-01 (+2): 2 writes, 0s\n" +
-		"[3/3] revoke  delete_inline_policy role p / rdsgate-connect (-1): already done\n"
-	if lines.String() != wantLines {
-		t.Errorf("lines:\n%q\nwant\n%q", lines.String(), wantLines)
-	}
-	if b := bar.String(); strings.Count(b, "\r\033[K") != 4 || !strings.Contains(b, "[==============================] 3/3") || !strings.Contains(b, "3 steps in") || strings.Count(b, "\n") != 1 {
-		t.Errorf("bar: %q", b)
 	}
 }
 

@@ -57,6 +57,10 @@ type Config struct {
 	Credentials aws.CredentialsProvider
 	// Calls, when set, records every API call.
 	Calls *CallLog
+	// LeaseSettle is how long an apply waits after writing its lease tag
+	// before reading it back (DefaultLeaseSettle; RDSGATE_LEASE_SETTLE, a Go
+	// duration, overrides it, for emulators that have no replication delay).
+	LeaseSettle time.Duration
 }
 
 // Endpoints are per-service endpoint overrides; empty ones use the SDK's
@@ -79,7 +83,9 @@ type Clients struct {
 	STS       *sts.Client
 	Calls     *CallLog
 	Endpoints Endpoints
-	rds       sync.Map // region -> *rds.Client
+	// LeaseSettle is the read-back delay of the apply lease.
+	LeaseSettle time.Duration
+	rds         sync.Map // region -> *rds.Client
 }
 
 // ErrNoRegion is returned when a command needs a region and none is set.
@@ -131,7 +137,20 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 	if err != nil {
 		return nil, explainConfigError(err, c.Profile)
 	}
-	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints}
+	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints, LeaseSettle: c.LeaseSettle}
+	if cl.LeaseSettle == 0 {
+		cl.LeaseSettle = DefaultLeaseSettle
+		if v := os.Getenv("RDSGATE_LEASE_SETTLE"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("RDSGATE_LEASE_SETTLE=%q is not a duration (2s, 100ms, 0s)", v)
+			}
+			cl.LeaseSettle = d
+			if d == 0 {
+				cl.LeaseSettle = -1 // none
+			}
+		}
+	}
 	cl.newClients()
 	return cl, nil
 }
@@ -259,6 +278,26 @@ func (l *CallLog) Count() (calls, writes int) {
 		}
 	}
 	return calls, writes
+}
+
+// CountPlanWrites is Count without the writes of the apply lease (tags on
+// the base principal): the writes a plan needed.
+func (l *CallLog) CountPlanWrites() (calls, writes int) {
+	for _, c := range l.Calls() {
+		calls++
+		if c.Write() && !isLeaseOp(c.Operation) {
+			writes++
+		}
+	}
+	return calls, writes
+}
+
+func isLeaseOp(op string) bool {
+	switch op {
+	case "TagRole", "UntagRole", "TagUser", "UntagUser":
+		return true
+	}
+	return false
 }
 
 // Reset forgets the calls so far.

@@ -1,16 +1,13 @@
 package bootstrap
 
-import (
-	"fmt"
-	"io"
-	"strings"
-	"time"
-)
-
-// Progress is told about each step of a long run.
+// Progress is told about each step of a long run, and about waits between
+// them (a lease held by another apply, IAM not yet showing a new role,
+// throttling): a run that waits says why. The command line draws it.
 type Progress interface {
 	Start(total int)
 	Step(i int, r StepResult, err error)
+	// Note says why the run is waiting.
+	Note(msg string)
 	Done()
 }
 
@@ -19,59 +16,5 @@ type NoProgress struct{}
 
 func (NoProgress) Start(int)                   {}
 func (NoProgress) Step(int, StepResult, error) {}
+func (NoProgress) Note(string)                 {}
 func (NoProgress) Done()                       {}
-
-// NewProgress picks a bar for a terminal and plain lines otherwise (CI logs).
-func NewProgress(w io.Writer, terminal bool) Progress {
-	if terminal {
-		return &bar{w: w}
-	}
-	return &lines{w: w}
-}
-
-type lines struct {
-	w     io.Writer
-	total int
-}
-
-func (l *lines) Start(total int) { l.total = total }
-
-func (l *lines) Step(i int, r StepResult, err error) {
-	status := fmt.Sprintf("%d writes, %s", r.Writes, r.Elapsed.Round(time.Millisecond))
-	if r.Writes == 0 {
-		status = "already done"
-	}
-	if err != nil {
-		status = "failed"
-	}
-	fmt.Fprintf(l.w, "[%*d/%d] %-7s %s\n", len(fmt.Sprint(l.total)), i+1, l.total, r.Step.Phase, r.Step.String()+": "+status)
-}
-
-func (l *lines) Done() {}
-
-type bar struct {
-	w     io.Writer
-	total int
-	start time.Time
-}
-
-func (b *bar) Start(total int) { b.total, b.start = total, time.Now() }
-
-func (b *bar) Step(i int, r StepResult, err error) {
-	const width = 30
-	done := (i + 1) * width / max(b.total, 1)
-	label := r.Step.String()
-	if len(label) > 60 {
-		label = label[:57] + "..."
-	}
-	fmt.Fprintf(b.w, "\r\033[K[%s%s] %d/%d %s", strings.Repeat("=", done), strings.Repeat(" ", width-done), i+1, b.total, label)
-	if err != nil {
-		fmt.Fprintln(b.w)
-	}
-}
-
-func (b *bar) Done() {
-	if b.total > 0 {
-		fmt.Fprintf(b.w, "\r\033[K%d steps in %s\n", b.total, time.Since(b.start).Round(time.Millisecond))
-	}
-}

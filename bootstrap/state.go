@@ -111,6 +111,13 @@ type Observed struct {
 	Orphans []*ObservedPolicy
 }
 
+// noBase says that the base principal does not exist and how to fix it.
+func noBase(kind policies.PrincipalKind, name string) error {
+	return fmt.Errorf("%w: the %s %q does not exist: rdsgate writes the proxy's permissions onto it but does not create it; "+
+		"create it first (with Terraform, or `aws iam create-%s --%s-name %s ...`) or fix --base-role/--user",
+		ErrNoBase, kind, name, kind, kind, name)
+}
+
 // decodeDocument parses a policy document as IAM returns it: URL-encoded.
 func decodeDocument(s *string, what string) (*policies.Document, error) {
 	raw := aws.ToString(s)
@@ -267,9 +274,7 @@ func ReadState(ctx context.Context, api IAMAPI, desired *policies.Plan) (*Observ
 		return nil, err
 	}
 	if base == nil {
-		return nil, fmt.Errorf("%w: the %s %q does not exist: rdsgate writes the proxy's permissions onto it but does not create it; "+
-			"create it first (with Terraform, or `aws iam create-%s --%s-name %s ...`) or fix --base-role/--user",
-			ErrNoBase, desired.Base.Kind, desired.Base.Name, desired.Base.Kind, desired.Base.Kind, desired.Base.Name)
+		return nil, noBase(desired.Base.Kind, desired.Base.Name)
 	}
 	obs.Principals[base.Name] = base
 

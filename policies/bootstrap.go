@@ -173,13 +173,13 @@ func NewBootstrapPolicy(o BootstrapOptions) (*BootstrapPolicy, error) {
 		var own []string
 		var attach []string
 		if o.Kind == PrincipalUser {
-			own = []string{"iam:DeleteUserPolicy", "iam:GetUser", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:PutUserPolicy"}
+			own = []string{"iam:DeleteUserPolicy", "iam:GetUser", "iam:GetUserPolicy", "iam:ListAttachedUserPolicies", "iam:ListUserPolicies", "iam:PutUserPolicy", "iam:TagUser", "iam:UntagUser"}
 			attach = []string{"iam:AttachUserPolicy", "iam:DetachUserPolicy"}
 		} else {
-			own = []string{"iam:DeleteRolePolicy", "iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies", "iam:PutRolePolicy"}
+			own = []string{"iam:DeleteRolePolicy", "iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies", "iam:ListRolePolicies", "iam:PutRolePolicy", "iam:TagRole", "iam:UntagRole"}
 			attach = []string{"iam:AttachRolePolicy", "iam:DetachRolePolicy"}
 		}
-		allow("ManageOwnConnectPolicy", "write the proxy's own inline rds-db:connect policy as databases come and go",
+		allow("ManageOwnConnectPolicy", "write the proxy's own inline rds-db:connect policy as databases come and go, holding the apply lease (a tag) while it does",
 			"Only on the proxy's own principal; the permissions boundary caps what any policy it writes can grant.",
 			own, b.PrincipalARN)
 		allow("ManageOwnConnectShards", "create and version the managed policies that hold the connect permissions that do not fit inline",

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	for k, v := range map[string]string{
 		"AWS_ACCESS_KEY_ID": testenv.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey,
 		"AWS_EC2_METADATA_DISABLED": "true", "TF_ACC_PROVIDER_NAMESPACE": "rdsgate", "CHECKPOINT_DISABLE": "1",
-		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "RDSGATE_LEASE_SETTLE": "10ms",
 	} {
 		os.Setenv(k, v)
 	}

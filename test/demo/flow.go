@@ -39,6 +39,9 @@ func (f *Flow) awsEnv() map[string]string {
 	return map[string]string{
 		"AWS_ACCESS_KEY_ID": testenv.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey, "AWS_REGION": Region,
 		"AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		// moto has no replication delay to wait out before the apply lease
+		// is read back.
+		"RDSGATE_LEASE_SETTLE": "0s",
 	}
 }
 

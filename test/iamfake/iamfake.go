@@ -71,6 +71,7 @@ type IAM struct {
 	// lock released.
 	OnWrite func(op string)
 	writes  int
+	ops     []string
 }
 
 // New returns an empty IAM for an account with AWS's default quotas.
@@ -123,8 +124,16 @@ func size(doc string) int {
 	return n
 }
 
+// Ops lists the successful writes so far, by operation name.
+func (f *IAM) Ops() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.ops...)
+}
+
 func (f *IAM) wrote(op string) {
 	f.writes++
+	f.ops = append(f.ops, op)
 	hook := f.OnWrite
 	f.mu.Unlock()
 	if hook != nil {

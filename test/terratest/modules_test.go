@@ -55,7 +55,7 @@ func (w *world) options(dir string, vars map[string]any) *terraform.Options {
 	env := map[string]string{
 		"AWS_ENDPOINT_URL": w.url, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": testenv.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey, "AWS_EC2_METADATA_DISABLED": "true",
-		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull,
+		"AWS_CONFIG_FILE": os.DevNull, "AWS_SHARED_CREDENTIALS_FILE": os.DevNull, "RDSGATE_LEASE_SETTLE": "10ms",
 	}
 	for k, v := range w.tf.Env {
 		env[k] = v

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/policies"
 )
 
@@ -23,6 +24,9 @@ const (
 	ExitFailure = 1
 	ExitUsage   = 2
 	ExitFinding = 2
+	// ExitBusy (EX_TEMPFAIL) says another writer was at work: nothing was
+	// taken away, and running again later is the fix.
+	ExitBusy = 75
 )
 
 // Version is set at build time with -ldflags "-X ...app.Version=v1.2.3".
@@ -127,6 +131,8 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ee):
 		return ee.Code
+	case errors.As(err, new(*bootstrap.LeaseHeldError)), errors.Is(err, bootstrap.ErrLeaseLost), errors.Is(err, bootstrap.ErrIAMChanged):
+		return ExitBusy
 	case errors.Is(err, policies.ErrInvalidInput), errors.Is(err, policies.ErrPlanFormat), errors.Is(err, errInputFile), isNoRegion(err):
 		return ExitUsage
 	}

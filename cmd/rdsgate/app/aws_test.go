@@ -2,14 +2,17 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
 
@@ -34,7 +37,7 @@ func awsEnvAt(t *testing.T, url string) *bootstrap.Clients {
 		"AWS_ACCESS_KEY_ID": testenv.AccessKeyID, "AWS_SECRET_ACCESS_KEY": testenv.SecretAccessKey,
 		"AWS_ENDPOINT_URL": url, "AWS_REGION": "us-east-1", "AWS_PROFILE": "", "AWS_SESSION_TOKEN": "",
 		"AWS_CONFIG_FILE": filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE": filepath.Join(home, "credentials"),
-		"AWS_EC2_METADATA_DISABLED": "true",
+		"AWS_EC2_METADATA_DISABLED": "true", "RDSGATE_LEASE_SETTLE": "10ms",
 	} {
 		t.Setenv(k, v)
 	}
@@ -334,5 +337,24 @@ func TestConfirmAtATerminal(t *testing.T) {
 	}
 	if out, code = ask("y"); code != 0 || !strings.Contains(out, "Done: 1 changes made.") {
 		t.Fatalf("answering y: exit %d\n%s", code, out)
+	}
+}
+
+// A second apply while another holds the lease exits 75 and names the
+// holder; nothing is written.
+func TestShardsApplyWhileAnotherHoldsTheLease(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "rdsgate-proxy")
+	until := time.Now().Add(time.Hour).Unix()
+	if _, err := c.IAM.TagRole(context.Background(), &iam.TagRoleInput{RoleName: aws.String("rdsgate-proxy"),
+		Tags: []iamtypes.Tag{{Key: aws.String(bootstrap.TagLease), Value: aws.String(fmt.Sprintf("pipeline-42 %d", until))}}}); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, "", "shards", "apply", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--yes", "--lease-wait", "0s")
+	if r.code != ExitBusy || !strings.Contains(r.stderr, "pipeline-42 holds the lease until") || !strings.Contains(r.stderr, "--lease-wait") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if roles, _ := c.IAM.ListRoles(context.Background(), &iam.ListRolesInput{PathPrefix: aws.String("/rdsgate/")}); len(roles.Roles) != 0 {
+		t.Fatalf("the refused apply created %d roles", len(roles.Roles))
 	}
 }

@@ -63,6 +63,8 @@ func applyFlags() []cli.Flag {
 	}
 	flags = append(flags, awsFlags()...)
 	flags = append(flags, confirmFlags()...)
+	flags = append(flags, &cli.DurationFlag{Name: "lease-wait", Value: 2 * time.Minute, EnvVars: []string{"RDSGATE_LEASE_WAIT"},
+		Usage: "how long to wait while another apply holds the base principal's lease (exit 75 after that)"})
 	return append(flags,
 		&cli.StringFlag{Name: "format", Value: "text", Usage: "report format: text or json"},
 		&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the applied plan as JSON to `FILE` (keep it for drift and the proxy)"},
@@ -338,7 +340,8 @@ func shardsApply(c *cli.Context, cfg *config) error {
 	if err := confirm(c, cfg, fmt.Sprintf("Apply %d steps to account %s?", len(dry.Steps), desired.AccountID)); err != nil {
 		return err
 	}
-	report, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{Progress: bootstrap.NewProgress(cfg.stderr, isTerminal(cfg.stderr))})
+	report, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{Progress: newProgress(cfg.stderr, isTerminal(cfg.stderr)),
+		Lease: bootstrap.LeaseOptions{Wait: c.Duration("lease-wait")}})
 	if err != nil {
 		return err
 	}
