@@ -44,6 +44,9 @@ type ApplyReport struct {
 	// Foreign lists rdsgate-named resources without rdsgate's tag, which
 	// were left alone.
 	Foreign []string
+	// Done counts the steps that completed; when an apply fails, the ones
+	// after it did not run.
+	Done int
 	// LeaseOwner is the name the apply held the base principal's lease under.
 	LeaseOwner string
 	// Interim and Temporary count the writes that broke cycles of databases
@@ -94,6 +97,7 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 	if progress == nil {
 		progress = NoProgress{}
 	}
+	ctx = WithNotes(ctx, progress.Note)
 	quotas, err := checkAccountQuotas(ctx, c.IAM, desired)
 	if err != nil {
 		return report, fmt.Errorf("%w: %w", ErrPreflight, err)
@@ -168,6 +172,7 @@ func ApplyPlan(ctx context.Context, c *Clients, desired *policies.Plan, opts App
 			return report, fmt.Errorf("step %d of %d (%s %s %s): %w", i+1, len(steps), r.Step.Action, r.Step.Principal, r.Step.Policy, err)
 		}
 		expect.wrote(r.Step, ex)
+		report.Done++
 	}
 	progress.Done()
 	for _, pp := range desired.Principals {
@@ -525,10 +530,14 @@ func (e *executor) ensureRole(ctx context.Context, pp *policies.PlanPrincipal) e
 			MaxSessionDuration: aws.Int32(int32(pp.MaxSessionDuration)), Tags: e.tags(),
 			Description: aws.String("rdsgate shard role: holds rds-db:connect permissions for " + e.desired.Base.ARN),
 		})
-		if errorCode(err) == "EntityAlreadyExists" {
-			return e.ensureRole(ctx, pp)
+		if errorCode(err) != "EntityAlreadyExists" {
+			return explain(err, "iam:CreateRole", subject)
 		}
-		return explain(err, "iam:CreateRole", subject)
+		// Created meanwhile: read it once more and bring it to the plan.
+		out, err = e.api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(pp.Name)})
+		if isNotFound(err) {
+			return fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
+		}
 	}
 	if err != nil {
 		return explain(err, "iam:GetRole", subject)
@@ -601,10 +610,13 @@ func (e *executor) ensurePolicy(ctx context.Context, path, name, arn string, doc
 	if isNotFound(err) {
 		_, err = e.api.CreatePolicy(ctx, &iam.CreatePolicyInput{PolicyName: aws.String(name), Path: aws.String(path), PolicyDocument: body,
 			Tags: e.tags(), Description: aws.String("rdsgate connect shard of " + owner)})
-		if errorCode(err) == "EntityAlreadyExists" {
-			return e.ensurePolicy(ctx, path, name, arn, doc, owner)
+		if errorCode(err) != "EntityAlreadyExists" {
+			return explainPut(err, "iam:CreatePolicy", subject, doc, e.desired.Settings.PolicySize)
 		}
-		return explainPut(err, "iam:CreatePolicy", subject, doc, e.desired.Settings.PolicySize)
+		// Created meanwhile: read it once more and bring it to the plan.
+		if out, err = e.api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)}); isNotFound(err) {
+			return fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
+		}
 	}
 	if err != nil {
 		return explain(err, "iam:GetPolicy", subject)

@@ -286,9 +286,21 @@ func TestApplyRetriesThrottlingAndServerErrors(t *testing.T) {
 		return nil
 	})
 	p := plan(t, fleet(300, 0), 2, nil)
-	apply(t, c, p)
+	var notes noteLog
+	if _, err := ApplyPlan(context.Background(), c, p, ApplyOptions{Progress: &notes}); err != nil {
+		t.Fatal(err)
+	}
 	if fp.Injected() < 20 {
 		t.Fatalf("only %d faults injected", fp.Injected())
+	}
+	// The wait is not silent: every retried answer is noted.
+	if n := notes.count("answered Throttling; the SDK retries"); n < 10 {
+		t.Fatalf("only %d throttling notes for %d faults:\n%s", n, fp.Injected(), &notes)
+	}
+	// Without IAM lag, nothing waits for IAM to catch up: the wait costs
+	// nothing when IAM is consistent.
+	if n := notes.count("eventually consistent"); n != 0 {
+		t.Fatalf("%d waits for IAM to catch up with no lag:\n%s", n, &notes)
 	}
 	fp.Decide(nil)
 	assertHolds(t, c, p)
@@ -312,7 +324,10 @@ func TestApplyInterruptedConverges(t *testing.T) {
 		t.Fatalf("only %d writes to interrupt", total)
 	}
 	for stop := 1; stop < total; stop++ {
+		// Resetting moto deletes behind the clients' back; new clients do
+		// not wait for roles the last round created.
 		m.Reset(t)
+		c = connect(t, m.URL)
 		createBase(t, c, "proxy")
 		apply(t, c, before)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -357,7 +372,7 @@ func TestApplyErrorsNameThePrincipalAndKeepAccess(t *testing.T) {
 		want  []string
 	}{
 		{testenv.Denied, "PutRolePolicy", []string{"iam:PutRolePolicy on role proxy-shard-00", "AccessDenied", "rdsgate doctor"}},
-		{testenv.TooLarge, "CreatePolicy", []string{"iam:CreatePolicy on managed policy", "LimitExceeded", "planned this document at", "Nothing was removed"}},
+		{testenv.TooLarge, "CreatePolicy", []string{"iam:CreatePolicy on managed policy", "LimitExceeded", "planned this document at", "Nothing that is still needed was taken away"}},
 	} {
 		fp.Decide(func(op string, n int) *testenv.Fault {
 			if op == tc.op {
@@ -645,4 +660,122 @@ func TestApplyBreaksCyclesAgainstMoto(t *testing.T) {
 		t.Logf("%s %s %s interim=%v adds=%v removes=%v", s.Step.Action, s.Step.Principal, s.Step.Policy, s.Step.Interim, s.Step.Adds, s.Step.Removes)
 	}
 	t.Logf("%d writes, %d interim, %d temporary", r.Writes, r.Interim, r.Temporary)
+}
+
+// noteLog is a Progress that keeps the notes.
+type noteLog struct {
+	mu    sync.Mutex
+	notes []string
+}
+
+func (n *noteLog) Start(int)                   {}
+func (n *noteLog) Step(int, StepResult, error) {}
+func (n *noteLog) Done()                       {}
+func (n *noteLog) Note(s string) {
+	n.mu.Lock()
+	n.notes = append(n.notes, s)
+	n.mu.Unlock()
+}
+
+func (n *noteLog) count(sub string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, s := range n.notes {
+		if strings.Contains(s, sub) {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *noteLog) String() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return strings.Join(n.notes, "\n")
+}
+
+// TestApplyThroughIAMLag runs the flow a Terraform apply runs (the base
+// role created, then its shards applied at once, shard roles whose trust
+// names it) against moto behind a layer that behaves like real IAM: new
+// roles and policies missing from reads, and trust policies naming them
+// refused as invalid principals, for a while after creation. It must
+// succeed, say that it waits, and a real typo must still fail at once.
+func TestApplyThroughIAMLag(t *testing.T) {
+	t.Parallel()
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	refused := fp.Lag(1500 * time.Millisecond)
+	c := connect(t, fp.URL)
+	ctx := context.Background()
+	if _, err := EnsureRole(ctx, c.IAM, RoleSpec{Name: "proxy", Trust: policies.TrustSpec{Services: []string{"ec2.amazonaws.com"}}}); err != nil {
+		t.Fatalf("creating the base role: %v", err)
+	}
+	var notes noteLog
+	p := plan(t, fleet(300, 0), 1, nil)
+	if countShards(p) == 0 {
+		t.Fatal("the plan has no shard roles; it would not exercise trust policies naming a new role")
+	}
+	if _, err := ApplyPlan(ctx, c, p, ApplyOptions{Progress: &notes}); err != nil {
+		t.Fatalf("apply through IAM's lag: %v", err)
+	}
+	if refused() < 3 {
+		t.Fatalf("the lag layer refused only %d requests; the test proves little", refused())
+	}
+	if notes.count("eventually consistent") == 0 {
+		t.Fatalf("no note while waiting for IAM:\n%s", &notes)
+	}
+	assertHolds(t, c, p)
+	// A role nobody created is not waited for.
+	c.Calls.Reset()
+	typo, err := policies.NewPlan(policies.PlanInput{Inventory: fleet(3, 0), Quotas: policies.DefaultQuotas(),
+		Target: policies.Target{Kind: policies.PrincipalRole, Name: "prxoy"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ApplyPlan(ctx, c, typo, ApplyOptions{})
+	if !errors.Is(err, ErrNoBase) {
+		t.Fatalf("typo: %v", err)
+	}
+	n := 0
+	for _, call := range c.Calls.Calls() {
+		if call.Operation == "GetRole" {
+			n++
+		}
+	}
+	if n > 2 {
+		t.Fatalf("a role nobody created was read %d times", n)
+	}
+	t.Logf("%d requests refused by the lag layer; %d notes", refused(), len(notes.notes))
+}
+
+// TestConsistencyWaitCostsNothingWithoutLag: against an IAM that shows what
+// it has created at once, the waits add no request and no sleep: the same
+// apply makes exactly the same calls with and without them.
+func TestConsistencyWaitCostsNothingWithoutLag(t *testing.T) {
+	t.Parallel()
+	ops := func(wrapped bool) []string {
+		m := testenv.StartMoto(t)
+		c := connect(t, m.URL)
+		if !wrapped {
+			c.IAM = c.IAM.(*eventually).IAMAPI
+		}
+		ctx := context.Background()
+		if _, err := EnsureRole(ctx, c.IAM, RoleSpec{Name: "proxy", Trust: policies.TrustSpec{Services: []string{"ec2.amazonaws.com"}}}); err != nil {
+			t.Fatal(err)
+		}
+		before := plan(t, fleet(300, 0), 2, nil)
+		apply(t, c, before)
+		apply(t, c, plan(t, fleet(320, 40), 1, before))
+		var out []string
+		for _, call := range c.Calls.Calls() {
+			out = append(out, call.Operation)
+		}
+		return out
+	}
+	with, without := ops(true), ops(false)
+	if strings.Join(with, " ") != strings.Join(without, " ") {
+		t.Fatalf("the consistency waits changed the calls of an apply without lag:\nwith    %d: %v\nwithout %d: %v", len(with), with, len(without), without)
+	}
+	t.Logf("%d IAM calls either way", len(with))
 }

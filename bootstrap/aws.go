@@ -32,6 +32,7 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
 	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/rdsgate/rdsgate/policies"
 )
@@ -61,6 +62,9 @@ type Config struct {
 	// before reading it back (DefaultLeaseSettle; RDSGATE_LEASE_SETTLE, a Go
 	// duration, overrides it, for emulators that have no replication delay).
 	LeaseSettle time.Duration
+	// ConsistencyWait bounds how long IAM calls wait for IAM to show what
+	// was just created: DefaultConsistencyWait.
+	ConsistencyWait time.Duration
 }
 
 // Endpoints are per-service endpoint overrides; empty ones use the SDK's
@@ -85,7 +89,10 @@ type Clients struct {
 	Endpoints Endpoints
 	// LeaseSettle is the read-back delay of the apply lease.
 	LeaseSettle time.Duration
-	rds         sync.Map // region -> *rds.Client
+	// ConsistencyWait bounds how long IAM calls wait for IAM to show what
+	// was just created (DefaultConsistencyWait).
+	ConsistencyWait time.Duration
+	rds             sync.Map // region -> *rds.Client
 }
 
 // ErrNoRegion is returned when a command needs a region and none is set.
@@ -113,7 +120,7 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 				o.RateLimiter = ratelimit.None
 			})
 		}),
-		config.WithAPIOptions([]func(*middleware.Stack) error{c.Calls.middleware}),
+		config.WithAPIOptions([]func(*middleware.Stack) error{c.Calls.middleware, retryNotes}),
 		// The SDK logs its own warnings to stderr ("failed to discard
 		// remaining HTTP response body"); rdsgate reports errors itself.
 		config.WithLogger(logging.Nop{}),
@@ -137,7 +144,7 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 	if err != nil {
 		return nil, explainConfigError(err, c.Profile)
 	}
-	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints, LeaseSettle: c.LeaseSettle}
+	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints, LeaseSettle: c.LeaseSettle, ConsistencyWait: c.ConsistencyWait}
 	if cl.LeaseSettle == 0 {
 		cl.LeaseSettle = DefaultLeaseSettle
 		if v := os.Getenv("RDSGATE_LEASE_SETTLE"); v != "" {
@@ -157,11 +164,11 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 
 // newClients makes the IAM and STS clients of the current configuration.
 func (c *Clients) newClients() {
-	c.IAM = iam.NewFromConfig(c.Config, func(o *iam.Options) {
+	c.IAM = newEventually(iam.NewFromConfig(c.Config, func(o *iam.Options) {
 		if c.Endpoints.IAM != "" {
 			o.BaseEndpoint = aws.String(c.Endpoints.IAM)
 		}
-	})
+	}), c.ConsistencyWait)
 	c.STS = sts.NewFromConfig(c.Config, func(o *sts.Options) {
 		if c.Endpoints.STS != "" {
 			o.BaseEndpoint = aws.String(c.Endpoints.STS)
@@ -280,6 +287,41 @@ func (l *CallLog) Count() (calls, writes int) {
 	return calls, writes
 }
 
+// retryNotes tells the context's note function (WithNotes) about every
+// attempt that failed with an answer the SDK retries, so a run waiting out
+// throttling or an outage says so instead of going quiet.
+func retryNotes(s *middleware.Stack) error {
+	return s.Finalize.Insert(middleware.FinalizeMiddlewareFunc("rdsgateRetryNotes",
+		func(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
+			out, md, err := next.HandleFinalize(ctx, in)
+			if err != nil && retried(err) {
+				noteFrom(ctx, fmt.Sprintf("%s %s answered %s; the SDK retries with backoff", awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx), describeRetry(err)))
+			}
+			return out, md, err
+		}), "Retry", middleware.After)
+}
+
+// retried reports whether an attempt's error is one the SDK retries.
+func retried(err error) bool {
+	switch errorCode(err) {
+	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled":
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &re) && re.HTTPStatusCode() >= 500
+}
+
+func describeRetry(err error) string {
+	if code := errorCode(err); code != "" {
+		return code
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return fmt.Sprintf("HTTP %d", re.HTTPStatusCode())
+	}
+	return "an error"
+}
+
 // CountPlanWrites is Count without the writes of the apply lease (tags on
 // the base principal): the writes a plan needed.
 func (l *CallLog) CountPlanWrites() (calls, writes int) {
@@ -372,9 +414,15 @@ func explain(err error, op, subject string) error {
 	case "LimitExceeded", "LimitExceededException":
 		e.Hint = "IAM refused because a quota was reached. The plan was made for the quotas in its settings; " +
 			"compare them with `aws iam get-account-summary`, count other inline policies with --reserved-inline, then plan again. " +
-			"Nothing was removed: grants run before revokes"
+			"Nothing that is still needed was taken away: after every write each database is granted somewhere"
 	case "MalformedPolicyDocument":
-		e.Hint = "IAM rejected the document's syntax; this is a bug in rdsgate or a hand-edited plan"
+		if strings.Contains(strings.ToLower(e.Msg), "invalid principal") {
+			e.Hint = "IAM does not know a principal the document names. If it was created moments ago, IAM had not caught up " +
+				"in the time rdsgate waited: run again in a minute. Otherwise check the ARN's account id and name"
+		} else {
+			e.Hint = "IAM rejected the document. A plan file edited by hand is the usual cause: plan again; if the plan was not edited, " +
+				"report it with the document (rdsgate shards plan --format json)"
+		}
 	case "NoCredentialProviders", "":
 		if strings.Contains(e.Msg, "failed to refresh cached credentials") || strings.Contains(e.Msg, "no EC2 IMDS role found") {
 			e.Hint = "No AWS credentials were found; run `rdsgate doctor` for the usual causes and fixes"
@@ -402,7 +450,7 @@ func (c *Clients) AssumeRoleSession(ctx context.Context, roleARN, externalID, se
 			o.ExternalID = aws.String(externalID)
 		}
 	}))
-	out := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints}
+	out := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints, LeaseSettle: c.LeaseSettle, ConsistencyWait: c.ConsistencyWait}
 	out.newClients()
 	if _, err := out.Config.Credentials.Retrieve(ctx); err != nil {
 		return nil, explain(err, "sts:AssumeRole", roleARN)

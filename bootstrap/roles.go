@@ -135,12 +135,24 @@ func EnsureRole(ctx context.Context, api IAMAPI, spec RoleSpec) (*RoleState, err
 			in.PermissionsBoundary = aws.String(spec.PermissionsBoundary)
 		}
 		if _, err := api.CreateRole(ctx, in); err != nil {
-			if errorCode(err) == "EntityAlreadyExists" {
-				return EnsureRole(ctx, api, spec)
+			if errorCode(err) != "EntityAlreadyExists" {
+				return nil, explain(err, "iam:CreateRole", subject)
 			}
-			return nil, explain(err, "iam:CreateRole", subject)
+			// Created meanwhile (another run, or IAM had not shown it to
+			// the read above): read it once more, then treat it as existing.
+			if cur, err = ReadRole(ctx, api, spec.Name); err != nil {
+				return nil, err
+			}
+			if cur == nil {
+				return nil, fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
+			}
+		} else {
+			st, err := ReadRole(ctx, api, spec.Name)
+			if err == nil && st == nil {
+				err = fmt.Errorf("%s was created, but IAM does not show it yet; run again in a minute", subject)
+			}
+			return st, err
 		}
-		return ReadRole(ctx, api, spec.Name)
 	}
 	if !cur.Managed {
 		return nil, fmt.Errorf("%s already exists without the %s tag, and rdsgate does not take over roles it did not create: "+

@@ -114,7 +114,8 @@ type Observed struct {
 // noBase says that the base principal does not exist and how to fix it.
 func noBase(kind policies.PrincipalKind, name string) error {
 	return fmt.Errorf("%w: the %s %q does not exist: rdsgate writes the proxy's permissions onto it but does not create it; "+
-		"create it first (with Terraform, or `aws iam create-%s --%s-name %s ...`) or fix --base-role/--user",
+		"create it first (with Terraform, or `aws iam create-%s --%s-name %s ...`) or fix --base-role/--user. "+
+		"If it was created moments ago, IAM may not show it yet (it is eventually consistent): run again in a minute",
 		ErrNoBase, kind, name, kind, kind, name)
 }
 

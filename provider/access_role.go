@@ -147,6 +147,9 @@ func (r *accessRoleResource) Update(ctx context.Context, req resource.UpdateRequ
 func (r *accessRoleResource) apply(ctx context.Context, m *accessRoleModel, diags *diagsT) {
 	spec, _ := m.spec(ctx, diags, r.p.defaultTags)
 	st, err := bootstrap.EnsureRole(ctx, r.p.clients.IAM, spec)
+	if err == nil && st == nil {
+		err = fmt.Errorf("IAM does not show the role yet; it is eventually consistent, so run terraform apply again in a minute")
+	}
 	if err != nil {
 		addError(diags, fmt.Sprintf("Cannot create or update role %s", spec.Name), err)
 		return
@@ -159,6 +162,8 @@ func (r *accessRoleResource) apply(ctx context.Context, m *accessRoleModel, diag
 }
 
 func (r *accessRoleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	// State says it exists: a NoSuchEntity right after an apply is IAM catching up.
+	ctx = bootstrap.InState(ctx)
 	var m accessRoleModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {

@@ -246,6 +246,8 @@ func (r *bootstrapPolicyResource) write(ctx context.Context, m *bootstrapPolicyM
 }
 
 func (r *bootstrapPolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	// State says it exists: a NoSuchEntity right after an apply is IAM catching up.
+	ctx = bootstrap.InState(ctx)
 	var m bootstrapPolicyModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {

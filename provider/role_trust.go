@@ -143,6 +143,8 @@ func (r *roleTrustResource) put(ctx context.Context, m *roleTrustModel, diags *d
 }
 
 func (r *roleTrustResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	// State says it exists: a NoSuchEntity right after an apply is IAM catching up.
+	ctx = bootstrap.InState(ctx)
 	var m roleTrustModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {

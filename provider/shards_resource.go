@@ -248,6 +248,8 @@ func (r *policyShardsResource) write(ctx context.Context, m *shardsModel, plan *
 }
 
 func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	// State says it exists: a NoSuchEntity right after an apply is IAM catching up.
+	ctx = bootstrap.InState(ctx)
 	var m shardsModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &m)...)
 	if resp.Diagnostics.HasError() {

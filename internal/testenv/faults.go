@@ -8,7 +8,10 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"regexp"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Fault is an error answer in the AWS query protocol (IAM, STS, RDS).
@@ -39,6 +42,7 @@ type FaultProxy struct {
 	injected int
 	requests []Request
 	after    func(op string, status int)
+	lag      *lag
 }
 
 // Request is one request that passed the proxy, with its form parameters.
@@ -59,6 +63,9 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 	rp.ModifyResponse = func(resp *http.Response) error {
 		fp.mu.Lock()
 		after := fp.after
+		if fp.lag != nil && resp.StatusCode == 200 {
+			fp.lag.created(resp.Request.Header.Get("X-Rdsgate-Op"), resp.Request.Header.Get("X-Rdsgate-Entity"))
+		}
 		fp.mu.Unlock()
 		if after != nil {
 			after(resp.Request.Header.Get("X-Rdsgate-Op"), resp.StatusCode)
@@ -77,7 +84,10 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 		fp.seen[op]++
 		fp.requests = append(fp.requests, Request{Op: op, Form: form})
 		var f *Fault
-		if fp.decide != nil {
+		if fp.lag != nil {
+			f = fp.lag.decide(op, form)
+		}
+		if f == nil && fp.decide != nil {
 			f = fp.decide(op, fp.seen[op])
 		}
 		if f != nil {
@@ -91,6 +101,7 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 			return
 		}
 		r.Header.Set("X-Rdsgate-Op", op)
+		r.Header.Set("X-Rdsgate-Entity", entityOf(op, form))
 		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
@@ -132,4 +143,77 @@ func (fp *FaultProxy) Requests(op string) []Request {
 		}
 	}
 	return out
+}
+
+// Lag makes the proxy behave like real IAM, which is eventually consistent:
+// for delay after a role, user or managed policy is created, requests that
+// name it answer NoSuchEntity, and a trust policy that names it as a
+// principal is refused with MalformedPolicyDocument "Invalid principal in
+// policy". moto has neither; terraform-provider-aws retries both for about
+// two minutes. It returns how many requests it refused so far.
+func (fp *FaultProxy) Lag(delay time.Duration) func() int {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.lag = &lag{delay: delay, born: map[string]time.Time{}}
+	return func() int {
+		fp.mu.Lock()
+		defer fp.mu.Unlock()
+		return fp.lag.refused
+	}
+}
+
+type lag struct {
+	delay   time.Duration
+	born    map[string]time.Time // "role/NAME", "user/NAME", "policy/NAME"
+	refused int
+}
+
+// entityOf names the entity a request creates or refers to.
+func entityOf(op string, form url.Values) string {
+	switch {
+	case form.Get("PolicyArn") != "":
+		a := form.Get("PolicyArn")
+		return "policy/" + a[strings.LastIndexByte(a, '/')+1:]
+	case op == "CreatePolicy":
+		return "policy/" + form.Get("PolicyName")
+	case form.Get("RoleName") != "":
+		return "role/" + form.Get("RoleName")
+	case form.Get("UserName") != "":
+		return "user/" + form.Get("UserName")
+	}
+	return ""
+}
+
+func (l *lag) created(op, entity string) {
+	switch op {
+	case "CreateRole", "CreateUser", "CreatePolicy":
+		l.born[entity] = time.Now()
+	}
+}
+
+var principalARN = regexp.MustCompile(`arn:aws[a-z-]*:iam::[0-9]{12}:(role|user)/(?:[^"/]+/)*([^"/]+)`)
+
+func (l *lag) young(entity string) bool {
+	t, ok := l.born[entity]
+	return ok && time.Since(t) < l.delay
+}
+
+func (l *lag) decide(op string, form url.Values) *Fault {
+	if op == "CreateRole" || op == "UpdateAssumeRolePolicy" {
+		doc := form.Get("AssumeRolePolicyDocument") + form.Get("PolicyDocument")
+		for _, m := range principalARN.FindAllStringSubmatch(doc, -1) {
+			if l.young(m[1] + "/" + m[2]) {
+				l.refused++
+				return &Fault{Status: 400, Code: "MalformedPolicyDocument", Message: fmt.Sprintf("Invalid principal in policy: \"AWS\":\"%s\"", m[0])}
+			}
+		}
+	}
+	if strings.HasPrefix(op, "Create") && op != "CreatePolicyVersion" {
+		return nil
+	}
+	if e := entityOf(op, form); e != "" && l.young(e) {
+		l.refused++
+		return &Fault{Status: 404, Code: "NoSuchEntity", Message: "The " + strings.Replace(e, "/", " with name ", 1) + " cannot be found."}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -101,5 +102,35 @@ func narrow(t *testing.T, env *Env) {
 	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("rdsgate-proxy"), PolicyName: aws.String(policies.InlinePolicyName),
 		PolicyDocument: aws.String(string(doc.JSON()))}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestDemoThroughIAMLag is the demo's apply and queries with IAM lagging
+// as real IAM does after each creation (make demo with
+// RDSGATE_DEMO_IAM_LAG=2s does the same).
+func TestDemoThroughIAMLag(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	env := StartWith(t, dir, Options{IAMLag: 2 * time.Second})
+	bin := filepath.Join(dir, "rdsgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t)}
+	if out, err := f.Apply(); err != nil {
+		t.Fatalf("apply through IAM's lag: %v\n%s", err, out)
+	}
+	p, err := f.StartProxy(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Cmd.Process.Kill(); _, _ = p.Cmd.Process.Wait() })
+	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
+		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
+	}
+	if out, code, err := f.Terraform("plan", "-detailed-exitcode", "-input=false", "-no-color"); err != nil || code != 0 {
+		t.Fatalf("plan after apply: exit %d %v\n%s", code, err, out)
 	}
 }

@@ -53,7 +53,10 @@ type Database struct {
 // Env is the running environment; its JSON form is what `rdsgate-demo up`
 // reads from the background process.
 type Env struct {
-	MotoURL   string     `json:"moto_url"`
+	MotoURL string `json:"moto_url"`
+	// AWSURL is where Terraform and the CLI find AWS: moto, or a layer in
+	// front of it that lags like real IAM (Options.IAMLag).
+	AWSURL    string     `json:"aws_url"`
 	STSURL    string     `json:"sts_url"`
 	CABundle  string     `json:"ca_bundle"`
 	Databases []Database `json:"databases"`
@@ -71,6 +74,20 @@ func (e *Env) Clients() *bootstrap.Clients { return e.iam }
 // permission rds-db:connect, judged on what moto's IAM holds.
 func Start(t testenv.T, dir string) *Env {
 	t.Helper()
+	return StartWith(t, dir, Options{})
+}
+
+// Options change the environment.
+type Options struct {
+	// IAMLag puts a layer in front of moto for Terraform and the CLI that
+	// behaves like real IAM's eventual consistency for this long after each
+	// creation (RDSGATE_DEMO_IAM_LAG for make demo).
+	IAMLag time.Duration
+}
+
+// StartWith is Start with options.
+func StartWith(t testenv.T, dir string, o Options) *Env {
+	t.Helper()
 	ctx := context.Background()
 	moto := testenv.StartMoto(t)
 	keys := &rdsemu.Keys{}
@@ -81,7 +98,12 @@ func Start(t testenv.T, dir string) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{MotoURL: moto.URL, STSURL: sts.URL, iam: c}
+	e := &Env{MotoURL: moto.URL, AWSURL: moto.URL, STSURL: sts.URL, iam: c}
+	if o.IAMLag > 0 {
+		fp := testenv.StartFaultProxy(t, moto.URL)
+		fp.Lag(o.IAMLag)
+		e.AWSURL = fp.URL
+	}
 
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	my := testenv.StartMariaDB(t, testenv.MariaDBOptions{})

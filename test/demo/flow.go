@@ -70,7 +70,7 @@ func (f *Flow) Vars() map[string]any {
 		addrs[d.Name] = d.Address
 	}
 	return map[string]any{
-		"aws_endpoint": f.Env.MotoURL, "region": Region, "databases": dbs, "addresses": addrs,
+		"aws_endpoint": f.Env.AWSURL, "region": Region, "databases": dbs, "addresses": addrs,
 		"ca_bundle": f.Env.CABundle, "proxy_assumes_role": true, "first_port": FirstPort, "health_address": HealthAddress,
 		// The person running the proxy on a laptop assumes its role.
 		"trusted_role_arns": []string{"arn:aws:iam::" + Account + ":root"},

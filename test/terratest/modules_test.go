@@ -27,13 +27,22 @@ import (
 // world is a moto server, SDK clients on it, and a copy of examples/ and
 // modules/ to run terraform in (init writes into the folder it runs in).
 type world struct {
-	url  string
-	c    *bootstrap.Clients
-	tf   *testenv.Terraform
-	root string
+	url     string
+	c       *bootstrap.Clients
+	tf      *testenv.Terraform
+	root    string
+	refused func() int // requests the lag layer refused, when there is one
 }
 
 func newWorld(t *testing.T) *world {
+	t.Helper()
+	return newWorldLag(t, 0)
+}
+
+// newWorldLag is a world whose terraform talks to moto through a layer that
+// behaves like real IAM's eventual consistency for lag after each creation
+// (no layer when lag is 0); the test's own checks talk to moto directly.
+func newWorldLag(t *testing.T, lag time.Duration) *world {
 	t.Helper()
 	m := testenv.StartMoto(t)
 	c, err := bootstrap.Connect(context.Background(), bootstrap.Config{Region: "us-east-1", EndpointURL: m.URL, MaxBackoff: 50 * time.Millisecond,
@@ -47,7 +56,13 @@ func newWorld(t *testing.T) *world {
 			t.Fatal(err)
 		}
 	}
-	return &world{url: m.URL, c: c, tf: testenv.StartTerraform(t), root: root}
+	w := &world{url: m.URL, c: c, tf: testenv.StartTerraform(t), root: root}
+	if lag > 0 {
+		fp := testenv.StartFaultProxy(t, m.URL)
+		w.refused = fp.Lag(lag)
+		w.url = fp.URL
+	}
+	return w
 }
 
 // options runs terraform in dir with the emulator as AWS.
@@ -196,6 +211,29 @@ func TestDatabaseAccessModule(t *testing.T) {
 	w.reachable(t, "rdsgate-proxy", append(names, "reports"))
 }
 
+// The module applied against IAM that lags as real IAM does: the proxy role
+// is created and at once written to, its boundary policy attached as soon as
+// it exists, shard roles trust the new role. Terraform apply must succeed
+// and the next plan be empty.
+func TestDatabaseAccessModuleThroughIAMLag(t *testing.T) {
+	w := newWorldLag(t, 2*time.Second)
+	names := []string{"orders", "billing"}
+	w.instances(t, names...)
+	vars := map[string]any{"name": "rdsgate-proxy", "databases": databasesVar(names...), "max_managed": 1, "max_shard_roles": 3,
+		"inventory": syntheticInventory(300)}
+	opts := w.options("modules/database-access", vars)
+	defer w.destroyed(t, opts, "rdsgate-proxy")
+	terraform.InitAndApply(t, opts)
+	w.reachable(t, "rdsgate-proxy", names)
+	if code := terraform.PlanExitCode(t, opts); code != 0 {
+		t.Fatalf("the plan after apply is not empty: exit %d", code)
+	}
+	if n := w.refused(); n < 3 {
+		t.Fatalf("the lag layer refused only %d requests; the test proves little", n)
+	}
+	t.Logf("applied through %d refusals of IAM's lag", w.refused())
+}
+
 // widen adds a statement to the proxy role's connect policy by hand.
 func (w *world) widen(t *testing.T, role string) {
 	t.Helper()
@@ -303,14 +341,7 @@ func TestScale(t *testing.T) {
 		names[i] = fmt.Sprintf("db%04d", i)
 	}
 	w.instances(t, names...)
-	var inventory []map[string]any
-	for i := range listed {
-		inventory = append(inventory, map[string]any{
-			"name": fmt.Sprintf("fleet-%04d", i), "engine": "postgres", "kind": "instance", "resource_id": fmt.Sprintf("db-%026d", i),
-			"region": "us-east-1", "account_id": testenv.AccountID, "endpoint": fmt.Sprintf("fleet-%04d.abc.us-east-1.rds.amazonaws.com", i),
-			"port": 5432, "db_users": []string{"app", "readonly"},
-		})
-	}
+	inventory := syntheticInventory(listed)
 	n := declared + listed
 	opts := w.options("modules/database-access", map[string]any{"name": "rdsgate-proxy", "databases": databasesVar(names...), "inventory": inventory})
 	opts.Parallelism = 20
@@ -356,4 +387,18 @@ func (w *world) reachableIDs(t *testing.T, base string, inventory []map[string]a
 			t.Fatalf("%s (%s) is not reachable from %s by IAM's rules", e["name"], arn, base)
 		}
 	}
+}
+
+// syntheticInventory is n inventory entries with distinct resource ids
+// (moto gives every instance the same one).
+func syntheticInventory(n int) []map[string]any {
+	var inventory []map[string]any
+	for i := range n {
+		inventory = append(inventory, map[string]any{
+			"name": fmt.Sprintf("fleet-%04d", i), "engine": "postgres", "kind": "instance", "resource_id": fmt.Sprintf("db-%026d", i),
+			"region": "us-east-1", "account_id": testenv.AccountID, "endpoint": fmt.Sprintf("fleet-%04d.abc.us-east-1.rds.amazonaws.com", i),
+			"port": 5432, "db_users": []string{"app", "readonly"},
+		})
+	}
+	return inventory
 }

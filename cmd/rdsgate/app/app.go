@@ -55,6 +55,8 @@ var errInputFile = errors.New("cannot read input file")
 type config struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// args is the command line as run, for hints that say "run it again".
+	args []string
 }
 
 // Option configures NewApp.
@@ -114,7 +116,9 @@ func NewApp(opts ...Option) *cli.App {
 
 // Execute runs the command line and returns the exit code.
 func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	err := NewApp(WithIO(stdin, stdout, stderr)).RunContext(ctx, args)
+	// Waits for IAM (eventual consistency, throttling) are said on stderr.
+	ctx = bootstrap.WithNotes(ctx, func(s string) { fmt.Fprintf(stderr, "... %s\n", s) })
+	err := NewApp(WithIO(stdin, stdout, stderr), func(c *config) { c.args = args }).RunContext(ctx, args)
 	if err == nil {
 		return ExitOK
 	}

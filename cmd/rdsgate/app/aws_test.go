@@ -358,3 +358,60 @@ func TestShardsApplyWhileAnotherHoldsTheLease(t *testing.T) {
 		t.Fatalf("the refused apply created %d roles", len(roles.Roles))
 	}
 }
+
+// The tour's writing commands against moto behind a layer that behaves like
+// real IAM's eventual consistency: new policies and roles missing for a
+// while, trust policies naming them refused. Both succeed, and say they wait.
+func TestWritesThroughIAMLag(t *testing.T) {
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	c := awsEnvAt(t, fp.URL)
+	createRole(t, c, "rdsgate-proxy")
+	refused := fp.Lag(1500 * time.Millisecond)
+	r := run(t, "", "bootstrap", "create-iam", "--role", "rdsgate-proxy", "--types", "rds", "--yes",
+		"--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/rdsgate-proxy/*")
+	if r.code != 0 {
+		t.Fatalf("create-iam: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = run(t, "", "shards", "apply", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--reserved-inline", "1600", "--yes")
+	if r.code != 0 {
+		t.Fatalf("shards apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if refused() < 3 {
+		t.Fatalf("the lag layer refused only %d requests", refused())
+	}
+	if !strings.Contains(r.stderr, "eventually consistent") {
+		t.Errorf("shards apply waited without saying so:\n%s", r.stderr)
+	}
+	if r := run(t, "", "drift", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--reserved-inline", "1600"); r.code != 0 {
+		t.Fatalf("drift after apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// An apply that fails halfway says how far it got and names the command
+// that was run, so that running it again finishes the job.
+func TestShardsApplyFailureNamesTheCommandToRunAgain(t *testing.T) {
+	m := testenv.StartMoto(t)
+	fp := testenv.StartFaultProxy(t, m.URL)
+	c := awsEnvAt(t, fp.URL)
+	createRole(t, c, "rdsgate-proxy")
+	planFile := filepath.Join(t.TempDir(), "my plan.json")
+	if r := run(t, "", "shards", "plan", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--output", planFile); r.code != 0 {
+		t.Fatalf("plan: %d %s", r.code, r.stderr)
+	}
+	fp.Decide(func(op string, n int) *testenv.Fault {
+		if op == "CreatePolicy" && n >= 3 {
+			return testenv.Denied
+		}
+		return nil
+	})
+	r := run(t, "", "shards", "apply", "--plan", planFile, "--yes")
+	fp.Decide(nil)
+	want := fmt.Sprintf("To finish, run the same command again: rdsgate shards apply --plan '%s' --yes", planFile)
+	if r.code != ExitFailure || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "steps were done") {
+		t.Fatalf("exit %d, want the hint %q:\n%s", r.code, want, r.stderr)
+	}
+	if r := run(t, "", "shards", "apply", "--plan", planFile, "--yes"); r.code != 0 {
+		t.Fatalf("running it again: exit %d\n%s", r.code, r.stderr)
+	}
+}

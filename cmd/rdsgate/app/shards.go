@@ -343,6 +343,10 @@ func shardsApply(c *cli.Context, cfg *config) error {
 	report, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{Progress: newProgress(cfg.stderr, isTerminal(cfg.stderr)),
 		Lease: bootstrap.LeaseOptions{Wait: c.Duration("lease-wait")}})
 	if err != nil {
+		if done := report.Done; done > 0 && !errors.Is(err, bootstrap.ErrPreflight) {
+			return fmt.Errorf("%w\n%d of %d steps were done, and nothing still needed was taken away. To finish, run the same command again: %s",
+				err, done, len(report.Steps), commandLine(cfg.args))
+		}
 		return err
 	}
 	if err := writePlanOutput(c, desired); err != nil {
@@ -505,4 +509,19 @@ func writeSteps(w io.Writer, steps []policies.Step) {
 		line := fmt.Sprintf("  %3d. %-8s %-22s %s", i+1, st.Phase, st.Action, strings.TrimPrefix(st.String(), st.Action+" "))
 		fmt.Fprintln(w, line)
 	}
+}
+
+// commandLine shows argv as a shell command, quoting what needs it.
+func commandLine(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if i == 0 {
+			a = "rdsgate"
+		}
+		if a == "" || strings.ContainsAny(a, " '\"$`\\*?[]{}()<>|&;#~") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out[i] = a
+	}
+	return strings.Join(out, " ")
 }

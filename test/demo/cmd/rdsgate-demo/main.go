@@ -102,6 +102,9 @@ func up(dir, bin string) error {
 		}
 	}
 	step("AWS emulator (moto) at %s; PostgreSQL and MariaDB with TLS behind RDS emulators", env.MotoURL)
+	if env.AWSURL != env.MotoURL {
+		step("IAM answers through %s, which lags like real IAM (RDSGATE_DEMO_IAM_LAG)", env.AWSURL)
+	}
 	for _, d := range env.Databases {
 		step("registered RDS instance %-8s %-9s endpoint %s (resource id %s)", d.Name, d.Engine, d.Endpoint, d.ResourceID)
 	}
@@ -279,7 +282,15 @@ func (t *envT) start() (env *demo.Env, err error) {
 			err = errors.New(f.msg)
 		}
 	}()
-	return demo.Start(t, t.dir), nil
+	var o demo.Options
+	if v := os.Getenv("RDSGATE_DEMO_IAM_LAG"); v != "" {
+		d, perr := time.ParseDuration(v)
+		if perr != nil {
+			return nil, fmt.Errorf("RDSGATE_DEMO_IAM_LAG=%q is not a duration (for example 2s)", v)
+		}
+		o.IAMLag = d
+	}
+	return demo.StartWith(t, t.dir, o), nil
 }
 
 func (t *envT) Helper()                           {}
