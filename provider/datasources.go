@@ -479,7 +479,7 @@ func (d *proxyConfigDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 					"rbac_file":       schema.StringAttribute{Optional: true, MarkdownDescription: "Where the RBAC file goes on the host (default `/etc/rdsgate/rbac.json`)."},
 				}},
 			"rbac_rules": schema.ListNestedAttribute{Optional: true,
-				MarkdownDescription: "Who may reach what through the gateway: deny by default, an explicit deny wins. Identities are IAM ARNs (`*` and `?` wildcards; assumed-role sessions match as their role) or certificate subjects (`CN=alice`).",
+				MarkdownDescription: "Who may reach what through the gateway: deny by default, an explicit deny wins. Identities are IAM ARNs (`*` and `?` wildcards; assumed-role sessions match as their role; roles and users by account and name, as STS reports no path) or certificate subjects (`CN=*,O=dba`: each attribute named must be in the certificate with a matching value).",
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"name":       schema.StringAttribute{Required: true, MarkdownDescription: "The rule's name; denials name it."},
 					"effect":     schema.StringAttribute{Optional: true, MarkdownDescription: "`allow` (default) or `deny`."},
@@ -635,7 +635,11 @@ func rbacOf(ctx context.Context, rules []rbacRuleModel, gateway bool) (*proxyd.R
 			labels = nil
 		}
 		rule := proxyd.Rule{Name: m.Name.ValueString(), Effect: m.Effect.ValueString(), Identities: ids, Databases: dbs, Labels: labels, DBUsers: users, DBNames: names}
-		if err := (&proxyd.RBAC{Rules: []proxyd.Rule{rule}}).Validate(); err != nil {
+		single := &proxyd.RBAC{Rules: []proxyd.Rule{rule}}
+		for _, w := range single.Warnings() {
+			diags.AddAttributeWarning(at.AtName("identities"), "RBAC rule matches more widely than written", w)
+		}
+		if err := single.Validate(); err != nil {
 			msg := err.Error()
 			if _, after, ok := strings.Cut(msg, "rules[0]"); ok {
 				msg = fmt.Sprintf("rbac_rules[%d]", i) + after

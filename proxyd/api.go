@@ -79,15 +79,15 @@ func (s *Server) apiGateway(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
-	ids := certIdentities(r.TLS)
+	id := certIdentity(r.TLS)
 	tok, bearer := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	switch {
-	case len(ids) > 0:
+	case !id.IsZero():
 	case bearer && s.identities != nil && IsIdentityToken(tok):
 		ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 		defer cancel()
 		var err error
-		if ids, err = s.identities.verify(ctx, tok); err != nil {
+		if id, err = s.identities.verify(ctx, tok); err != nil {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
 			return
 		}
@@ -95,10 +95,10 @@ func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "prove who you are with a client certificate or an identity token (Authorization: Bearer rdsgate-iam-v1...)"})
 		return
 	}
-	resp := DatabasesResponse{Identity: ids[0], Databases: []DatabaseAccess{}}
+	resp := DatabasesResponse{Identity: id.String(), Databases: []DatabaseAccess{}}
 	for i := range s.cfg.Databases {
 		db := &s.cfg.Databases[i]
-		users, names, rules, ok := s.rbac.Reachable(ids, db)
+		users, names, rules, ok := s.rbac.Reachable(id, db)
 		if !ok {
 			continue
 		}

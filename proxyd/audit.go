@@ -12,15 +12,19 @@ import (
 // AuditEvent is one line of the audit trail: a session's start or end, or
 // a denied attempt. It never holds a token, a password or a key.
 type AuditEvent struct {
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"` // session_start, session_end, denied
-	Session  uint32    `json:"session"`
-	Identity string    `json:"identity,omitempty"` // gateway: certificate subject or IAM ARN
-	Database string    `json:"database,omitempty"`
-	Protocol string    `json:"protocol"`
-	DBUser   string    `json:"db_user,omitempty"`
-	DBName   string    `json:"db_name,omitempty"`
-	Client   string    `json:"client"`
+	Time time.Time `json:"time"`
+	// Event: session_start, session_end, denied (a login, or a change of
+	// database in a session), db_change (a MySQL session's USE or
+	// COM_INIT_DB the RBAC allowed), refused (a command the gateway does not
+	// let through: COM_CHANGE_USER, a KILL it cannot translate).
+	Event    string `json:"event"`
+	Session  uint32 `json:"session"`
+	Identity string `json:"identity,omitempty"` // gateway: certificate subject or IAM ARN
+	Database string `json:"database,omitempty"`
+	Protocol string `json:"protocol"`
+	DBUser   string `json:"db_user,omitempty"`
+	DBName   string `json:"db_name,omitempty"`
+	Client   string `json:"client"`
 	// Result: ok for a session; for a denial, what denied it: rbac,
 	// db_user, identity, no_identity, routing, database_refused.
 	Result string `json:"result"`
@@ -81,6 +85,13 @@ func (s *session) auditEvent(event, result string) AuditEvent {
 		e.Database = s.db.Name
 	}
 	return e
+}
+
+// auditSession records something the gateway refused inside a session.
+func (s *session) auditSession(event, result, reason string) {
+	e := s.auditEvent(event, result)
+	e.Reason = reason
+	s.srv.audit.write(e)
 }
 
 // auditDenied records a denied attempt.

@@ -3,6 +3,7 @@ package proxyd
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"os"
@@ -34,8 +35,14 @@ func newGatewayEnv(t *testing.T) *gatewayEnv {
 		t.Fatal(err)
 	}
 	clientCA := testenv.NewCA(t, clientDir)
-	for _, who := range []string{"alice", "bob", "mallory"} {
-		cert, key := clientCA.Issue(t, who, true)
+	for who, subject := range map[string]pkix.Name{
+		"alice": {CommonName: "alice", Organization: []string{"rdsgate tests"}}, "bob": {CommonName: "bob", Organization: []string{"rdsgate tests"}},
+		"mallory": {CommonName: "mallory", Organization: []string{"rdsgate tests"}},
+		// A DBA, and a certificate made to look like one when the subject
+		// is matched as a string: its CN holds ",O=dba" and it has no O.
+		"dora": {CommonName: "dora", Organization: []string{"dba"}}, "fake-dba": {CommonName: "mallory,O=dba"},
+	} {
+		cert, key := clientCA.IssueSubject(t, who, subject, true)
 		if err := os.Chmod(key, 0o600); err != nil { // libpq refuses readable keys
 			t.Fatal(err)
 		}
@@ -45,9 +52,10 @@ func newGatewayEnv(t *testing.T) *gatewayEnv {
 	rbac := RBAC{Rules: []Rule{
 		{Name: "app-team", Identities: []string{"CN=alice", "CN=mallory"}, Databases: []string{"pg", "my"}, DBUsers: []string{"app"}, DBNames: []string{"postgres", "shop"}},
 		{Name: "no-mallory", Effect: "deny", Identities: []string{"CN=mallory"}, Databases: []string{"*"}},
+		{Name: "dba", Identities: []string{"CN=*,O=dba"}, Databases: []string{"pg", "my"}, DBUsers: []string{"*"}, DBNames: []string{"*"}},
 	}}
 	rbacFile := filepath.Join(dir, "rbac.json")
-	data, _ := json.Marshal(rbac)
+	data, _ := json.Marshal(&rbac)
 	if err := os.WriteFile(rbacFile, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +91,9 @@ func TestGatewayPostgres(t *testing.T) {
 		{"other db user", "alice", "localhost", "other", "pg/postgres", false, `rule "app-team" allows pg only as db_users [app] on db_names [postgres shop]: add "other" and "postgres" there`},
 		{"other identity", "bob", "localhost", "app", "pg/postgres", false, `CN=bob,O=rdsgate tests may not connect to pg as "app" on database "postgres": no rule allows it`},
 		{"explicit deny wins", "mallory", "localhost", "app", "pg/postgres", false, `rule "no-mallory" denies it`},
+		{"subject matched by attribute", "dora", "localhost", "other", "pg/postgres", true, "other"},
+		{"a comma in the CN is not an O", "fake-dba", "localhost", "other", "pg/postgres", false, `CN=mallory\,O=dba may not connect to pg as "other" on database "postgres": no rule allows it`},
+		{"the database's own db_users hold too", "dora", "localhost", "readonly", "pg/postgres", false, `rule "dba" allows it, but database pg may be reached only as db_users [app other nogrant]`},
 		{"no client certificate", "nobody", "localhost", "app", "pg/postgres", false, "the gateway needs TLS with a client certificate"},
 		{"unknown database", "alice", "localhost", "app", "nope/postgres", false, `no database "nope" behind this gateway`},
 		{"wrong protocol", "alice", "localhost", "app", "my/shop", false, "my is a mysql database; connect to the gateway's mysql listener"},

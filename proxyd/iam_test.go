@@ -54,10 +54,12 @@ func newIAMEnv(t *testing.T) *iamEnv {
 	rbac := RBAC{Rules: []Rule{
 		{Name: "engineers", Identities: []string{"arn:aws:iam::123456789012:role/data-engineers"}, Databases: []string{"pg", "my"}, DBUsers: []string{"app"}, DBNames: []string{"postgres", "shop"}},
 		{Name: "contractors", Identities: []string{"arn:aws:iam::123456789012:role/contractors"}, Databases: []string{"*"}, DBUsers: []string{"*"}, DBNames: []string{"*"}},
-		{Name: "no-contractors-on-pg", Effect: "deny", Identities: []string{"arn:aws:iam::*:role/contractors"}, Databases: []string{"pg"}},
+		// Written with the role's path, which STS does not report: it must
+		// still deny (it used to fail open).
+		{Name: "no-contractors-on-pg", Effect: "deny", Identities: []string{"arn:aws:iam::*:role/teams/contractors"}, Databases: []string{"pg"}},
 	}}
 	rbacFile := filepath.Join(dir, "rbac.json")
-	data, _ := json.Marshal(rbac)
+	data, _ := json.Marshal(&rbac)
 	if err := os.WriteFile(rbacFile, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +129,7 @@ func TestGatewayIAMIdentity(t *testing.T) {
 		want                string
 	}{
 		{"wrong db user", "alice", "admin", "pg/postgres", "",
-			`arn:aws:iam::123456789012:role/data-engineers may not connect to pg as "admin" on database "postgres": rule "engineers" allows pg only as db_users [app] on db_names [postgres shop]: add "admin"`},
+			`arn:aws:sts::123456789012:assumed-role/data-engineers/alice@example.com may not connect to pg as "admin" on database "postgres": rule "engineers" allows pg only as db_users [app] on db_names [postgres shop]: add "admin"`},
 		{"wrong db name", "alice", "app", "pg/template1", "", `rule "engineers" allows pg only as db_users [app] on db_names [postgres shop]`},
 		{"no rule", "bob", "app", "pg/postgres", "", `arn:aws:iam::123456789012:user/bob may not connect to pg as "app" on database "postgres": no rule allows it`},
 		{"deny wins", "mallory", "app", "pg/postgres", "", `rule "no-contractors-on-pg" denies it`},
@@ -176,7 +178,7 @@ func TestGatewayIAMIdentity(t *testing.T) {
 	for _, e := range events {
 		got = append(got, brief{e.Event, e.Identity, e.Database, e.DBUser, e.Result})
 	}
-	alice, bob, mallory := "arn:aws:iam::123456789012:role/data-engineers", "arn:aws:iam::123456789012:user/bob", "arn:aws:iam::123456789012:role/contractors"
+	alice, bob, mallory := "arn:aws:sts::123456789012:assumed-role/data-engineers/alice@example.com", "arn:aws:iam::123456789012:user/bob", "arn:aws:sts::123456789012:assumed-role/contractors/mallory"
 	want := []brief{
 		{"session_start", alice, "pg", "app", "ok"},
 		{"session_end", alice, "pg", "app", "ok"},
@@ -233,9 +235,9 @@ func TestGatewayClient(t *testing.T) {
 		return b.String()
 	}
 	for who, want := range map[string]string{
-		"alice":   "arn:aws:iam::123456789012:role/data-engineers: my(mysql users=app names=postgres,shop rules=engineers) pg(postgres users=app names=postgres,shop rules=engineers)",
+		"alice":   "arn:aws:sts::123456789012:assumed-role/data-engineers/alice@example.com: my(mysql users=app names=postgres,shop rules=engineers) pg(postgres users=app names=postgres,shop rules=engineers)",
 		"bob":     "arn:aws:iam::123456789012:user/bob:",
-		"mallory": "arn:aws:iam::123456789012:role/contractors: my(mysql users=* names=* rules=contractors)",
+		"mallory": "arn:aws:sts::123456789012:assumed-role/contractors/mallory: my(mysql users=app,other names=* rules=contractors)",
 	} {
 		if got := list(who); got != want {
 			t.Errorf("%s lists\n%s\nwant\n%s", who, got, want)

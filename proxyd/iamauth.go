@@ -94,7 +94,7 @@ type identityVerifier struct {
 }
 
 type cachedIdentity struct {
-	ids     []string
+	id      Identity
 	expires time.Time
 }
 
@@ -130,63 +130,63 @@ func refuseIdentity(format string, args ...any) error {
 // verify returns the names the token's caller is known by: for an assumed
 // role, the role's ARN (without its path, which STS does not say) and the
 // session's; for a user, the user's ARN.
-func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, error) {
+func (v *identityVerifier) verify(ctx context.Context, token string) (Identity, error) {
 	key := sha256.Sum256([]byte(token))
 	now := v.now()
 	v.mu.Lock()
 	if c, ok := v.cache[key]; ok && now.Before(c.expires) {
 		v.mu.Unlock()
-		return c.ids, nil
+		return c.id, nil
 	}
 	v.mu.Unlock()
 
 	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, IdentityTokenPrefix))
 	if err != nil {
-		return nil, refuseIdentity("the identity token is not rdsgate's format; get a fresh one with `rdsgate db connect` or `rdsgate db env`")
+		return Identity{}, refuseIdentity("the identity token is not rdsgate's format; get a fresh one with `rdsgate db connect` or `rdsgate db env`")
 	}
 	u, err := url.Parse(string(raw))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
-		return nil, refuseIdentity("the identity token holds no STS URL")
+		return Identity{}, refuseIdentity("the identity token holds no STS URL")
 	}
 	if !v.allowed[u.Host] || (u.Scheme == "http" && u.Host != hostOf(v.cfg.STSEndpoint)) {
-		return nil, refuseIdentity("the identity token was signed for STS at %q, which this gateway does not call (it trusts sts.%s.amazonaws.com and its configured endpoint)", sanitize(u.Host), v.cfg.Region)
+		return Identity{}, refuseIdentity("the identity token was signed for STS at %q, which this gateway does not call (it trusts sts.%s.amazonaws.com and its configured endpoint)", sanitize(u.Host), v.cfg.Region)
 	}
 	q := u.Query()
 	if q.Get("Action") != "GetCallerIdentity" || len(q["Action"]) != 1 {
-		return nil, refuseIdentity("the identity token is not an sts:GetCallerIdentity request")
+		return Identity{}, refuseIdentity("the identity token is not an sts:GetCallerIdentity request")
 	}
 	signedHeaders := strings.Split(q.Get("X-Amz-SignedHeaders"), ";")
 	if !slices.Contains(signedHeaders, AudienceHeader) {
-		return nil, refuseIdentity("the identity token is not bound to a gateway (no signed %s header): it was not made for rdsgate", AudienceHeader)
+		return Identity{}, refuseIdentity("the identity token is not bound to a gateway (no signed %s header): it was not made for rdsgate", AudienceHeader)
 	}
 	signedAt, err := time.Parse("20060102T150405Z", q.Get("X-Amz-Date"))
 	if err != nil {
-		return nil, refuseIdentity("the identity token has no signing time")
+		return Identity{}, refuseIdentity("the identity token has no signing time")
 	}
 	expires, err := strconv.Atoi(q.Get("X-Amz-Expires"))
 	if err != nil || expires <= 0 || time.Duration(expires)*time.Second > 15*time.Minute {
-		return nil, refuseIdentity("the identity token's lifetime (X-Amz-Expires) must be 1 to 900 seconds")
+		return Identity{}, refuseIdentity("the identity token's lifetime (X-Amz-Expires) must be 1 to 900 seconds")
 	}
 	if now.After(signedAt.Add(time.Duration(expires) * time.Second)) {
-		return nil, refuseIdentity("the identity token expired at %s; get a fresh one (rdsgate db connect makes one per connection)", signedAt.Add(time.Duration(expires)*time.Second).UTC().Format(time.RFC3339))
+		return Identity{}, refuseIdentity("the identity token expired at %s; get a fresh one (rdsgate db connect makes one per connection)", signedAt.Add(time.Duration(expires)*time.Second).UTC().Format(time.RFC3339))
 	}
 	if signedAt.After(now.Add(maxClockSkew)) {
-		return nil, refuseIdentity("the identity token was signed in the future (%s): check the client's clock", signedAt.UTC().Format(time.RFC3339))
+		return Identity{}, refuseIdentity("the identity token was signed in the future (%s): check the client's clock", signedAt.UTC().Format(time.RFC3339))
 	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, err
+		return Identity{}, err
 	}
 	req.Header.Set(AudienceHeader, v.cfg.Audience)
 	resp, err := v.client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("calling STS to check an identity token: %w", err)
+		return Identity{}, fmt.Errorf("calling STS to check an identity token: %w", err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if err != nil {
-		return nil, fmt.Errorf("reading STS's answer: %w", err)
+		return Identity{}, fmt.Errorf("reading STS's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
@@ -195,18 +195,18 @@ func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, 
 		}
 		_ = xml.Unmarshal(body, &e)
 		if resp.StatusCode >= 500 {
-			return nil, fmt.Errorf("STS answered %d %s", resp.StatusCode, e.Code)
+			return Identity{}, fmt.Errorf("STS answered %d %s", resp.StatusCode, e.Code)
 		}
-		return nil, refuseIdentity("STS refused the identity token (%s): it was signed for another gateway, or its credentials are no longer valid", sanitize(e.Code))
+		return Identity{}, refuseIdentity("STS refused the identity token (%s): it was signed for another gateway, or its credentials are no longer valid", sanitize(e.Code))
 	}
 	var out struct {
 		Arn     string `xml:"GetCallerIdentityResult>Arn"`
 		Account string `xml:"GetCallerIdentityResult>Account"`
 	}
 	if err := xml.Unmarshal(body, &out); err != nil || out.Arn == "" {
-		return nil, fmt.Errorf("STS's answer has no caller ARN")
+		return Identity{}, fmt.Errorf("STS's answer has no caller ARN")
 	}
-	ids := CallerIdentities(out.Arn)
+	id := IdentityFromARN(out.Arn)
 	v.mu.Lock()
 	if len(v.cache) > 10000 {
 		for k, c := range v.cache {
@@ -219,21 +219,9 @@ func (v *identityVerifier) verify(ctx context.Context, token string) ([]string, 
 	if end := signedAt.Add(time.Duration(expires) * time.Second); end.Before(now.Add(ttl)) {
 		ttl = end.Sub(now)
 	}
-	v.cache[key] = cachedIdentity{ids: ids, expires: now.Add(ttl)}
+	v.cache[key] = cachedIdentity{id: id, expires: now.Add(ttl)}
 	v.mu.Unlock()
-	return ids, nil
-}
-
-// CallerIdentities maps a caller ARN to the names RBAC rules match: an
-// assumed-role session is known by its role's ARN first.
-func CallerIdentities(arn string) []string {
-	parts := strings.SplitN(arn, ":", 6)
-	if len(parts) == 6 && parts[2] == "sts" && strings.HasPrefix(parts[5], "assumed-role/") {
-		rest := strings.TrimPrefix(parts[5], "assumed-role/")
-		role, _, _ := strings.Cut(rest, "/")
-		return []string{"arn:" + parts[1] + ":iam::" + parts[4] + ":role/" + role, arn}
-	}
-	return []string{arn}
+	return id, nil
 }
 
 func hostOf(raw string) string {

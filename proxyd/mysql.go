@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -397,7 +395,7 @@ func (s *session) runMySQL() {
 			seq = rseq
 			return strings.TrimRight(string(p), "\x00"), nil
 		})
-		if ids == nil {
+		if ids.IsZero() {
 			deny(reason, msg)
 			return
 		}
@@ -558,69 +556,157 @@ func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting
 	}
 }
 
-// killRe matches the statement MySQL clients send to cancel a query.
-var killRe = regexp.MustCompile(`(?i)^\s*KILL\s+((?:QUERY|CONNECTION)\s+)?(\d+)\s*;?\s*$`)
-
-// rewriteKill translates a gateway connection id in KILL to the database's
-// thread id, for the same identity only.
-func (s *session) rewriteKill(payload []byte) []byte {
-	m := killRe.FindSubmatch(payload[1:])
-	if m == nil {
-		return payload
-	}
-	id, err := strconv.ParseUint(string(m[2]), 10, 32)
-	if err != nil {
-		return payload
-	}
+// killTarget translates a gateway connection id to the database's thread
+// id, for a connection of the same identity through the same database only;
+// any other id becomes 0, which no thread has, so the database answers
+// "Unknown thread id".
+func (s *session) killTarget(id uint64) uint32 {
 	t, ok := s.srv.mysqlIDs.get(uint32(id))
-	if !ok || t.db != s.db || t.identity != s.identity {
-		// Not a connection of this client through this database: thread 0
-		// does not exist, so the database answers "Unknown thread id".
-		return append([]byte{payload[0]}, fmt.Sprintf("KILL %s0", m[1])...)
+	if id > 0xffffffff || !ok || t.db != s.db || t.identity != s.identity {
+		s.logger().Info("KILL of a connection that is not the client's own", "connection", id)
+		return 0
 	}
 	s.logger().Info("KILL passed to the database", "connection", id, "thread_id", t.thread)
-	return append([]byte{payload[0]}, fmt.Sprintf("KILL %s%d", m[1], t.thread)...)
+	return t.thread
 }
 
-// relayMySQLGateway relays like relay, but reads the client's packets to
-// translate KILL statements.
+// lockedConn serializes writes to the client: the relay of the database's
+// answers and the gateway's own error packets.
+type lockedConn struct {
+	net.Conn
+	mu *sync.Mutex
+}
+
+func (c lockedConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// relayMySQLGateway relays like relay, but reads the client's commands to
+// keep the RBAC true for the whole session: a change of database (USE,
+// COM_INIT_DB) is checked like a login, COM_CHANGE_USER is refused (the
+// gateway logs in each database user itself), and KILL is translated.
 func (s *session) relayMySQLGateway(client, backend net.Conn, toClient []byte) {
 	up := s.countBytes(s.dbLabel(), "to_database")
 	down := s.countBytes(s.dbLabel(), "to_client")
+	lc := lockedConn{Conn: client, mu: &sync.Mutex{}}
 	if len(toClient) > 0 {
-		if _, err := client.Write(toClient); err != nil {
+		if _, err := lc.Write(toClient); err != nil {
 			return
 		}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		pump(client, backend, down)
+		pump(lc, backend, down)
 		s.close()
+	}()
+	defer func() {
+		s.close()
+		<-done
 	}()
 	br := bufio.NewReaderSize(client, relayBufferSize)
 	continued := false
 	for {
 		var hdr [4]byte
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
-			break
+			return
 		}
 		n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
 		payload := make([]byte, n)
 		if _, err := io.ReadFull(br, payload); err != nil {
-			break
+			return
 		}
-		if !continued && n > 0 && n < 128 && payload[0] == mysql.COM_QUERY {
-			payload = s.rewriteKill(payload)
-			n = len(payload)
-			hdr[0], hdr[1], hdr[2] = byte(n), byte(n>>8), byte(n>>16)
+		refuse := func(code uint16, state, msg string) error {
+			return writeMySQLPacket(lc, hdr[3]+1, mysqlErr(code, state, msg))
+		}
+		switch {
+		case continued:
+			// The rest of a query longer than a packet: its start was
+			// judged; a USE or KILL hidden further on ends the session
+			// before the server has the whole query.
+			if v := judgeMySQLQuery(payload); v.refuse != "" || v.kill != nil || len(v.use) > 0 {
+				s.auditSession("refused", "long_query", "a USE or KILL inside a query longer than 16 MiB")
+				s.logger().Warn("closing a session whose long query holds USE or KILL")
+				return
+			}
+		case n == 0:
+		case payload[0] == mysql.COM_CHANGE_USER:
+			s.auditSession("refused", "change_user", "COM_CHANGE_USER")
+			_ = refuse(1227, "42000", "rdsgate: changing the database user in a session is not allowed through the gateway; connect again as that user (each login is checked against the gateway's RBAC)")
+			return
+		case payload[0] == mysql.COM_INIT_DB:
+			if !s.changeDB(string(payload[1:]), "COM_INIT_DB", refuse) {
+				continue
+			}
+		case payload[0] == mysql.COM_PROCESS_KILL && n == 5:
+			binary.LittleEndian.PutUint32(payload[1:], s.killTarget(uint64(binary.LittleEndian.Uint32(payload[1:]))))
+		case payload[0] == mysql.COM_QUERY || payload[0] == mysql.COM_STMT_PREPARE:
+			v := judgeMySQLQuery(payload[1:])
+			switch {
+			case v.refuse != "" || (v.kill != nil && (payload[0] != mysql.COM_QUERY || n == 0xffffff)):
+				msg := v.refuse
+				if msg == "" {
+					msg = "rdsgate: send KILL as a query of its own (the gateway translates the connection id)"
+				}
+				s.auditSession("refused", "statement", msg)
+				if n == 0xffffff {
+					return
+				}
+				if refuse(1227, "42000", msg) != nil {
+					return
+				}
+				continue
+			case v.kill != nil:
+				kind := ""
+				if v.kill.query {
+					kind = "QUERY "
+				}
+				payload = append([]byte{payload[0]}, fmt.Sprintf("KILL %s%d", kind, s.killTarget(v.kill.id))...)
+				n = len(payload)
+				hdr[0], hdr[1], hdr[2] = byte(n), byte(n>>8), byte(n>>16)
+			case len(v.use) > 0:
+				ok := true
+				for _, name := range v.use {
+					if ok = s.changeDB(name, "USE", refuse); !ok {
+						break
+					}
+				}
+				if !ok {
+					if n == 0xffffff {
+						return
+					}
+					continue
+				}
+			}
 		}
 		continued = n == 0xffffff
 		if _, err := backend.Write(append(hdr[:], payload...)); err != nil {
-			break
+			return
 		}
 		up.Add(float64(4 + n))
 	}
-	s.close()
-	<-done
+}
+
+// changeDB checks a change of database against the RBAC; it answers the
+// client itself when the change is denied, and audits either way.
+func (s *session) changeDB(name, how string, refuse func(code uint16, state, msg string) error) bool {
+	reason, msg, rule := s.authorizeDB(name)
+	if msg != "" {
+		s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), "rbac_change_db").Inc()
+		s.logger().Warn("change of database denied", "how", how, "db_name", sanitize(name), "detail", msg)
+		e := s.auditEvent("denied", reason)
+		e.DBName, e.Reason, e.Rule = sanitize(name), how+": "+msg, rule
+		s.srv.audit.write(e)
+		_ = refuse(1044, "42000", msg)
+		return false
+	}
+	prev := s.dbName
+	s.dbName = name
+	s.logger().Info("database changed", "how", how, "from", sanitize(prev), "db_name", sanitize(name), "rule", rule)
+	e := s.auditEvent("db_change", "ok")
+	e.Reason, e.Rule = fmt.Sprintf("%s from %q", how, sanitize(prev)), rule
+	s.srv.audit.write(e)
+	return true
 }

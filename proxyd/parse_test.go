@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -116,42 +118,92 @@ func TestConfigValidation(t *testing.T) {
 	}
 }
 
-func TestRBAC(t *testing.T) {
+// rbacTable is testdata/rbac/cases.json, shared with the command line's
+// access check test.
+type rbacTable struct {
+	RBAC      json.RawMessage `json:"rbac"`
+	Databases []Database      `json:"databases"`
+	Cases     []struct {
+		Identity, DB, User, Name, Rule, Why string
+		Allowed                             bool
+	} `json:"cases"`
+}
+
+func TestRBACTable(t *testing.T) {
 	t.Parallel()
-	r := &RBAC{Rules: []Rule{
-		{Name: "devs", Identities: []string{"CN=*,O=dev"}, Labels: map[string]string{"env": "staging"}, DBUsers: []string{"app", "readonly"}, DBNames: []string{"*"}},
-		{Name: "oncall", Identities: []string{"arn:aws:iam::123456789012:role/oncall-*"}, Databases: []string{"orders-*"}, DBUsers: []string{"readonly"}, DBNames: []string{"orders"}},
-		{Name: "no-pii", Effect: "deny", Identities: []string{"*"}, Databases: []string{"orders-pii"}},
-	}}
+	data, err := os.ReadFile("testdata/rbac/cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table rbacTable
+	if err := json.Unmarshal(data, &table); err != nil {
+		t.Fatal(err)
+	}
+	r := &RBAC{}
+	if err := json.Unmarshal(table.RBAC, r); err != nil {
+		t.Fatal(err)
+	}
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	staging := &Database{Name: "billing", Labels: map[string]string{"env": "staging"}}
-	prod := &Database{Name: "orders-prod", Labels: map[string]string{"env": "prod"}}
-	pii := &Database{Name: "orders-pii"}
-	tests := []struct {
-		ids     []string
-		db      *Database
-		user    string
-		name    string
-		allowed bool
-		rule    string
-	}{
-		{[]string{"CN=ann,O=dev"}, staging, "app", "billing", true, "devs"},
-		{[]string{"CN=ann,O=dev"}, prod, "app", "orders", false, ""},
-		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, prod, "readonly", "orders", true, "oncall"},
-		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, prod, "app", "orders", false, "oncall"},
-		{[]string{"arn:aws:iam::123456789012:role/oncall-eu"}, pii, "readonly", "orders", false, "no-pii"},
+	if w := r.Warnings(); len(w) != 1 || !strings.Contains(w[0], "the path /teams/ is ignored") {
+		t.Errorf("warnings: %q", w)
 	}
-	for _, tt := range tests {
-		d := r.Check(AccessRequest{Identities: tt.ids, Database: tt.db, DBUser: tt.user, DBName: tt.name})
-		if d.Allowed != tt.allowed || d.Rule != tt.rule {
-			t.Errorf("%v on %s as %s: %+v", tt.ids, tt.db.Name, tt.user, d)
+	for _, c := range table.Cases {
+		var db *Database
+		for i := range table.Databases {
+			if table.Databases[i].Name == c.DB {
+				db = &table.Databases[i]
+			}
+		}
+		id, err := ParseIdentity(c.Identity)
+		if err != nil {
+			t.Fatalf("%s: %v", c.Identity, err)
+		}
+		d := r.Check(AccessRequest{Identity: id, Database: db, DBUser: c.User, DBName: c.Name})
+		if d.Allowed != c.Allowed || d.Rule != c.Rule {
+			t.Errorf("%s on %s as %s (%s): %+v", c.Identity, c.DB, c.User, c.Why, d)
+		}
+	}
+}
+
+func TestRBACRefusesWhatItCannotMatch(t *testing.T) {
+	t.Parallel()
+	for ids, want := range map[string]string{
+		"arn:aws:iam::123456789012:role/teams/*": "matches by the role's path, which STS does not report",
+		"arn:aws:iam::123456789012:role/*/admin": "matches by the role's path",
+		"arn:aws:iam::123456789012:user/ops/bo?": "matches by the user's path",
+		"alice":                                  "has no =",
+		"CN=alice,XX=1":                          `unknown attribute type "XX"`,
+		"CN=a\\":                                 "cannot end with",
+		"CN=a\\\\,O=b":                           "",
+	} {
+		r := &RBAC{Rules: []Rule{{Name: "x", Identities: []string{ids}, Databases: []string{"*"}, DBUsers: []string{"*"}, DBNames: []string{"*"}}}}
+		err := r.Validate()
+		if want == "" {
+			if err != nil {
+				t.Errorf("%s: %v", ids, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "identities") {
+			t.Errorf("%s: %v, want %q", ids, err, want)
+		}
+		// Rules that did not validate allow nothing.
+		d := r.Check(AccessRequest{Identity: IdentityFromARN("arn:aws:iam::123456789012:role/teams"), Database: &Database{Name: "a"}, DBUser: "u", DBName: "n"})
+		if d.Allowed {
+			t.Errorf("%s: an invalid rule set allowed %+v", ids, d)
 		}
 	}
 	bad := &RBAC{Rules: []Rule{{Name: "x", Identities: []string{"*"}, Databases: []string{"*"}}}}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "needs db_users and db_names") {
 		t.Errorf("allow rule without users: %v", err)
+	}
+	// db_names on MySQL cannot keep SQL from naming another database.
+	cfg := &Config{Databases: []Database{{Name: "ledger", Protocol: ProtocolMySQL}, {Name: "orders", Protocol: ProtocolPostgres}}}
+	r := &RBAC{Rules: []Rule{{Name: "billing-only", Identities: []string{"*"}, Databases: []string{"*"}, DBUsers: []string{"app"}, DBNames: []string{"billing"}}}}
+	if w := r.Review(cfg); len(w) != 1 || !strings.Contains(w[0], "MySQL database ledger") || !strings.Contains(w[0], "GRANT") {
+		t.Errorf("review: %q", w)
 	}
 }
 

@@ -187,7 +187,7 @@ func (s *session) runPostgres() {
 			return
 		}
 		ids, reason, msg := s.clientIdentity(conn, func() (string, error) { return askPGPassword(conn) })
-		if ids == nil {
+		if ids.IsZero() {
 			deny(reason, msg, "")
 			return
 		}

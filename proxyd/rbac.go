@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -17,6 +18,10 @@ import (
 // and an explicit deny wins over any allow.
 type RBAC struct {
 	Rules []Rule `json:"rules"`
+
+	once     sync.Once
+	err      error
+	warnings []string
 }
 
 // Rule is one entry of the RBAC file. Every list matches with * and ?
@@ -25,22 +30,26 @@ type Rule struct {
 	Name string `json:"name"`
 	// Effect is allow (the default) or deny.
 	Effect string `json:"effect,omitempty"`
-	// Identities are certificate subjects ("CN=alice", "CN=*,O=dba") or IAM
-	// ARNs (arn:aws:iam::123456789012:role/app-*).
+	// Identities are certificate subjects ("CN=alice", "CN=*,O=dba": each
+	// attribute named must be in the subject, with a matching value), IAM
+	// ARNs (arn:aws:iam::123456789012:role/app-*; roles and users are
+	// matched by account and name, as STS reports no path), or "*".
 	Identities []string `json:"identities"`
 	// Databases by name; Labels narrow them further (all must match).
 	Databases []string          `json:"databases"`
 	Labels    map[string]string `json:"labels,omitempty"`
 	DBUsers   []string          `json:"db_users"`
 	DBNames   []string          `json:"db_names"`
+
+	ids []identityPattern
 }
 
 // AccessRequest is what a client asks for.
 type AccessRequest struct {
-	Identities []string // every name the client is known by
-	Database   *Database
-	DBUser     string
-	DBName     string
+	Identity Identity
+	Database *Database
+	DBUser   string
+	DBName   string
 }
 
 // Decision explains an access check.
@@ -56,19 +65,36 @@ func LoadRBAC(path string) (*RBAC, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: rbac_file: %v", ErrConfig, err)
 	}
-	var r RBAC
+	r := &RBAC{}
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := dec.Decode(r); err != nil {
 		return nil, fmt.Errorf("%w: rbac_file %s: %v", ErrConfig, path, err)
 	}
-	return &r, r.Validate()
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return r, nil
 }
 
-// Validate checks the rules.
+// Validate checks and compiles the rules, once; Check refuses everything
+// when they are not valid.
 func (r *RBAC) Validate() error {
+	r.once.Do(func() { r.err = r.validate() })
+	return r.err
+}
+
+// Warnings are what Validate found that the rules mean less than they
+// seem to say.
+func (r *RBAC) Warnings() []string {
+	_ = r.Validate()
+	return r.warnings
+}
+
+func (r *RBAC) validate() error {
 	names := map[string]bool{}
-	for i, rule := range r.Rules {
+	for i := range r.Rules {
+		rule := &r.Rules[i]
 		at := fmt.Sprintf("rules[%d]", i)
 		switch {
 		case rule.Name == "":
@@ -86,8 +112,43 @@ func (r *RBAC) Validate() error {
 			return fmt.Errorf("%w: rbac %s (%s): an allow rule needs db_users and db_names (use [\"*\"] for any)", ErrConfig, at, rule.Name)
 		}
 		names[rule.Name] = true
+		rule.ids = rule.ids[:0]
+		for _, p := range rule.Identities {
+			ip, warn, err := compileIdentity(p)
+			if err != nil {
+				return fmt.Errorf("%w: rbac %s (%s): identities: %v", ErrConfig, at, rule.Name, err)
+			}
+			if warn != "" {
+				r.warnings = append(r.warnings, fmt.Sprintf("rbac rule %q: %s", rule.Name, warn))
+			}
+			rule.ids = append(rule.ids, ip)
+		}
 	}
 	return nil
+}
+
+// Review lists what the rules cannot enforce on the databases of cfg: a
+// MySQL session can name any database inside SQL, so db_names there are
+// checked at login and on USE, and only the database's grants keep the
+// rest out.
+func (r *RBAC) Review(cfg *Config) []string {
+	out := append([]string(nil), r.Warnings()...)
+	for i := range r.Rules {
+		rule := &r.Rules[i]
+		if rule.Effect == "deny" || matchAny(rule.DBNames, "*") {
+			continue
+		}
+		for j := range cfg.Databases {
+			db := &cfg.Databases[j]
+			if db.Protocol == ProtocolMySQL && rule.matchesDatabase(db) {
+				out = append(out, fmt.Sprintf("rbac rule %q limits db_names on MySQL database %s to %v: the gateway checks the database named at login, "+
+					"in COM_INIT_DB and in USE, but SQL can still name another one (SELECT ... FROM other.t); grant the db users %v only what they may use "+
+					"(GRANT ... ON name.* TO ...)", rule.Name, db.Name, rule.DBNames, rule.DBUsers))
+				break
+			}
+		}
+	}
+	return out
 }
 
 func matchAny(patterns []string, value string) bool {
@@ -124,21 +185,30 @@ func wildcard(pattern, s string) bool {
 	return p == len(pattern)
 }
 
-func (rule *Rule) matches(req AccessRequest, checkUserAndName bool) bool {
-	who := false
-	for _, id := range req.Identities {
-		who = who || matchAny(rule.Identities, id)
+func (rule *Rule) matchesIdentity(id Identity) bool {
+	for i := range rule.ids {
+		if rule.ids[i].matches(id) {
+			return true
+		}
 	}
-	if !who {
-		return false
-	}
-	if len(rule.Databases) > 0 && !matchAny(rule.Databases, req.Database.Name) {
+	return false
+}
+
+func (rule *Rule) matchesDatabase(db *Database) bool {
+	if len(rule.Databases) > 0 && !matchAny(rule.Databases, db.Name) {
 		return false
 	}
 	for k, v := range rule.Labels {
-		if !wildcard(v, req.Database.Labels[k]) {
+		if !wildcard(v, db.Labels[k]) {
 			return false
 		}
+	}
+	return true
+}
+
+func (rule *Rule) matches(req AccessRequest, checkUserAndName bool) bool {
+	if !rule.matchesIdentity(req.Identity) || !rule.matchesDatabase(req.Database) {
+		return false
 	}
 	if !checkUserAndName {
 		return true
@@ -156,8 +226,26 @@ func (rule *Rule) matches(req AccessRequest, checkUserAndName bool) bool {
 	return matchAny(users, req.DBUser) && matchAny(names, req.DBName)
 }
 
-// Check decides a request and says which rule decided it.
+// Check decides a request and says which rule decided it: the gateway at
+// login and on every change of database, `rdsgate access check` and
+// `rdsgate db ls` all come here. The database's own db_users (from the
+// proxy's configuration) must allow the user too.
 func (r *RBAC) Check(req AccessRequest) Decision {
+	if err := r.Validate(); err != nil {
+		return Decision{Reason: "the RBAC rules are not valid, so nothing is allowed: " + err.Error()}
+	}
+	if req.Identity.IsZero() {
+		return Decision{Reason: "no identity was proven"}
+	}
+	d := r.decide(req)
+	if d.Allowed && !req.Database.allowsUser(req.DBUser) {
+		return Decision{Rule: d.Rule, Reason: fmt.Sprintf("rule %q allows it, but database %s may be reached only as db_users %v (its db_users in the proxy's configuration)",
+			d.Rule, req.Database.Name, req.Database.DBUsers)}
+	}
+	return d
+}
+
+func (r *RBAC) decide(req AccessRequest) Decision {
 	for _, rule := range r.Rules {
 		if rule.Effect == "deny" && rule.matches(req, true) {
 			return Decision{Rule: rule.Name, Reason: fmt.Sprintf("rule %q denies it", rule.Name)}
@@ -180,14 +268,14 @@ func (r *RBAC) Check(req AccessRequest) Decision {
 		req.Database.Name, req.DBUser, req.DBName)}
 }
 
-// certIdentities are the names a verified client certificate is known by:
-// its full subject and its CN alone.
-func certIdentities(st *tls.ConnectionState) []string {
+// certIdentity is the identity of a verified client certificate: its
+// subject, matched attribute by attribute.
+func certIdentity(st *tls.ConnectionState) Identity {
 	if st == nil || len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
-		return nil
+		return Identity{}
 	}
-	c := st.PeerCertificates[0]
-	return []string{c.Subject.String(), "CN=" + c.Subject.CommonName}
+	subject := st.PeerCertificates[0].Subject
+	return Identity{Subject: &subject}
 }
 
 // route picks the gateway's target database: by the TLS server name the
@@ -217,60 +305,68 @@ func (s *session) route(conn net.Conn, requested string) (*Database, string, err
 // certificate, or the IAM identity behind the identity token it gives as
 // its password (askPassword asks for one, in the client's protocol). On
 // failure it returns what denied it and the message for the client.
-func (s *session) clientIdentity(conn net.Conn, askPassword func() (string, error)) (ids []string, result, msg string) {
+func (s *session) clientIdentity(conn net.Conn, askPassword func() (string, error)) (id Identity, result, msg string) {
 	tc, encrypted := conn.(*tls.Conn)
 	if encrypted {
 		st := tc.ConnectionState()
-		ids = certIdentities(&st)
-	}
-	if len(ids) > 0 {
-		return ids, "", ""
+		if id = certIdentity(&st); !id.IsZero() {
+			return id, "", ""
+		}
 	}
 	if s.srv.identities == nil {
-		return nil, "no_client_certificate", "rdsgate: the gateway needs TLS with a client certificate signed by its client CA (sslcert/sslkey, or --ssl-cert/--ssl-key)"
+		return Identity{}, "no_client_certificate", "rdsgate: the gateway needs TLS with a client certificate signed by its client CA (sslcert/sslkey, or --ssl-cert/--ssl-key)"
 	}
 	if !encrypted {
-		return nil, "no_identity", "rdsgate: the gateway needs TLS before an identity token is sent (sslmode=require, or --ssl)"
+		return Identity{}, "no_identity", "rdsgate: the gateway needs TLS before an identity token is sent (sslmode=require, or --ssl)"
 	}
 	pw, err := askPassword()
 	if err != nil {
-		return nil, "client_error", ""
+		return Identity{}, "client_error", ""
 	}
 	if !IsIdentityToken(pw) {
-		return nil, "no_identity", "rdsgate: prove who you are with a client certificate, or with an IAM identity token as the password: `rdsgate db connect` and `rdsgate db env` make one"
+		return Identity{}, "no_identity", "rdsgate: prove who you are with a client certificate, or with an IAM identity token as the password: `rdsgate db connect` and `rdsgate db env` make one"
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ids, err = s.srv.identities.verify(ctx, pw)
+	id, err = s.srv.identities.verify(ctx, pw)
 	if err != nil {
 		var refused *errIdentity
 		if errors.As(err, &refused) {
 			s.logger().Info("identity token refused", "token", tokenDigest(pw), "reason", refused.msg)
-			return nil, "identity", "rdsgate: " + refused.msg
+			return Identity{}, "identity", "rdsgate: " + refused.msg
 		}
 		s.logger().Warn("cannot check an identity token with STS", "error", err)
-		return nil, "identity_unavailable", "rdsgate: the gateway could not check the identity token with STS; try again"
+		return Identity{}, "identity_unavailable", "rdsgate: the gateway could not check the identity token with STS; try again"
 	}
-	return ids, "", ""
+	return id, "", ""
 }
 
 // authorize checks the client's identities against the RBAC. It returns a
 // denial reason and message ("" when allowed) and the rule that decided.
-func (s *session) authorize(ids []string) (reason, msg, rule string) {
-	s.identity = ids[0]
-	d := s.srv.rbac.Check(AccessRequest{Identities: ids, Database: s.db, DBUser: s.user, DBName: s.dbName})
+func (s *session) authorize(id Identity) (reason, msg, rule string) {
+	s.ident, s.identity = id, id.String()
+	return s.authorizeDB(s.dbName)
+}
+
+// authorizeDB checks the session's identity and user on a database name:
+// at login, and again when a MySQL session changes its database.
+func (s *session) authorizeDB(dbName string) (reason, msg, rule string) {
+	d := s.srv.rbac.Check(AccessRequest{Identity: s.ident, Database: s.db, DBUser: s.user, DBName: dbName})
 	if d.Allowed {
-		s.logger().Debug("access allowed", "rule", d.Rule)
+		s.logger().Debug("access allowed", "rule", d.Rule, "db_name", sanitize(dbName))
 		return "", "", d.Rule
 	}
-	return "rbac", fmt.Sprintf("rdsgate: %s may not connect to %s as %q on database %q: %s", ids[0], s.db.Name, sanitize(s.user), sanitize(s.dbName), d.Reason), d.Rule
+	return "rbac", fmt.Sprintf("rdsgate: %s may not connect to %s as %q on database %q: %s", s.identity, s.db.Name, sanitize(s.user), sanitize(dbName), d.Reason), d.Rule
 }
 
 // Reachable says what an identity may do on a database: the db users and
 // db names the allow rules give it, the rules, and whether it can connect
 // at all (a deny rule for every user and name takes the database away).
-func (r *RBAC) Reachable(ids []string, db *Database) (users, names, rules []string, ok bool) {
-	req := AccessRequest{Identities: ids, Database: db}
+func (r *RBAC) Reachable(id Identity, db *Database) (users, names, rules []string, ok bool) {
+	if r.Validate() != nil || id.IsZero() {
+		return nil, nil, nil, false
+	}
+	req := AccessRequest{Identity: id, Database: db}
 	for _, rule := range r.Rules {
 		if rule.Effect == "deny" && rule.matches(req, false) && (len(rule.DBUsers) == 0 || matchAny(rule.DBUsers, "*")) &&
 			(len(rule.DBNames) == 0 || matchAny(rule.DBNames, "*")) {
@@ -284,6 +380,18 @@ func (r *RBAC) Reachable(ids []string, db *Database) (users, names, rules []stri
 		}
 		rules = append(rules, rule.Name)
 		for _, u := range rule.DBUsers {
+			if u == "*" && len(db.DBUsers) > 0 && !db.allowsUser("*") {
+				for _, du := range db.DBUsers {
+					if !seenU[du] {
+						seenU[du] = true
+						users = append(users, du)
+					}
+				}
+				continue
+			}
+			if !db.allowsUser(u) && !strings.ContainsAny(u, "*?") {
+				continue
+			}
 			if !seenU[u] {
 				seenU[u] = true
 				users = append(users, u)
@@ -296,5 +404,5 @@ func (r *RBAC) Reachable(ids []string, db *Database) (users, names, rules []stri
 			}
 		}
 	}
-	return users, names, rules, len(rules) > 0
+	return users, names, rules, len(rules) > 0 && len(users) > 0
 }

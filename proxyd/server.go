@@ -108,6 +108,9 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		if s.rbac, err = LoadRBAC(g.RBACFile); err != nil {
 			return nil, err
 		}
+		for _, w := range s.rbac.Review(cfg) {
+			s.log.Warn(w)
+		}
 		if g.IAM != nil {
 			if s.identities, err = newIdentityVerifier(*g.IAM, cfg.Region); err != nil {
 				return nil, err

@@ -32,7 +32,8 @@ type session struct {
 	started  time.Time
 	user     string
 	dbName   string
-	identity string // gateway: the client's identity (certificate subject or IAM ARN)
+	identity string   // gateway: the client's identity (certificate subject or IAM ARN), for logs
+	ident    Identity // gateway: the client's identity, for the RBAC
 	// Bytes relayed each way, for the audit trail.
 	bytesToDB, bytesToClient atomic.Int64
 	closed                   atomic.Bool

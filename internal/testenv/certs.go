@@ -58,12 +58,20 @@ var serial atomic.Int64
 // returns the paths of its certificate and key files.
 func (ca *CA) Issue(t T, name string, client bool, hosts ...string) (certFile, keyFile string) {
 	t.Helper()
+	return ca.IssueSubject(t, name, pkix.Name{CommonName: name, Organization: []string{"rdsgate tests"}}, client, hosts...)
+}
+
+// IssueSubject makes a certificate with any subject (hostile ones too:
+// a common name holding ",O=dba"), in files named after file.
+func (ca *CA) IssueSubject(t T, file string, subject pkix.Name, client bool, hosts ...string) (certFile, keyFile string) {
+	t.Helper()
+	name := file
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(100 + serial.Add(1)), Subject: pkix.Name{CommonName: name, Organization: []string{"rdsgate tests"}},
+		SerialNumber: big.NewInt(100 + serial.Add(1)), Subject: subject,
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 	}

@@ -428,15 +428,21 @@ func accessCheck(c *cli.Context, cfg *config) error {
 		}
 		return usageError("no database %q in %s; it has %s", c.String("db"), c.String("config"), strings.Join(names, ", "))
 	}
-	ids := proxyd.CallerIdentities(c.String("identity"))
-	d := rbac.Check(proxyd.AccessRequest{Identities: ids, Database: db, DBUser: c.String("db-user"), DBName: c.String("db-name")})
+	id, err := proxyd.ParseIdentity(c.String("identity"))
+	if err != nil {
+		return usageError("--identity %q: %v", c.String("identity"), err)
+	}
+	for _, w := range rbac.Review(pc) {
+		fmt.Fprintf(cfg.stderr, "warning: %s\n", w)
+	}
+	d := rbac.Check(proxyd.AccessRequest{Identity: id, Database: db, DBUser: c.String("db-user"), DBName: c.String("db-name")})
 	verdict := "denied"
 	if d.Allowed {
 		verdict = "allowed"
 	}
-	fmt.Fprintf(cfg.stdout, "%s: %s on %s as %q, database %q: %s\n", verdict, ids[0], db.Name, c.String("db-user"), c.String("db-name"), d.Reason)
-	if len(ids) > 1 {
-		fmt.Fprintf(cfg.stdout, "(matched as %s)\n", strings.Join(ids, " and "))
+	fmt.Fprintf(cfg.stdout, "%s: %s on %s as %q, database %q: %s\n", verdict, id, db.Name, c.String("db-user"), c.String("db-name"), d.Reason)
+	if names := id.Names(); len(names) > 1 || names[0] != id.String() {
+		fmt.Fprintf(cfg.stdout, "(matched as %s)\n", strings.Join(names, " and "))
 	}
 	if !d.Allowed {
 		return &ExitError{Code: ExitFailure, Err: errors.New(verdict), Silent: true}

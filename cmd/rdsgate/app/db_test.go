@@ -101,7 +101,7 @@ func TestDBCommands(t *testing.T) {
 	}
 
 	out, code := rdsgate("db", "ls")
-	if code != 0 || !strings.Contains(out, "As arn:aws:iam::123456789012:role/dev:") || !strings.Contains(out, "orders") || !strings.Contains(out, "shop") ||
+	if code != 0 || !strings.Contains(out, "As arn:aws:sts::123456789012:assumed-role/dev/alice:") || !strings.Contains(out, "orders") || !strings.Contains(out, "shop") ||
 		strings.Contains(out, "ledger") {
 		t.Fatalf("db ls (%d):\n%s", code, out)
 	}
@@ -154,7 +154,7 @@ func TestDBCommands(t *testing.T) {
 
 	// access check explains decisions the way the gateway makes them.
 	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:sts::123456789012:assumed-role/dev/alice", "--db", "orders", "--db-user", "app", "--db-name", "postgres")
-	if code != 0 || !strings.Contains(out, `allowed: arn:aws:iam::123456789012:role/dev on orders as "app", database "postgres": rule "dev" allows it`) {
+	if code != 0 || !strings.Contains(out, `allowed: arn:aws:sts::123456789012:assumed-role/dev/alice on orders as "app", database "postgres": rule "dev" allows it`) {
 		t.Fatalf("access check allowed (%d):\n%s", code, out)
 	}
 	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:iam::123456789012:role/dev", "--db", "ledger", "--db-user", "app", "--db-name", "postgres")
@@ -164,5 +164,52 @@ func TestDBCommands(t *testing.T) {
 	out, code = rdsgate("access", "check", "--config", conf, "--identity", "arn:aws:iam::123456789012:role/dev", "--db", "orders", "--db-user", "root", "--db-name", "postgres")
 	if code != 1 || !strings.Contains(out, `rule "dev" allows orders only as db_users [app]`) {
 		t.Fatalf("access check wrong user (%d):\n%s", code, out)
+	}
+}
+
+// TestAccessCheckTable runs `rdsgate access check` on the table proxyd's
+// TestRBACTable checks the gateway's decision on: the admin's tool and the
+// gateway cannot disagree.
+func TestAccessCheckTable(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("../../../proxyd/testdata/rbac/cases.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table struct {
+		RBAC      json.RawMessage   `json:"rbac"`
+		Databases []json.RawMessage `json:"databases"`
+		Cases     []struct {
+			Identity, DB, User, Name, Rule, Why string
+			Allowed                             bool
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &table); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	rbac := filepath.Join(dir, "rbac.json")
+	if err := os.WriteFile(rbac, table.RBAC, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dbs, _ := json.Marshal(table.Databases)
+	conf := filepath.Join(dir, "proxy.json")
+	cfg := `{"ca_bundle": "ca.pem", "region": "us-east-1", "databases": ` + string(dbs) + `,
+	  "gateway": {"listen_postgres": "127.0.0.1:0", "tls_cert": "c", "tls_key": "k", "client_ca": "ca", "rbac_file": "` + rbac + `"}}`
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range table.Cases {
+		r := run(t, "", "access", "check", "--config", conf, "--identity", c.Identity, "--db", c.DB, "--db-user", c.User, "--db-name", c.Name)
+		verdict, code := "denied:", 1
+		if c.Allowed {
+			verdict, code = "allowed:", 0
+		}
+		if r.code != code || !strings.HasPrefix(r.stdout, verdict) || (c.Rule != "" && !strings.Contains(r.stdout, `rule "`+c.Rule+`"`)) {
+			t.Errorf("%s on %s as %s (%s): exit %d\n%s%s", c.Identity, c.DB, c.User, c.Why, r.code, r.stdout, r.stderr)
+		}
+		if !strings.Contains(r.stderr, "the path /teams/ is ignored") || !strings.Contains(r.stderr, "MySQL database ledger") {
+			t.Errorf("access check does not warn about what the rules cannot enforce:\n%s", r.stderr)
+		}
 	}
 }

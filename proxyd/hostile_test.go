@@ -1,0 +1,194 @@
+package proxyd
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-mysql-org/go-mysql/client"
+	"github.com/go-mysql-org/go-mysql/mysql"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
+)
+
+// Hostile clients: each test attacks a promise of the gateway the way a
+// security reviewer did, against real MariaDB and PostgreSQL servers.
+
+func (g *gatewayEnv) mysqlConn(t *testing.T, who, db string) *client.Conn {
+	t.Helper()
+	cert := testenv.TLSCert(t, g.certs[who][0], g.certs[who][1])
+	conf := &tls.Config{RootCAs: g.serverCA.Pool, ServerName: "localhost", Certificates: []tls.Certificate{cert}}
+	c, err := client.Connect(g.srv.Addr("gateway-mysql"), "app", "", db, func(c *client.Conn) error { c.SetTLSConfig(conf); return nil })
+	if err != nil {
+		t.Fatalf("%s connects to %s: %v", who, db, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestMySQLGatewayKeepsRBACAfterLogin: a client allowed only some database
+// names cannot reach others with USE or COM_INIT_DB, cannot become another
+// database user with COM_CHANGE_USER, and the audit trail says what it did.
+func TestMySQLGatewayKeepsRBACAfterLogin(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t)
+	alice := g.mysqlConn(t, "alice", "my/shop")
+	for _, q := range []string{
+		"USE mysql",
+		"use `mysql`",
+		"/* hello */ USE mysql",
+		"SELECT 1; USE mysql",
+		"/*!40101 USE mysql */",
+		"USE shop; USE mysql",
+	} {
+		_, err := alice.Execute(q)
+		if err == nil || !strings.Contains(err.Error(), "rdsgate:") {
+			t.Errorf("%q: %v", q, err)
+		}
+	}
+	if err := alice.UseDB("mysql"); err == nil || !strings.Contains(err.Error(), `may not connect to my as "app" on database "mysql"`) {
+		t.Errorf("COM_INIT_DB mysql: %v", err)
+	}
+	r, err := alice.Execute("SELECT DATABASE()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db, _ := r.GetString(0, 0); db != "shop" {
+		t.Fatalf("after refused changes the session is on %q", db)
+	}
+	// Allowed changes pass, and are audited.
+	if _, err := alice.Execute("USE postgres"); err != nil && !strings.Contains(err.Error(), "Unknown database") {
+		t.Fatalf("an allowed USE: %v", err)
+	}
+	if err := alice.UseDB("shop"); err != nil {
+		t.Fatalf("an allowed COM_INIT_DB: %v", err)
+	}
+	// The mysql client's own `use` is COM_INIT_DB too.
+	addr := strings.Replace(g.srv.Addr("gateway-mysql"), "127.0.0.1", "localhost", 1)
+	out, err := mysqlCLI(t, addr, "app", "--ssl", "--ssl-ca="+g.serverCA.PEMFile, "--ssl-verify-server-cert", "--ssl-cert="+g.certs["alice"][0],
+		"--ssl-key="+g.certs["alice"][1], "-D", "my/shop", "-e", "use mysql\nselect count(*) from user")
+	if err == nil || !strings.Contains(out, "rdsgate:") {
+		t.Errorf("mysql's use: %v %s", err, out)
+	}
+
+	// COM_CHANGE_USER to another user is refused, and the session ends.
+	c := g.mysqlConn(t, "alice", "my/shop")
+	c.ResetSequence()
+	pkt := append(make([]byte, 4), mysql.COM_CHANGE_USER)
+	pkt = append(pkt, "admin\x00\x00shop\x00"...)
+	if err := c.WritePacket(pkt); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.ReadPacket()
+	if err != nil || len(resp) == 0 || resp[0] != 0xff || !strings.Contains(string(resp), "changing the database user in a session is not allowed") {
+		t.Fatalf("COM_CHANGE_USER: %v %q", err, resp)
+	}
+	if _, err := c.ReadPacket(); err == nil {
+		t.Fatal("the session goes on after COM_CHANGE_USER")
+	}
+	logs := g.logs.String()
+	for _, want := range []string{`"msg":"change of database denied"`, `"msg":"database changed"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log has no %s", want)
+		}
+	}
+}
+
+// TestMySQLGatewayKillOnlyOwnQueries: KILL reaches the client's own
+// connections only, however it is written.
+func TestMySQLGatewayKillOnlyOwnQueries(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t)
+	victim := g.mysqlConn(t, "dora", "my/shop")
+	r, err := victim.Execute("SELECT CONNECTION_ID()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	thread, _ := r.GetInt(0, 0)
+	done := make(chan error, 1)
+	go func() {
+		r, err := victim.Execute("SELECT SLEEP(3)")
+		if err == nil {
+			if v, _ := r.GetInt(0, 0); v != 0 {
+				err = errString("interrupted")
+			}
+		}
+		done <- err
+	}()
+	attacker := g.mysqlConn(t, "alice", "my/shop")
+	time.Sleep(200 * time.Millisecond)
+	for _, q := range []string{
+		"/* x */ KILL QUERY " + itoa(int(thread)),
+		"KILL QUERY " + itoa(int(thread)),
+		"KILL QUERY " + itoa(int(victim.GetConnectionID())),
+		"-- x\nKILL " + itoa(int(thread)),
+		"# x\nKILL QUERY " + itoa(int(thread)),
+		"/*!50000 KILL */ QUERY " + itoa(int(thread)),
+		"SELECT 1; KILL QUERY " + itoa(int(thread)),
+		"KILL QUERY " + itoa(int(thread)) + "+0",
+		"SELECT '\\'; KILL QUERY " + itoa(int(thread)) + "; -- '",
+	} {
+		_, err := attacker.Execute(q)
+		if err == nil {
+			t.Errorf("%q was let through and succeeded", q)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("another identity's query was killed: %v", err)
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func TestJudgeMySQLQuery(t *testing.T) {
+	t.Parallel()
+	for q, want := range map[string]string{
+		"SELECT 1":                       "",
+		"select * from t use index (i)":  "",
+		"SELECT 'use mysql; kill 3'":     "",
+		"SELECT `kill` FROM t":           "",
+		"USE shop":                       "use shop",
+		"use `my db`":                    "use my db",
+		"/* c */ USE shop ;":             "use shop",
+		"SELECT 1;\nUSE x":               "use x",
+		"USE a; USE b":                   "use a use b",
+		"USE a b":                        "refuse",
+		"USE 'a'":                        "refuse",
+		"KILL 12":                        "kill 12",
+		"  kill  query 12 ;":             "kill query 12",
+		"/* x */ KILL CONNECTION 12":     "kill 12",
+		"KILL QUERY 12; SELECT 1":        "refuse",
+		"KILL USER app":                  "refuse",
+		"KILL QUERY ID 12":               "refuse",
+		"KILL (12)":                      "refuse",
+		"CREATE EVENT e DO KILL 12":      "refuse",
+		"SELECT '\\'; KILL 5; -- '":      "refuse",
+		"/*!99999 ' */ KILL 5 -- '":      "refuse",
+		"SELECT 1 -- x\n; KILL 5":        "refuse",
+		"SELECT 1 --x\n; USE y":          "use y",
+		"SELECT \"a\\\"; USE y; -- \"":   "use y",
+		"SELECT 1 /* unterminated USE y": "",
+		"/*M!100100 USE y */":            "use y",
+	} {
+		v := judgeMySQLQuery([]byte(q))
+		var got string
+		switch {
+		case v.refuse != "":
+			got = "refuse"
+		case v.kill != nil:
+			got = "kill "
+			if v.kill.query {
+				got += "query "
+			}
+			got += itoa(int(v.kill.id))
+		case len(v.use) > 0:
+			got = "use " + strings.Join(v.use, " use ")
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", q, got, want)
+		}
+	}
+}
