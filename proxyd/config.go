@@ -50,8 +50,17 @@ type Config struct {
 	AuditLog string `json:"audit_log,omitempty"`
 	// HealthAddress serves /startup, /readiness, /liveness and /metrics.
 	HealthAddress string `json:"health_address,omitempty"`
-	// MaxConnections bounds client connections (0: 10,000).
+	// MaxConnections bounds logged-in client sessions (0: 10,000).
 	MaxConnections int `json:"max_connections,omitempty"`
+	// MaxPendingLogins bounds connections that have not logged in yet
+	// (0: 1,000), and MaxPendingLoginsPerSource those from one address
+	// (0: 100): a flood of connections that send nothing is refused at
+	// accept and never takes a logged-in client's place.
+	MaxPendingLogins          int `json:"max_pending_logins,omitempty"`
+	MaxPendingLoginsPerSource int `json:"max_pending_logins_per_source,omitempty"`
+	// HandshakeTimeout bounds how long a client may take to log in: TLS,
+	// the startup or handshake packets and the identity (0: 10s).
+	HandshakeTimeout Duration `json:"handshake_timeout,omitempty"`
 	// DialTimeout bounds connecting to a database (0: 10s).
 	DialTimeout Duration `json:"dial_timeout,omitempty"`
 	// DrainTimeout bounds graceful shutdown (0: 30s).
@@ -154,9 +163,12 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Defaults.
 const (
-	DefaultMaxConnections = 10000
-	DefaultDialTimeout    = 10 * time.Second
-	DefaultDrainTimeout   = 30 * time.Second
+	DefaultMaxConnections            = 10000
+	DefaultMaxPendingLogins          = 1000
+	DefaultMaxPendingLoginsPerSource = 100
+	DefaultHandshakeTimeout          = 10 * time.Second
+	DefaultDialTimeout               = 10 * time.Second
+	DefaultDrainTimeout              = 30 * time.Second
 )
 
 // ErrConfig marks a configuration problem.
@@ -201,6 +213,18 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = Duration(DefaultDialTimeout)
+	}
+	if c.MaxPendingLogins == 0 {
+		c.MaxPendingLogins = DefaultMaxPendingLogins
+	}
+	if c.MaxPendingLoginsPerSource == 0 {
+		c.MaxPendingLoginsPerSource = min(DefaultMaxPendingLoginsPerSource, c.MaxPendingLogins)
+	}
+	if c.HandshakeTimeout == 0 {
+		c.HandshakeTimeout = Duration(DefaultHandshakeTimeout)
+	}
+	if c.MaxPendingLogins < 0 || c.MaxPendingLoginsPerSource < 0 || c.MaxConnections < 0 {
+		return bad("max_connections, max_pending_logins and max_pending_logins_per_source must be positive")
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = Duration(DefaultDrainTimeout)

@@ -25,7 +25,7 @@ type gatewayEnv struct {
 	certs    map[string][2]string // identity -> cert, key
 }
 
-func newGatewayEnv(t *testing.T) *gatewayEnv {
+func newGatewayEnv(t *testing.T, mutate ...func(*Config)) *gatewayEnv {
 	t.Helper()
 	g := &gatewayEnv{certs: map[string][2]string{}}
 	dir := t.TempDir()
@@ -65,6 +65,9 @@ func newGatewayEnv(t *testing.T) *gatewayEnv {
 		}
 		c.Gateway = &Gateway{ListenPostgres: "127.0.0.1:0", ListenMySQL: "127.0.0.1:0", TLSCert: serverCert, TLSKey: serverKey,
 			ClientCA: clientCA.PEMFile, RBACFile: rbacFile}
+		for _, m := range mutate {
+			m(c)
+		}
 	})
 	return g
 }

@@ -1,13 +1,19 @@
 package proxyd
 
 import (
+	"context"
 	"crypto/tls"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-mysql-org/go-mysql/client"
 	"github.com/go-mysql-org/go-mysql/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
 )
@@ -191,4 +197,149 @@ func TestJudgeMySQLQuery(t *testing.T) {
 			t.Errorf("%q: %q, want %q", q, got, want)
 		}
 	}
+}
+
+// flood opens n connections from the loopback address from to addr that
+// never send a byte, as a pre-auth flood does.
+func flood(t *testing.T, addr, from string, n int) []net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 10 * time.Second}
+	var conns []net.Conn
+	for range n {
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("flood from %s: %v", from, err)
+		}
+		conns = append(conns, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return conns
+}
+
+func (s *Server) pendingNow() int {
+	s.pending.mu.Lock()
+	defer s.pending.mu.Unlock()
+	return s.pending.total
+}
+
+// waitFor polls cond until it holds; the deadline is generous, as the
+// machine may be busy, and never the thing measured.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPreAuthFloodsDoNotLockOutClients: connections that send nothing are
+// counted apart from logged-in sessions, per source and in all, and end
+// after the handshake timeout; readiness stays about the proxy's health.
+func TestPreAuthFloodsDoNotLockOutClients(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t, func(c *Config) {
+		c.MaxConnections = 20
+		c.MaxPendingLogins = 300
+		c.MaxPendingLoginsPerSource = 50
+		c.HandshakeTimeout = Duration(3 * time.Second)
+	})
+	addr := g.srv.Addr("gateway-postgres")
+	health := "http://" + g.srv.HealthAddr() + "/readiness"
+	legit := func() (string, error) {
+		return psql(t, g.pgDSN("alice", "localhost", "app", "pg/postgres"), "-c", "select current_user")
+	}
+	ctx := context.Background()
+	held, err := pgx.Connect(ctx, strings.Replace(g.pgDSN("alice", "localhost", "app", "pg/postgres"), " hostaddr=127.0.0.1", "", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(ctx)
+
+	// One source: 1,000 silent connections hold 50 places; everyone else
+	// gets in.
+	flood(t, addr, "127.0.0.2", 1000)
+	waitFor(t, "the flood to be counted", func() bool {
+		return g.srv.pendingNow() == 50 && counterValue(g.srv.metrics.connections.WithLabelValues("gateway", "refused_pending")) == 950
+	})
+	if out, err := legit(); err != nil || out != "app" {
+		t.Fatalf("a client with a valid certificate during a one-source flood: %v %s", err, out)
+	}
+	if code, body := get(t, health); code != 200 {
+		t.Fatalf("readiness during a flood: %d %s", code, body)
+	}
+	var one int
+	if err := held.QueryRow(ctx, "select 1").Scan(&one); err != nil {
+		t.Fatalf("an established session during the flood: %v", err)
+	}
+
+	// Many sources fill max_pending_logins: a new client is told why, in
+	// its protocol, and readiness still says the proxy is healthy.
+	for i := 3; i < 11; i++ {
+		flood(t, addr, "127.0.0."+itoa(i), 50)
+	}
+	waitFor(t, "max_pending_logins to fill", func() bool { return g.srv.pendingNow() == 300 })
+	// (libpq does not print an error sent instead of a TLS handshake; the
+	// proxy's log and metrics say why.)
+	if out, err := legit(); err == nil || !strings.Contains(out, "error response during SSL exchange") {
+		t.Fatalf("a client when max_pending_logins is full: %v %s", err, out)
+	}
+	if !strings.Contains(g.logs.String(), "too many connections waiting to log in (max_pending_logins is 300)") {
+		t.Fatal("the log does not say why clients are refused")
+	}
+	if code, body := get(t, health); code != 200 {
+		t.Fatalf("readiness while shedding a flood: %d %s", code, body)
+	}
+	// The handshake timeout ends the flood; clients get in again.
+	waitFor(t, "the handshake timeout to end the flood", func() bool { return g.srv.pendingNow() == 0 })
+	if out, err := legit(); err != nil || out != "app" {
+		t.Fatalf("a client after the flood: %v %s", err, out)
+	}
+	if g.srv.established.Load() != 1 {
+		t.Fatalf("established sessions: %d, want the one held", g.srv.established.Load())
+	}
+	if n := strings.Count(g.logs.String(), "connection refused before login"); n > 20 {
+		t.Errorf("the flood wrote %d log lines; unauthenticated junk must be rate-limited", n)
+	}
+}
+
+// TestMySQLPreAuthPacketsAreBounded: a client that claims a huge packet
+// before logging in is cut off at once; it does not make the gateway hold
+// the memory it claims.
+func TestMySQLPreAuthPacketsAreBounded(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t)
+	for _, size := range []int{1 << 20, maxMySQLClientLoginPacket + 1} {
+		c, err := net.Dial("tcp", g.srv.Addr("gateway-mysql"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := readMySQLPacket(c, maxMySQLServerLoginPacket); err != nil {
+			t.Fatalf("greeting: %v", err)
+		}
+		if _, err := c.Write([]byte{byte(size), byte(size >> 8), byte(size >> 16), 1, 'x'}); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 64)
+		_, err = io.ReadFull(c, buf)
+		if err == nil || isTimeout(err) {
+			t.Fatalf("a %d-byte pre-auth packet: the gateway waits for it (%v)", size, err)
+		}
+		c.Close()
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
 }

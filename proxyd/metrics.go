@@ -18,6 +18,7 @@ type metrics struct {
 	dialSeconds *prometheus.HistogramVec
 	idle        prometheus.Gauge
 	reused      *prometheus.CounterVec
+	pending     prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -26,7 +27,7 @@ func newMetrics() *metrics {
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "rdsgate_proxy_connections_active",
 			Help: "Client connections open now."}, []string{"database"}),
 		connections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_connections_total",
-			Help: "Client connections by outcome: ok, denied, auth_failed, backend_error, client_error, refused."}, []string{"database", "result"}),
+			Help: "Client connections by outcome: ok, denied, auth_failed, backend_error, client_error, refused (at max_connections), refused_pending (at max_pending_logins)."}, []string{"database", "result"}),
 		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_bytes_total",
 			Help: "Bytes relayed, by direction: to_database or to_client."}, []string{"database", "direction"}),
 		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_auth_failures_total",
@@ -42,8 +43,10 @@ func newMetrics() *metrics {
 			Help: "Reusable PostgreSQL server connections kept idle (reuse_connections)."}),
 		reused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_reused_server_connections_total",
 			Help: "Client connections served with a kept server connection."}, []string{"database"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdsgate_proxy_pending_logins",
+			Help: "Client connections that have not logged in yet (bounded by max_pending_logins)."}),
 	}
-	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds, m.idle, m.reused,
+	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds, m.idle, m.reused, m.pending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -31,20 +31,37 @@ const gatewayCaps = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS | mysql
 	mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_CONNECT_ATTRS | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA | mysql.CLIENT_SESSION_TRACK |
 	mysql.CLIENT_DEPRECATE_EOF
 
-const maxMySQLLoginPacket = 1 << 20
+const (
+	// maxMySQLClientLoginPacket bounds what a MySQL client may send before
+	// it has logged in (a handshake response, an identity token), as
+	// maxStartupPacket does for PostgreSQL: an unauthenticated client must
+	// not make the gateway hold memory.
+	maxMySQLClientLoginPacket = 16 << 10
+	// maxMySQLServerLoginPacket bounds a database's packet during login.
+	maxMySQLServerLoginPacket = 1 << 20
+)
 
-func readMySQLPacket(r io.Reader) (seq byte, payload []byte, err error) {
+// readMySQLPacket reads one packet of at most limit bytes. The buffer grows
+// with what arrives, not with what the header claims.
+func readMySQLPacket(r io.Reader, limit int) (seq byte, payload []byte, err error) {
 	var hdr [4]byte
 	if _, err = io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
 	}
 	n := int(hdr[0]) | int(hdr[1])<<8 | int(hdr[2])<<16
-	if n > maxMySQLLoginPacket {
-		return 0, nil, fmt.Errorf("login packet of %d bytes is too large", n)
+	if n > limit {
+		return 0, nil, fmt.Errorf("login packet of %d bytes is too large (at most %d before login)", n, limit)
 	}
-	payload = make([]byte, n)
-	_, err = io.ReadFull(r, payload)
-	return hdr[3], payload, err
+	if n <= 4096 {
+		payload = make([]byte, n)
+		_, err = io.ReadFull(r, payload)
+		return hdr[3], payload, err
+	}
+	var buf bytes.Buffer
+	if _, err = io.CopyN(&buf, r, int64(n)); err != nil {
+		return 0, nil, err
+	}
+	return hdr[3], buf.Bytes(), nil
 }
 
 func writeMySQLPacket(w io.Writer, seq byte, payload []byte) error {
@@ -303,7 +320,7 @@ func (m *mysqlIDs) get(id uint32) (mysqlThread, bool) {
 }
 
 func (s *session) runMySQL() {
-	_ = s.client.SetDeadline(time.Now().Add(loginTimeout))
+	_ = s.client.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.HandshakeTimeout)))
 	gateway := s.db == nil
 	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
 	defer cancel()
@@ -333,7 +350,7 @@ func (s *session) runMySQL() {
 		return
 	}
 	var conn net.Conn = s.client
-	seq, p, err := readMySQLPacket(conn)
+	seq, p, err := readMySQLPacket(conn, maxMySQLClientLoginPacket)
 	if err != nil {
 		s.count("client_error")
 		return
@@ -345,11 +362,11 @@ func (s *session) runMySQL() {
 		tc := tls.Server(conn, s.srv.gatewayTLS)
 		if err := tc.Handshake(); err != nil {
 			s.count("client_error")
-			s.logger().Info("client TLS handshake failed", "error", err)
+			s.tlsFailed(err)
 			return
 		}
 		conn = tc
-		if seq, p, err = readMySQLPacket(conn); err != nil {
+		if seq, p, err = readMySQLPacket(conn, maxMySQLClientLoginPacket); err != nil {
 			s.count("client_error")
 			return
 		}
@@ -388,7 +405,7 @@ func (s *session) runMySQL() {
 			if err := writeMySQLPacket(conn, seq+1, append([]byte{0xfe}, "mysql_clear_password\x00"...)); err != nil {
 				return "", err
 			}
-			rseq, p, err := readMySQLPacket(conn)
+			rseq, p, err := readMySQLPacket(conn, maxMySQLClientLoginPacket)
 			if err != nil {
 				return "", err
 			}
@@ -404,6 +421,10 @@ func (s *session) runMySQL() {
 			deny(reason, denied)
 			return
 		}
+		if !s.promote(conn, seq+1) {
+			return
+		}
+		_ = conn.SetDeadline(time.Now().Add(loginTimeout))
 		resp.DB = dbName
 		if dbName == "" {
 			resp.Caps &^= mysql.CLIENT_CONNECT_WITH_DB
@@ -419,6 +440,11 @@ func (s *session) runMySQL() {
 	} else if !s.db.allowsUser(s.user) {
 		deny("db_user", fmt.Sprintf("rdsgate: database user '%s' may not connect to %s (allowed: %s)", sanitize(s.user), s.db.Name, strings.Join(s.db.DBUsers, ", ")))
 		return
+	} else {
+		if !s.promote(conn, seq+1) {
+			return
+		}
+		_ = conn.SetDeadline(time.Now().Add(loginTimeout))
 	}
 
 	start := time.Now()
@@ -473,7 +499,7 @@ func (s *session) mysqlGreeting(ctx context.Context) (net.Conn, *mysqlGreeting, 
 		return nil, nil, err
 	}
 	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
-	_, p, err := readMySQLPacket(raw)
+	_, p, err := readMySQLPacket(raw, maxMySQLServerLoginPacket)
 	if err != nil {
 		return nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection before greeting: %v", s.db.Name, err)}
 	}
@@ -524,7 +550,7 @@ func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting
 	}
 	br := bufio.NewReaderSize(tc, 4096)
 	for {
-		seq, p, err := readMySQLPacket(br)
+		seq, p, err := readMySQLPacket(br, maxMySQLServerLoginPacket)
 		if err != nil {
 			return nil, nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection during login: %v", s.db.Name, err)}
 		}

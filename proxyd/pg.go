@@ -113,7 +113,7 @@ func readMessage(br *bufio.Reader) (typ byte, body, raw []byte, err error) {
 
 func (s *session) runPostgres() {
 	var conn net.Conn = s.client
-	_ = conn.SetDeadline(time.Now().Add(loginTimeout))
+	_ = conn.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.HandshakeTimeout)))
 	gateway := s.db == nil
 	encrypted := false
 	var req *StartupRequest
@@ -144,7 +144,7 @@ func (s *session) runPostgres() {
 			tc := tls.Server(conn, s.srv.gatewayTLS)
 			if err := tc.Handshake(); err != nil {
 				s.count("client_error")
-				s.logger().Info("client TLS handshake failed", "error", err)
+				s.tlsFailed(err)
 				return
 			}
 			conn, encrypted = tc, true
@@ -201,6 +201,10 @@ func (s *session) runPostgres() {
 			fmt.Sprintf("allowed users: %s", strings.Join(s.db.DBUsers, ", ")))
 		return
 	}
+	if !s.promote(conn, 0) {
+		return
+	}
+	_ = conn.SetDeadline(time.Now().Add(loginTimeout))
 
 	var reuse *reuseInfo
 	if s.db.ReuseConnections && !s.srv.cfg.NoEventLoop {
@@ -417,7 +421,7 @@ func (s *session) sslRequest(raw net.Conn) (*tls.Conn, error) {
 func (s *session) cancelPostgres(pid uint32, key []byte) {
 	t, ok := s.srv.cancels.lookup(pid, key)
 	if !ok {
-		s.srv.log.Info("cancel request with an unknown key ignored", "client", s.client.RemoteAddr().String())
+		s.srv.junk.log(s.srv.log, "cancel request with an unknown key ignored", "client", s.source)
 		return
 	}
 	s.db = t.db

@@ -42,9 +42,12 @@ type Server struct {
 	apiLn     net.Listener
 	healthLn  net.Listener
 
-	mu       sync.Mutex
-	conns    map[*session]struct{}
-	active   atomic.Int64
+	mu          sync.Mutex
+	conns       map[*session]struct{}
+	active      atomic.Int64 // open client connections
+	established atomic.Int64 // logged-in sessions, bounded by max_connections
+	pending     pendingLogins
+	junk        rateLimitedLog // lines unauthenticated clients can cause
 	stopping atomic.Bool
 	started  atomic.Bool
 	wg       sync.WaitGroup
@@ -265,18 +268,22 @@ func (s *Server) serve(ln net.Listener, db *Database, proto string) {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
-			sess := &session{srv: s, client: newSwitchConn(c), db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{})}
-			if s.active.Add(1) > int64(s.cfg.MaxConnections) {
-				s.active.Add(-1)
-				go sess.refuseTooMany()
+			source := sourceOf(c.RemoteAddr())
+			if why := s.pending.enter(source, s.cfg.MaxPendingLogins, s.cfg.MaxPendingLoginsPerSource); why != "" {
+				s.refusePending(c, db, proto, source, why)
 				continue
 			}
+			s.metrics.pending.Inc()
+			sess := &session{srv: s, client: newSwitchConn(c), db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{}), source: source}
+			sess.pendingHeld.Store(true)
+			s.active.Add(1)
 			s.track(sess, true)
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
 				defer s.active.Add(-1)
 				defer s.track(sess, false)
+				defer sess.finish()
 				sess.run()
 			}()
 		}
@@ -357,7 +364,7 @@ func (s *Server) healthHandler() http.Handler {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		case s.stopping.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		case s.Active() >= s.cfg.MaxConnections:
+		case s.established.Load() >= int64(s.cfg.MaxConnections):
 			http.Error(w, fmt.Sprintf("at max connections (%d)", s.cfg.MaxConnections), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ok")
@@ -370,4 +377,110 @@ func (s *Server) healthHandler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// pendingLogins counts connections that have not logged in, in all and per
+// source address.
+type pendingLogins struct {
+	mu       sync.Mutex
+	total    int
+	bySource map[string]int
+}
+
+// enter takes a place for a new connection, or says why there is none.
+func (p *pendingLogins) enter(source string, max, perSource int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bySource == nil {
+		p.bySource = map[string]int{}
+	}
+	switch {
+	case p.total >= max:
+		return fmt.Sprintf("too many connections waiting to log in (max_pending_logins is %d)", max)
+	case p.bySource[source] >= perSource:
+		return fmt.Sprintf("too many connections from %s waiting to log in (max_pending_logins_per_source is %d)", source, perSource)
+	}
+	p.total++
+	p.bySource[source]++
+	return ""
+}
+
+func (p *pendingLogins) leave(source string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.total--
+	if p.bySource[source]--; p.bySource[source] <= 0 {
+		delete(p.bySource, source)
+	}
+}
+
+// sourceOf is the address a client's connections are counted by.
+func sourceOf(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.IP.String()
+	}
+	return a.Network()
+}
+
+// refusePending answers a connection the proxy will not wait for, in its
+// protocol's terms where that costs nothing (no read, no goroutine), and
+// closes it.
+func (s *Server) refusePending(c net.Conn, db *Database, proto, source, why string) {
+	label := "gateway"
+	if db != nil {
+		label = db.Name
+	}
+	s.metrics.connections.WithLabelValues(label, "refused_pending").Inc()
+	_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	switch proto {
+	case ProtocolPostgres:
+		_, _ = c.Write(pgError("FATAL", "53300", "rdsgate: "+why, ""))
+	case ProtocolMySQL:
+		_ = writeMySQLPacket(c, 0, mysqlErr(1040, "08004", "rdsgate: "+why))
+	}
+	c.Close()
+	// One line a second per limit, whichever sources a flood comes from.
+	limit := "max_pending_logins"
+	if strings.Contains(why, "per_source") {
+		limit = "max_pending_logins_per_source"
+	}
+	s.junk.log(s.log, "connection refused before login: at "+limit, "reason", why, "client", source)
+}
+
+// rateLimitedLog writes at most one line a second of each message for
+// what unauthenticated clients can cause at will, and says how many it left
+// out.
+type rateLimitedLog struct {
+	mu   sync.Mutex
+	msgs map[string]*rateLimitedMsg
+}
+
+type rateLimitedMsg struct {
+	next       time.Time
+	suppressed int
+}
+
+func (r *rateLimitedLog) log(l *slog.Logger, msg string, args ...any) {
+	r.mu.Lock()
+	if r.msgs == nil {
+		r.msgs = map[string]*rateLimitedMsg{}
+	}
+	m := r.msgs[msg]
+	if m == nil {
+		m = &rateLimitedMsg{}
+		r.msgs[msg] = m
+	}
+	now := time.Now()
+	if now.Before(m.next) {
+		m.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := m.suppressed
+	m.suppressed, m.next = 0, now.Add(time.Second)
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "similar_lines_suppressed", n)
+	}
+	l.Warn(msg, args...)
 }

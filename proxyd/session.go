@@ -37,6 +37,9 @@ type session struct {
 	// Bytes relayed each way, for the audit trail.
 	bytesToDB, bytesToClient atomic.Int64
 	closed                   atomic.Bool
+	source                   string      // the client's address, as pending logins are counted
+	pendingHeld              atomic.Bool // holds a place among pending logins
+	promoted                 atomic.Bool // holds a place among max_connections
 	done                     chan struct{} // closed with the session
 	loopPair                 *pair         // set while an event loop relays the session
 	mu                       sync.Mutex
@@ -105,22 +108,50 @@ func (s *session) count(result string) {
 	s.srv.metrics.connections.WithLabelValues(s.dbLabel(), result).Inc()
 }
 
-// refuseTooMany answers a client the proxy has no room for.
-func (s *session) refuseTooMany() {
-	defer s.client.Close()
-	s.count("refused")
-	msg := fmt.Sprintf("rdsgate: too many connections (max_connections is %d)", s.srv.cfg.MaxConnections)
-	_ = s.client.SetDeadline(time.Now().Add(5 * time.Second))
-	switch s.proto {
-	case ProtocolPostgres:
-		// A client sends its startup packet first; answer it with the error.
-		if _, err := readStartup(s.client); err == nil {
-			_, _ = s.client.Write(pgError("FATAL", "53300", msg, ""))
+// promote moves a client that has logged in (or, on a sidecar listener,
+// said who it is) from the pending logins to the sessions max_connections
+// bounds. It returns false, having told the client, when there is no room.
+func (s *session) promote(conn net.Conn, seq byte) bool {
+	s.leavePending()
+	if s.srv.established.Add(1) > int64(s.srv.cfg.MaxConnections) {
+		s.srv.established.Add(-1)
+		s.count("refused")
+		msg := fmt.Sprintf("rdsgate: too many connections (max_connections is %d)", s.srv.cfg.MaxConnections)
+		switch s.proto {
+		case ProtocolPostgres:
+			_, _ = conn.Write(pgError("FATAL", "53300", msg, ""))
+		case ProtocolMySQL:
+			_ = writeMySQLPacket(conn, seq, mysqlErr(1040, "08004", msg))
 		}
-	case ProtocolMySQL:
-		_ = writeMySQLPacket(s.client, 0, mysqlErr(1040, "08004", msg))
+		s.srv.junk.log(s.srv.log, "connection refused: at max_connections", "client", s.source, "max_connections", s.srv.cfg.MaxConnections)
+		return false
 	}
-	s.srv.log.Warn("connection refused: at max_connections", "client", s.client.RemoteAddr().String(), "max_connections", s.srv.cfg.MaxConnections)
+	s.promoted.Store(true)
+	return true
+}
+
+// tlsFailed records a client whose TLS handshake failed (a certificate
+// the client CA did not sign, an expired one, a port scanner): in the
+// audit trail, and in the log at most once a second.
+func (s *session) tlsFailed(err error) {
+	s.auditDenied("tls", "TLS handshake failed: "+sanitize(err.Error()), "")
+	s.srv.metrics.authFail.WithLabelValues(s.dbLabel(), "tls").Inc()
+	s.srv.junk.log(s.srv.log, "client TLS handshake failed", "client", s.source, "error", err.Error())
+}
+
+func (s *session) leavePending() {
+	if s.pendingHeld.Swap(false) {
+		s.srv.pending.leave(s.source)
+		s.srv.metrics.pending.Dec()
+	}
+}
+
+// finish gives back what the session held.
+func (s *session) finish() {
+	s.leavePending()
+	if s.promoted.Swap(false) {
+		s.srv.established.Add(-1)
+	}
 }
 
 // dial connects to the database over TCP, with the configured timeout and a
