@@ -48,13 +48,13 @@ type Server struct {
 	established atomic.Int64 // logged-in sessions, bounded by max_connections
 	pending     pendingLogins
 	junk        rateLimitedLog // lines unauthenticated clients can cause
-	stopping atomic.Bool
-	started  atomic.Bool
-	wg       sync.WaitGroup
-	nextID   atomic.Uint32
-	cancels  cancelRegistry
-	mysqlIDs mysqlIDs
-	pool     connPool
+	stopping    atomic.Bool
+	started     atomic.Bool
+	wg          sync.WaitGroup
+	nextID      atomic.Uint32
+	cancels     cancelRegistry
+	mysqlIDs    mysqlIDs
+	pool        connPool
 }
 
 // Option configures a Server.

@@ -37,9 +37,9 @@ type session struct {
 	// Bytes relayed each way, for the audit trail.
 	bytesToDB, bytesToClient atomic.Int64
 	closed                   atomic.Bool
-	source                   string      // the client's address, as pending logins are counted
-	pendingHeld              atomic.Bool // holds a place among pending logins
-	promoted                 atomic.Bool // holds a place among max_connections
+	source                   string        // the client's address, as pending logins are counted
+	pendingHeld              atomic.Bool   // holds a place among pending logins
+	promoted                 atomic.Bool   // holds a place among max_connections
 	done                     chan struct{} // closed with the session
 	loopPair                 *pair         // set while an event loop relays the session
 	mu                       sync.Mutex
