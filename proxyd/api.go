@@ -3,6 +3,7 @@ package proxyd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/http"
 	"sort"
@@ -88,7 +89,15 @@ func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 		var err error
 		if id, err = s.identities.verify(ctx, tok); err != nil {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": err.Error()})
+			// Only the gateway's own words go back: an upstream error can
+			// hold the presigned request, which anyone could replay.
+			var refused *errIdentity
+			if errors.As(err, &refused) {
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": refused.msg})
+				return
+			}
+			s.junk.log(s.log, "cannot check an identity token with STS", "error", err, "token", tokenDigest(tok))
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "the gateway could not check your identity token with STS; try again (the gateway's log says why)"})
 			return
 		}
 	default:

@@ -67,14 +67,18 @@ func (c *GatewayClient) get(ctx context.Context, path, token string, v any) erro
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("reaching the gateway at %s: %w", c.API.Host, err)
+		return fmt.Errorf("reaching the gateway at %s: %s", c.API.Host, Redact(err.Error()))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		_ = json.Unmarshal(body, &e)
-		return fmt.Errorf("the gateway refused: %s", e.Error)
+		if e.Error == "" {
+			e.Error = resp.Status
+		}
+		// An older gateway may echo an upstream error; never print a token.
+		return fmt.Errorf("the gateway refused: %s", Redact(e.Error))
 	}
 	return json.Unmarshal(body, v)
 }
@@ -214,7 +218,7 @@ func (t *Tunnel) dialGateway(ctx context.Context) (net.Conn, error) {
 func (t *Tunnel) serve(client net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	fail := func(msg string) { _, _ = client.Write(pgError("FATAL", "08001", "rdsgate tunnel: "+msg, "")) }
+	fail := func(msg string) { _, _ = client.Write(pgError("FATAL", "08001", "rdsgate tunnel: "+Redact(msg), "")) }
 	for {
 		body, err := readStartup(client)
 		if err != nil {

@@ -9,8 +9,13 @@ import (
 // secretPatterns match what must never reach a log line: IAM tokens and
 // presigned URLs, AWS secret keys and session tokens.
 var secretPatterns = []*regexp.Regexp{
-	regexp.MustCompile(`[^\s"']*X-Amz-(Signature|Security-Token|Credential)=[^\s"']*`),
-	regexp.MustCompile(`(?i)(aws_?secret_?access_?key|secret_?key|session_?token|password)["'=: ]+[^\s"',]+`),
+	// A gateway identity token (a presigned STS request, base64), whole or
+	// cut short, anywhere: as a password, a user name, a database name.
+	regexp.MustCompile(`(?i)rdsgate-iam-v1(\.|%2E)[A-Za-z0-9_\-%]*`),
+	// Presigned requests (RDS IAM tokens, STS), also URL-encoded once or
+	// twice, as they are inside other URLs.
+	regexp.MustCompile(`(?i)[^\s"'<>]*X-Amz-(Signature|Security-Token|Credential)(=|%3D|%253D)[^\s"'<>]*`),
+	regexp.MustCompile(`(?i)(aws_?secret_?access_?key|secret_?key|session_?token|password)["']?\s*[=:]\s*["']?[^\s"',]+`),
 }
 
 // Redact replaces secrets in s.

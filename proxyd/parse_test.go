@@ -210,9 +210,24 @@ func TestRBACRefusesWhatItCannotMatch(t *testing.T) {
 func TestRedact(t *testing.T) {
 	t.Parallel()
 	token := "db.example:5432/?Action=connect&DBUser=app&X-Amz-Credential=AKID%2F2026&X-Amz-Signature=abcdef0123"
-	for _, in := range []string{"password authentication failed: " + token, `{"aws_secret_access_key": "wJalrXUtnFEMI"}`, "session_token=IQoJb3JpZ2lu"} {
+	for _, in := range []string{
+		"password authentication failed: " + token,
+		`{"aws_secret_access_key": "wJalrXUtnFEMI"}`,
+		"session_token=IQoJb3JpZ2lu",
+		"user rdsgate-iam-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_abcdef0123 is not allowed",
+		"user RDSGATE-IAM-V1.aHR0cHM6Ly9zdHMuabcdef0123 cut short",
+		"next=https%3A%2F%2Fx%2F%3FX-Amz-Signature%3Dabcdef0123%26",
+		"next=https%253A%252F%252Fx%252F%253FX-Amz-Credential%253Dabcdef0123",
+		`{"password":"abcdef0123"}`,
+	} {
 		out := Redact(in)
 		if strings.Contains(out, "abcdef0123") || strings.Contains(out, "wJalrXUtnFEMI") || strings.Contains(out, "IQoJb3JpZ2lu") || !strings.Contains(out, "[REDACTED]") {
+			t.Errorf("Redact(%q) = %q", in, out)
+		}
+	}
+	// Words are not secrets.
+	for _, in := range []string{"password authentication failed for user \"app\"", "the session token expired"} {
+		if out := Redact(in); out != in {
 			t.Errorf("Redact(%q) = %q", in, out)
 		}
 	}

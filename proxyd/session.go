@@ -287,8 +287,11 @@ func (r *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) 
 	return t, ok
 }
 
-// sanitize keeps a client-provided string printable and short for logs.
+// sanitize keeps a client-provided string printable, short and free of
+// secrets (a client that sends its token as a user name must not find it
+// in a log line, or in the error it prints) for logs and messages.
 func sanitize(s string) string {
+	s = Redact(s)
 	if len(s) > 64 {
 		s = s[:64]
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/proxyd"
 )
 
 // Exit codes. Commands that report a finding (drift) use ExitFinding.
@@ -126,7 +127,8 @@ func Execute(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if errors.As(err, &ee) && ee.Silent {
 		return ee.Code
 	}
-	fmt.Fprintf(stderr, "rdsgate: %s\n", err)
+	// Whatever failed, a token or key in the message is not printed.
+	fmt.Fprintf(stderr, "rdsgate: %s\n", proxyd.Redact(err.Error()))
 	return exitCode(err)
 }
 

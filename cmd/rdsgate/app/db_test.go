@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +19,24 @@ import (
 	"github.com/rdsgate/rdsgate/test/rdsemu"
 )
 
-// TestDBCommands runs the users' commands against a gateway that takes IAM
-// identities: db ls, db connect (psql through the tunnel, mysql over TLS),
-// db env (used by psql as another client would), db logout, and access
-// check, with the real binary and real clients.
-func TestDBCommands(t *testing.T) {
-	bin := buildBinary(t)
-	dir := t.TempDir()
+// cliGateway is a gateway that takes IAM identities, in front of real
+// PostgreSQL and MariaDB behind the RDS emulator and an STS that checks
+// signatures, with the rdsgate binary set up to use it as alice.
+type cliGateway struct {
+	bin, dir string
+	ca       *testenv.CA
+	srv      *proxyd.Server
+	logs     *lockedBuffer
+	audit    string
+	env      []string
+}
+
+// startCLIGateway starts it; stsEndpoint, when set, replaces the STS the
+// gateway trusts (an unreachable one, a broken one).
+func startCLIGateway(t *testing.T, stsEndpoint string) *cliGateway {
+	t.Helper()
+	g := &cliGateway{bin: buildBinary(t), dir: t.TempDir(), logs: &lockedBuffer{}}
+	dir := g.dir
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	my := testenv.StartMariaDB(t, testenv.MariaDBOptions{})
 	keys := &rdsemu.Keys{}
@@ -35,14 +47,16 @@ func TestDBCommands(t *testing.T) {
 	my.SQL(t, "CREATE USER 'app'@'%' IDENTIFIED BY 'inner-pw'; CREATE DATABASE shop; GRANT ALL ON shop.* TO 'app'@'%'")
 	callers := &rdsemu.Keys{}
 	callers.Add("ASIAALICE", "alice-secret", "alice-session")
-	sts := rdsemu.StartSTS(t, callers, func(id string) string {
-		if id == "ASIAALICE" {
-			return "arn:aws:sts::123456789012:assumed-role/dev/alice"
-		}
-		return ""
-	}, nil)
-	ca := testenv.NewCA(t, dir)
-	cert, key := ca.Issue(t, "gateway", false, "localhost", "127.0.0.1")
+	if stsEndpoint == "" {
+		stsEndpoint = rdsemu.StartSTS(t, callers, func(id string) string {
+			if id == "ASIAALICE" {
+				return "arn:aws:sts::123456789012:assumed-role/dev/alice"
+			}
+			return ""
+		}, nil).URL
+	}
+	g.ca = testenv.NewCA(t, dir)
+	cert, key := g.ca.Issue(t, "gateway", false, "localhost", "127.0.0.1")
 	bundle := filepath.Join(dir, "bundle.pem")
 	pgCA, _ := os.ReadFile(pg.CA.PEMFile)
 	myCA, _ := os.ReadFile(my.CA.PEMFile)
@@ -56,14 +70,15 @@ func TestDBCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "gateway.json")
-	cfg := proxyd.Config{Region: "us-east-1", CABundle: bundle, AuditLog: filepath.Join(dir, "audit.jsonl"),
+	g.audit = filepath.Join(dir, "audit.jsonl")
+	cfg := proxyd.Config{Region: "us-east-1", CABundle: bundle, AuditLog: g.audit, HealthAddress: "127.0.0.1:0",
 		Databases: []proxyd.Database{
 			{Name: "orders", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
 			{Name: "shop", Protocol: proxyd.ProtocolMySQL, Endpoint: myEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
 			{Name: "ledger", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "prod"}},
 		},
 		Gateway: &proxyd.Gateway{ListenPostgres: "127.0.0.1:0", ListenMySQL: "127.0.0.1:0", ListenAPI: "127.0.0.1:0", TLSCert: cert, TLSKey: key,
-			RBACFile: rbac, IAM: &proxyd.IAMAuth{Audience: "cli-test", STSEndpoint: sts.URL}}}
+			RBACFile: rbac, IAM: &proxyd.IAMAuth{Audience: "cli-test", STSEndpoint: stsEndpoint}}}
 	data, _ := json.Marshal(cfg)
 	if err := os.WriteFile(conf, data, 0o644); err != nil {
 		t.Fatal(err)
@@ -72,32 +87,49 @@ func TestDBCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := proxyd.New(context.Background(), loaded, proxyd.WithAWSConfig(aws.Config{Region: "us-east-1",
-		Credentials: awscreds.NewStaticCredentialsProvider("AKIDGATEWAY", "gateway-secret", "")}))
+	srv, err := proxyd.New(context.Background(), loaded, proxyd.WithLogger(slog.New(slog.NewJSONHandler(g.logs, nil))),
+		proxyd.WithAWSConfig(aws.Config{Region: "us-east-1", Credentials: awscreds.NewStaticCredentialsProvider("AKIDGATEWAY", "gateway-secret", "")}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	g.srv = srv
 	_, apiPort, _ := strings.Cut(srv.APIAddr(), ":")
-	env := []string{"AWS_ACCESS_KEY_ID=ASIAALICE", "AWS_SECRET_ACCESS_KEY=alice-secret", "AWS_SESSION_TOKEN=alice-session", "AWS_REGION=us-east-1",
+	g.env = []string{"AWS_ACCESS_KEY_ID=ASIAALICE", "AWS_SECRET_ACCESS_KEY=alice-secret", "AWS_SESSION_TOKEN=alice-session", "AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=" + os.DevNull, "AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
 		"XDG_CACHE_HOME=" + filepath.Join(dir, "cache"), "HOME=" + dir,
-		"RDSGATE_GATEWAY=https://localhost:" + apiPort, "RDSGATE_GATEWAY_CA=" + ca.PEMFile}
+		"RDSGATE_GATEWAY=https://localhost:" + apiPort, "RDSGATE_GATEWAY_CA=" + g.ca.PEMFile}
+	return g
+}
+
+// rdsgate runs the binary as alice; it returns stdout and stderr together.
+func (g *cliGateway) rdsgate(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, g.bin, args...)
+	cmd.Env = append(os.Environ(), g.env...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	}
+	return string(out), code
+}
+
+// TestDBCommands runs the users' commands against a gateway that takes IAM
+// identities: db ls, db connect (psql through the tunnel, mysql over TLS),
+// db env (used by psql as another client would), db logout, and access
+// check, with the real binary and real clients.
+func TestDBCommands(t *testing.T) {
+	g := startCLIGateway(t, "")
+	dir, ca, conf := g.dir, g.ca, filepath.Join(g.dir, "gateway.json")
 	rdsgate := func(args ...string) (string, int) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, bin, args...)
-		cmd.Env = append(os.Environ(), env...)
-		out, err := cmd.CombinedOutput()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		}
-		return string(out), code
+		return g.rdsgate(t, args...)
 	}
 
 	out, code := rdsgate("db", "ls")
