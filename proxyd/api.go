@@ -2,6 +2,7 @@ package proxyd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"net"
@@ -51,7 +52,7 @@ func (s *Server) startAPI(addr string) error {
 	mux.HandleFunc("GET /v1/gateway", s.apiGateway)
 	mux.HandleFunc("GET /v1/databases", s.apiDatabases)
 	s.apiLn = ln
-	s.api = &http.Server{Handler: mux, TLSConfig: s.gatewayTLS.Clone(), ReadHeaderTimeout: 5 * time.Second}
+	s.api = &http.Server{Handler: mux, TLSConfig: &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) { return s.tlsForClients(), nil }}, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = s.api.ServeTLS(ln, "", "") }()
 	return nil
 }
@@ -66,11 +67,11 @@ func port(ln interface{ Addr() net.Addr }) int {
 }
 
 func (s *Server) apiGateway(w http.ResponseWriter, _ *http.Request) {
-	info := GatewayInfo{Certificates: s.cfg.Gateway.ClientCA != ""}
-	if ln, ok := s.listeners["gateway-postgres"]; ok {
+	info := GatewayInfo{Certificates: s.config().Gateway.ClientCA != ""}
+	if ln := s.listenerOf("gateway-postgres"); ln != nil {
 		info.PostgresPort = port(ln)
 	}
-	if ln, ok := s.listeners["gateway-mysql"]; ok {
+	if ln := s.listenerOf("gateway-mysql"); ln != nil {
 		info.MySQLPort = port(ln)
 	}
 	if v := s.identities; v != nil {
@@ -105,9 +106,9 @@ func (s *Server) apiDatabases(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp := DatabasesResponse{Identity: id.String(), Databases: []DatabaseAccess{}}
-	for i := range s.cfg.Databases {
-		db := &s.cfg.Databases[i]
-		users, names, rules, ok := s.rbac.Reachable(id, db)
+	for i := range s.config().Databases {
+		db := &s.config().Databases[i]
+		users, names, rules, ok := s.rules().Reachable(id, db)
 		if !ok {
 			continue
 		}

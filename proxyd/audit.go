@@ -44,21 +44,45 @@ type auditLog struct {
 }
 
 func openAudit(path string) (*auditLog, error) {
+	a := &auditLog{}
+	return a, a.reopen(path)
+}
+
+// reopen (re)opens the audit trail at path: after logrotate moved the
+// file (SIGHUP), or when a reload names another one. The old file is closed
+// once the new one is open; on error the old one stays.
+func (a *auditLog) reopen(path string) error {
+	var w io.Writer
+	var f *os.File
 	switch path {
 	case "":
-		return nil, nil
 	case "-":
-		return &auditLog{w: os.Stdout}, nil
+		w = os.Stdout
+	default:
+		var err error
+		if f, err = os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640); err != nil {
+			return fmt.Errorf("%w: audit_log: %v", ErrConfig, err)
+		}
+		w = f
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("%w: audit_log: %v", ErrConfig, err)
+	a.mu.Lock()
+	old := a.f
+	a.w, a.f = w, f
+	a.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
 	}
-	return &auditLog{w: f, f: f}, nil
+	return nil
 }
 
 func (a *auditLog) write(e AuditEvent) {
 	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	on := a.w != nil
+	a.mu.Unlock()
+	if !on {
 		return
 	}
 	e.Time = e.Time.UTC()
@@ -68,13 +92,21 @@ func (a *auditLog) write(e AuditEvent) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, _ = a.w.Write(append([]byte(Redact(string(line))), '\n'))
+	if a.w != nil {
+		_, _ = a.w.Write(append([]byte(Redact(string(line))), '\n'))
+	}
 }
 
 func (a *auditLog) close() {
-	if a != nil && a.f != nil {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.f != nil {
 		_ = a.f.Close()
 	}
+	a.w, a.f = nil, nil
 }
 
 // auditEvent fills in what the session knows.

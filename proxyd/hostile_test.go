@@ -301,9 +301,8 @@ func TestPreAuthFloodsDoNotLockOutClients(t *testing.T) {
 	if out, err := legit(); err != nil || out != "app" {
 		t.Fatalf("a client after the flood: %v %s", err, out)
 	}
-	if g.srv.established.Load() != 1 {
-		t.Fatalf("established sessions: %d, want the one held", g.srv.established.Load())
-	}
+	// psql has gone; its session ends on the proxy's side soon after.
+	waitFor(t, "the sessions that ended to give back their places", func() bool { return g.srv.established.Load() == 1 })
 	if n := strings.Count(g.logs.String(), "connection refused before login"); n > 20 {
 		t.Errorf("the flood wrote %d log lines; unauthenticated junk must be rate-limited", n)
 	}

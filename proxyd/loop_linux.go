@@ -434,8 +434,8 @@ func (l *loop) resetting(ep *endpoint, data []byte) {
 		return
 	}
 	srv := ep.pair.srv
-	pc := &parkedConn{info: ep.info, expires: time.Now().Add(time.Duration(srv.cfg.ReuseIdleTimeout)), ep: ep, l: l}
-	if !srv.pool.put(pc, srv.cfg.MaxIdlePerKey) {
+	pc := &parkedConn{info: ep.info, expires: time.Now().Add(time.Duration(srv.config().ReuseIdleTimeout)), ep: ep, l: l}
+	if !srv.pool.put(pc, srv.config().MaxIdlePerKey) {
 		l.closeEndpoint(ep)
 		return
 	}
@@ -501,7 +501,7 @@ func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toCli
 	if !ok1 || !ok2 {
 		return false
 	}
-	l, err := eventLoop(s.id, s.srv.cfg.EventLoops)
+	l, err := eventLoop(s.id, s.srv.config().EventLoops)
 	if err != nil {
 		return false
 	}

@@ -320,7 +320,7 @@ func (m *mysqlIDs) get(id uint32) (mysqlThread, bool) {
 }
 
 func (s *session) runMySQL() {
-	_ = s.client.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.HandshakeTimeout)))
+	_ = s.client.SetDeadline(time.Now().Add(time.Duration(s.srv.config().HandshakeTimeout)))
 	gateway := s.db == nil
 	ctx, cancel := context.WithTimeout(context.Background(), loginTimeout)
 	defer cancel()
@@ -359,7 +359,7 @@ func (s *session) runMySQL() {
 		if !gateway {
 			return // not offered; the client gives up on its own
 		}
-		tc := tls.Server(conn, s.srv.gatewayTLS)
+		tc := tls.Server(conn, s.srv.tlsForClients())
 		if err := tc.Handshake(); err != nil {
 			s.count("client_error")
 			s.tlsFailed(err)
@@ -498,7 +498,7 @@ func (s *session) mysqlGreeting(ctx context.Context) (net.Conn, *mysqlGreeting, 
 	if err != nil {
 		return nil, nil, err
 	}
-	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	_, p, err := readMySQLPacket(raw, maxMySQLServerLoginPacket)
 	if err != nil {
 		return nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection before greeting: %v", s.db.Name, err)}
@@ -542,7 +542,7 @@ func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	_ = tc.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	_ = tc.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	defer tc.SetDeadline(time.Time{})
 	auth := append([]byte(token), 0)
 	if err := writeMySQLPacket(tc, 2, resp.encode(caps, auth, "mysql_clear_password")); err != nil {

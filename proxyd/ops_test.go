@@ -2,10 +2,13 @@ package proxyd
 
 import (
 	"context"
+	"encoding/json"
 	"html"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -176,4 +179,76 @@ func grepLines(s, pattern string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestReload: a new RBAC, a database added and one removed take effect for
+// new connections while open sessions go on; a change that needs a restart
+// changes nothing.
+func TestReload(t *testing.T) {
+	t.Parallel()
+	g := newGatewayEnv(t)
+	ctx := context.Background()
+	held, err := pgx.Connect(ctx, strings.Replace(g.pgDSN("alice", "localhost", "app", "pg/postgres"), " hostaddr=127.0.0.1", "", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(ctx)
+	cfg := *g.srv.config()
+	cfg.Databases = append([]Database(nil), cfg.Databases...)
+	// RBAC: alice loses pg.
+	rbac := &RBAC{Rules: []Rule{{Name: "app-team", Identities: []string{"CN=alice"}, Databases: []string{"my"}, DBUsers: []string{"app"}, DBNames: []string{"shop"}}}}
+	rbacFile := filepath.Join(t.TempDir(), "rbac.json")
+	data, _ := json.Marshal(rbac)
+	if err := os.WriteFile(rbacFile, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gw := *cfg.Gateway
+	gw.RBACFile = rbacFile
+	cfg.Gateway = &gw
+	// A sidecar listener for a new database.
+	extra := cfg.Databases[0]
+	extra.Name, extra.Listen = "pg2", "127.0.0.1:0"
+	cfg.Databases = append(cfg.Databases, extra)
+	changes, err := g.srv.Reload(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(changes, "; "), "added pg2") {
+		t.Errorf("changes: %q", changes)
+	}
+	var n int
+	if err := held.QueryRow(ctx, "select 1").Scan(&n); err != nil {
+		t.Fatalf("an open session after a reload: %v", err)
+	}
+	if out, err := psql(t, g.pgDSN("alice", "localhost", "app", "pg/postgres"), "-c", "select 1"); err == nil || !strings.Contains(out, "no rule allows it") {
+		t.Fatalf("the old RBAC still holds: %v %s", err, out)
+	}
+	addr := g.srv.Addr("pg2")
+	if addr == "" {
+		t.Fatal("no listener for the added database")
+	}
+	host, port := splitAddr(t, addr)
+	if out, err := psql(t, "host="+host+" port="+port+" user=app dbname=postgres sslmode=disable", "-c", "select current_user"); err != nil || out != "app" {
+		t.Fatalf("the added database: %v %s", err, out)
+	}
+	// Removing it closes its listener. (Reload keeps the configuration it
+	// is given: change a copy.)
+	next := cfg
+	next.Databases = cfg.Databases[:len(cfg.Databases)-1]
+	if _, err := g.srv.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.DialTimeout("tcp", addr, 5*time.Second); err == nil {
+		t.Fatal("the removed database's listener still accepts")
+	}
+	// A change that needs a restart is refused whole.
+	bad := next
+	bad.HealthAddress = "127.0.0.1:1"
+	bad.Databases = append(append([]Database(nil), next.Databases...), extra)
+	if _, err := g.srv.Reload(&bad); err == nil || !strings.Contains(err.Error(), "health_address changed, which needs a restart") {
+		t.Fatalf("restart-only change: %v", err)
+	}
+	if g.srv.config().Database("pg2") != nil {
+		t.Fatal("a refused reload changed the configuration")
+	}
 }

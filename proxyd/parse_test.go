@@ -236,7 +236,9 @@ func TestRedact(t *testing.T) {
 func TestDialErrorSaysWhatToCheck(t *testing.T) {
 	t.Parallel()
 	db := &Database{Name: "orders", Endpoint: "127.0.0.1:1"}
-	s := &session{srv: &Server{cfg: &Config{DialTimeout: Duration(time.Second)}}, db: db, done: make(chan struct{})}
+	srv := &Server{}
+	srv.current.Store(&settings{cfg: &Config{DialTimeout: Duration(time.Second)}})
+	s := &session{srv: srv, db: db, done: make(chan struct{})}
 	_, err := s.dial(context.Background())
 	var be *backendError
 	if !errors.As(err, &be) || !strings.Contains(be.msg, "nothing accepts connections on 127.0.0.1:1: check the port") {

@@ -113,7 +113,7 @@ func readMessage(br *bufio.Reader) (typ byte, body, raw []byte, err error) {
 
 func (s *session) runPostgres() {
 	var conn net.Conn = s.client
-	_ = conn.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.HandshakeTimeout)))
+	_ = conn.SetDeadline(time.Now().Add(time.Duration(s.srv.config().HandshakeTimeout)))
 	gateway := s.db == nil
 	encrypted := false
 	var req *StartupRequest
@@ -141,7 +141,7 @@ func (s *session) runPostgres() {
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return
 			}
-			tc := tls.Server(conn, s.srv.gatewayTLS)
+			tc := tls.Server(conn, s.srv.tlsForClients())
 			if err := tc.Handshake(); err != nil {
 				s.count("client_error")
 				s.tlsFailed(err)
@@ -207,7 +207,7 @@ func (s *session) runPostgres() {
 	_ = conn.SetDeadline(time.Now().Add(loginTimeout))
 
 	var reuse *reuseInfo
-	if s.db.ReuseConnections && !s.srv.cfg.NoEventLoop {
+	if s.db.ReuseConnections && !s.srv.config().NoEventLoop {
 		fwd := make(map[string]string, len(params))
 		for k, v := range params {
 			fwd[k] = v
@@ -310,7 +310,7 @@ func pgKeyData(pid, secret uint32) []byte {
 // and what the client must receive: AuthenticationOk, the parameters, the
 // proxy's own cancel key and ReadyForQuery.
 func (s *session) loginPostgres(req *StartupRequest, params map[string]string, reuse *reuseInfo) (net.Conn, *bufio.Reader, []byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.srv.cfg.DialTimeout)+5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.srv.config().DialTimeout)+5*time.Second)
 	defer cancel()
 	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
 	if err != nil {
@@ -324,7 +324,7 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string, r
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	_ = tc.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	_ = tc.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	defer tc.SetDeadline(time.Time{})
 	fwd := make(map[string]string, len(params))
 	for k, v := range params {
@@ -401,7 +401,7 @@ func (e *pgRefusal) Error() string { return e.Severity + ": " + e.Message }
 
 // sslRequest asks the database for TLS, as RDS requires, and verifies it.
 func (s *session) sslRequest(raw net.Conn) (*tls.Conn, error) {
-	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	if _, err := raw.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
 		return nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
 	}

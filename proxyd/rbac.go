@@ -285,7 +285,7 @@ func (s *session) route(conn net.Conn, requested string) (*Database, string, err
 	if tc, ok := conn.(*tls.Conn); ok {
 		if sni := tc.ConnectionState().ServerName; sni != "" {
 			label, _, _ := strings.Cut(sni, ".")
-			if db := s.srv.cfg.Database(label); db != nil {
+			if db := s.srv.config().Database(label); db != nil {
 				return db, requested, nil
 			}
 		}
@@ -294,7 +294,7 @@ func (s *session) route(conn net.Conn, requested string) (*Database, string, err
 	if !found {
 		dbName = s.user
 	}
-	db := s.srv.cfg.Database(target)
+	db := s.srv.config().Database(target)
 	if db == nil {
 		return nil, "", fmt.Errorf("no database %q behind this gateway: connect with the database name <database>/<db name>, for example orders/app", sanitize(target))
 	}
@@ -351,7 +351,7 @@ func (s *session) authorize(id Identity) (reason, msg, rule string) {
 // authorizeDB checks the session's identity and user on a database name:
 // at login, and again when a MySQL session changes its database.
 func (s *session) authorizeDB(dbName string) (reason, msg, rule string) {
-	d := s.srv.rbac.Check(AccessRequest{Identity: s.ident, Database: s.db, DBUser: s.user, DBName: dbName})
+	d := s.srv.rules().Check(AccessRequest{Identity: s.ident, Database: s.db, DBUser: s.user, DBName: dbName})
 	if d.Allowed {
 		s.logger().Debug("access allowed", "rule", d.Rule, "db_name", sanitize(dbName))
 		return "", "", d.Rule

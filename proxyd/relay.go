@@ -18,7 +18,7 @@ var bufferPool = sync.Pool{New: func() any { b := make([]byte, relayBufferSize);
 // ends. Bytes read during the login that belong to the session are sent
 // first.
 func (s *session) relay(client, backend net.Conn, toBackend, toClient []byte) {
-	if !s.srv.cfg.NoEventLoop && s.relayInLoop(client, backend, toBackend, toClient) {
+	if !s.srv.config().NoEventLoop && s.relayInLoop(client, backend, toBackend, toClient) {
 		return
 	}
 	db := s.dbLabel()

@@ -24,16 +24,14 @@ import (
 
 // Server is a running proxy.
 type Server struct {
-	cfg        *Config
+	current    atomic.Pointer[settings] // what SIGHUP (Reload) replaces
+	reloadMu   sync.Mutex
 	log        *slog.Logger
 	metrics    *metrics
 	creds      *credentials
 	base       roleRef
-	backendCAs *x509.CertPool
-	gatewayTLS *tls.Config
 	identities *identityVerifier // gateway IAM identity, or nil
 	audit      *auditLog
-	rbac       *RBAC
 	awsConfig  *aws.Config
 
 	listeners map[string]net.Listener // by database name, or gateway-postgres/gateway-mysql
@@ -70,25 +68,60 @@ func WithLogger(l *slog.Logger) Option {
 // callers that hold credentials already).
 func WithAWSConfig(cfg aws.Config) Option { return func(s *Server) { s.awsConfig = &cfg } }
 
+// settings are what a configuration makes that Reload can replace while
+// sessions go on: the configuration itself (databases, their users and
+// roles), the RBAC, the gateway's certificate and client CA, and the CA
+// bundle that verifies databases.
+type settings struct {
+	cfg        *Config
+	rbac       *RBAC
+	gatewayTLS *tls.Config
+	backendCAs *x509.CertPool
+}
+
+func (s *Server) config() *Config             { return s.current.Load().cfg }
+func (s *Server) rules() *RBAC                { return s.current.Load().rbac }
+func (s *Server) tlsForClients() *tls.Config  { return s.current.Load().gatewayTLS }
+func (s *Server) databaseCAs() *x509.CertPool { return s.current.Load().backendCAs }
+
+// loadSettings reads the files a configuration names.
+func loadSettings(cfg *Config) (*settings, error) {
+	st := &settings{cfg: cfg}
+	pem, err := os.ReadFile(cfg.CABundle)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
+	}
+	st.backendCAs = x509.NewCertPool()
+	if !st.backendCAs.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates (download the RDS bundle from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", ErrConfig, cfg.CABundle)
+	}
+	if g := cfg.Gateway; g != nil {
+		if st.gatewayTLS, err = gatewayTLSConfig(g); err != nil {
+			return nil, err
+		}
+		if st.rbac, err = LoadRBAC(g.RBACFile); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
 // New prepares a proxy from a validated configuration.
 func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
+	s := &Server{metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
 		base: roleRef{cfg.AssumeRoleARN, cfg.ExternalID}}
 	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
 	for _, o := range opts {
 		o(s)
 	}
-	pem, err := os.ReadFile(cfg.CABundle)
+	st, err := loadSettings(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
+		return nil, err
 	}
-	s.backendCAs = x509.NewCertPool()
-	if !s.backendCAs.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates (download the RDS bundle from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", ErrConfig, cfg.CABundle)
-	}
+	s.current.Store(st)
 	if s.awsConfig == nil {
 		opts := []func(*config.LoadOptions) error{}
 		if cfg.Region != "" {
@@ -105,13 +138,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	}
 	s.creds = newCredentials(*s.awsConfig, s.metrics)
 	if g := cfg.Gateway; g != nil {
-		if s.gatewayTLS, err = gatewayTLSConfig(g); err != nil {
-			return nil, err
-		}
-		if s.rbac, err = LoadRBAC(g.RBACFile); err != nil {
-			return nil, err
-		}
-		for _, w := range s.rbac.Review(cfg) {
+		for _, w := range st.rbac.Review(cfg) {
 			s.log.Warn(w)
 		}
 		if g.IAM != nil {
@@ -162,13 +189,7 @@ func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
 // Start opens the listeners and the health endpoints and serves until
 // Shutdown.
 func (s *Server) Start() error {
-	listen := func(addr string) (net.Listener, error) {
-		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-			_ = os.Remove(path)
-			return net.Listen("unix", path)
-		}
-		return net.Listen("tcp", addr)
-	}
+	listen := listenOn
 	fail := func(what, addr string, err error) error {
 		s.closeListeners()
 		hint := ""
@@ -177,8 +198,8 @@ func (s *Server) Start() error {
 		}
 		return fmt.Errorf("%s: listen on %s: %v%s", what, addr, err, hint)
 	}
-	for i := range s.cfg.Databases {
-		db := &s.cfg.Databases[i]
+	for i := range s.config().Databases {
+		db := &s.config().Databases[i]
 		if db.Listen == "" {
 			continue
 		}
@@ -187,9 +208,9 @@ func (s *Server) Start() error {
 			return fail("database "+db.Name, db.Listen, err)
 		}
 		s.listeners[db.Name] = ln
-		s.serve(ln, db, db.Protocol)
+		s.serve(ln, db.Name, db.Protocol)
 	}
-	if g := s.cfg.Gateway; g != nil {
+	if g := s.config().Gateway; g != nil {
 		for proto, addr := range map[string]string{ProtocolPostgres: g.ListenPostgres, ProtocolMySQL: g.ListenMySQL} {
 			if addr == "" {
 				continue
@@ -199,18 +220,18 @@ func (s *Server) Start() error {
 				return fail("gateway", addr, err)
 			}
 			s.listeners["gateway-"+proto] = ln
-			s.serve(ln, nil, proto)
+			s.serve(ln, "", proto)
 		}
 	}
-	if g := s.cfg.Gateway; g != nil && g.ListenAPI != "" {
+	if g := s.config().Gateway; g != nil && g.ListenAPI != "" {
 		if err := s.startAPI(g.ListenAPI); err != nil {
 			return fail("gateway api", g.ListenAPI, err)
 		}
 	}
-	if s.cfg.HealthAddress != "" {
-		ln, err := net.Listen("tcp", s.cfg.HealthAddress)
+	if s.config().HealthAddress != "" {
+		ln, err := net.Listen("tcp", s.config().HealthAddress)
 		if err != nil {
-			return fail("health", s.cfg.HealthAddress, err)
+			return fail("health", s.config().HealthAddress, err)
 		}
 		s.healthLn = ln
 		s.health = &http.Server{Handler: s.healthHandler(), ReadHeaderTimeout: 5 * time.Second}
@@ -222,13 +243,15 @@ func (s *Server) Start() error {
 		names = append(names, name+"="+ln.Addr().String())
 	}
 	sort.Strings(names)
-	s.log.Info("rdsgate proxy started", "listeners", strings.Join(names, " "), "databases", len(s.cfg.Databases))
+	s.log.Info("rdsgate proxy started", "listeners", strings.Join(names, " "), "databases", len(s.config().Databases))
 	return nil
 }
 
 // Addr returns where a listener ended up ("" when there is none): a
 // database name, or gateway-postgres / gateway-mysql.
 func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if ln, ok := s.listeners[name]; ok {
 		return ln.Addr().String()
 	}
@@ -254,7 +277,9 @@ func (s *Server) HealthAddr() string {
 // Active returns the number of open client connections.
 func (s *Server) Active() int { return int(s.active.Load()) }
 
-func (s *Server) serve(ln net.Listener, db *Database, proto string) {
+// serve accepts clients of the database named dbName ("" for a gateway
+// listener), as the configuration of the moment describes it.
+func (s *Server) serve(ln net.Listener, dbName, proto string) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -268,8 +293,15 @@ func (s *Server) serve(ln net.Listener, db *Database, proto string) {
 				time.Sleep(50 * time.Millisecond)
 				continue
 			}
+			var db *Database
+			if dbName != "" {
+				if db = s.config().Database(dbName); db == nil {
+					c.Close() // removed by a reload while this listener closes
+					continue
+				}
+			}
 			source := sourceOf(c.RemoteAddr())
-			if why := s.pending.enter(source, s.cfg.MaxPendingLogins, s.cfg.MaxPendingLoginsPerSource); why != "" {
+			if why := s.pending.enter(source, s.config().MaxPendingLogins, s.config().MaxPendingLoginsPerSource); why != "" {
 				s.refusePending(c, db, proto, source, why)
 				continue
 			}
@@ -301,6 +333,8 @@ func (s *Server) track(sess *session, add bool) {
 }
 
 func (s *Server) closeListeners() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
@@ -364,14 +398,14 @@ func (s *Server) healthHandler() http.Handler {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 		case s.stopping.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
-		case s.established.Load() >= int64(s.cfg.MaxConnections):
-			http.Error(w, fmt.Sprintf("at max connections (%d)", s.cfg.MaxConnections), http.StatusServiceUnavailable)
+		case s.established.Load() >= int64(s.config().MaxConnections):
+			http.Error(w, fmt.Sprintf("at max connections (%d)", s.config().MaxConnections), http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ok")
 		}
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
-	if s.cfg.Pprof {
+	if s.config().Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)

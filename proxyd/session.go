@@ -113,17 +113,17 @@ func (s *session) count(result string) {
 // bounds. It returns false, having told the client, when there is no room.
 func (s *session) promote(conn net.Conn, seq byte) bool {
 	s.leavePending()
-	if s.srv.established.Add(1) > int64(s.srv.cfg.MaxConnections) {
+	if s.srv.established.Add(1) > int64(s.srv.config().MaxConnections) {
 		s.srv.established.Add(-1)
 		s.count("refused")
-		msg := fmt.Sprintf("rdsgate: too many connections (max_connections is %d)", s.srv.cfg.MaxConnections)
+		msg := fmt.Sprintf("rdsgate: too many connections (max_connections is %d)", s.srv.config().MaxConnections)
 		switch s.proto {
 		case ProtocolPostgres:
 			_, _ = conn.Write(pgError("FATAL", "53300", msg, ""))
 		case ProtocolMySQL:
 			_ = writeMySQLPacket(conn, seq, mysqlErr(1040, "08004", msg))
 		}
-		s.srv.junk.log(s.srv.log, "connection refused: at max_connections", "client", s.source, "max_connections", s.srv.cfg.MaxConnections)
+		s.srv.junk.log(s.srv.log, "connection refused: at max_connections", "client", s.source, "max_connections", s.srv.config().MaxConnections)
 		return false
 	}
 	s.promoted.Store(true)
@@ -157,7 +157,7 @@ func (s *session) finish() {
 // dial connects to the database over TCP, with the configured timeout and a
 // message that says what to check when it fails.
 func (s *session) dial(ctx context.Context) (net.Conn, error) {
-	timeout := time.Duration(s.srv.cfg.DialTimeout)
+	timeout := time.Duration(s.srv.config().DialTimeout)
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
 	raw, err := d.DialContext(ctx, "tcp", s.db.dialAddress())
 	if err != nil {
@@ -218,8 +218,8 @@ func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
 	if name == "" {
 		name = s.db.host()
 	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.srv.backendCAs, ServerName: name, MinVersion: tls.VersionTLS12})
-	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.cfg.DialTimeout)))
+	tc := tls.Client(raw, &tls.Config{RootCAs: s.srv.databaseCAs(), ServerName: name, MinVersion: tls.VersionTLS12})
+	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	err := tc.Handshake()
 	_ = raw.SetDeadline(time.Time{})
 	if err != nil {
@@ -227,7 +227,7 @@ func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
 		var host x509.HostnameError
 		switch {
 		case errors.As(err, &unknown):
-			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s does not verify against ca_bundle %s: use the RDS CA bundle of its region (%v)", s.db.Name, s.srv.cfg.CABundle, err)}
+			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s does not verify against ca_bundle %s: use the RDS CA bundle of its region (%v)", s.db.Name, s.srv.config().CABundle, err)}
 		case errors.As(err, &host):
 			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s is not for %s: connect to the endpoint RDS gives, or set tls_server_name (%v)", s.db.Name, name, err)}
 		}

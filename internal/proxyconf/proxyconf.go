@@ -138,7 +138,8 @@ func JSON(cfg *proxyd.Config) ([]byte, error) {
 
 // SystemdUnit is a hardened unit that runs the proxy with a configuration
 // file. Stopping sends SIGTERM, which drains; systemd waits the drain limit
-// and a little more before it kills.
+// and a little more before it kills. `systemctl reload` sends SIGHUP, which
+// reloads the configuration and reopens the audit log.
 func SystemdUnit(binary, configPath string, cfg *proxyd.Config) string {
 	drain := time.Duration(cfg.DrainTimeout)
 	if drain == 0 {
@@ -153,6 +154,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 ExecStart=%s proxy start --config %s
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
 KillSignal=SIGTERM

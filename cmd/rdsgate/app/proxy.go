@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,8 +30,9 @@ func proxyCommand(cfg *config) *cli.Command {
 				Name:  "start",
 				Usage: "run the proxy with a configuration file",
 				Description: "Serves until SIGTERM or SIGINT: the first stops accepting, waits for open connections up to\n" +
-					"drain_timeout and exits 0; a second ends at once. Logs are JSON on standard error and never\n" +
-					"contain a token or a key.",
+					"drain_timeout and exits 0; a second ends at once. SIGHUP reloads the configuration (databases,\n" +
+					"listeners, RBAC, certificates) and reopens the audit log, keeping sessions. Logs are JSON on\n" +
+					"standard error and never contain a token or a key.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "config", Aliases: []string{"c"}, EnvVars: []string{"RDSGATE_PROXY_CONFIG"}, Usage: "configuration `FILE` (rdsgate proxy configure writes one)"},
 				},
@@ -90,10 +92,13 @@ func proxyStart(c *cli.Context, cfg *config) error {
 	if err := srv.Start(); err != nil {
 		return err
 	}
-	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	signals := make(chan os.Signal, 4)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(signals)
 	first := <-signals
+	for ; first == syscall.SIGHUP; first = <-signals {
+		reload(srv, path, logger)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(pc.DrainTimeout))
 	defer cancel()
 	done := make(chan error, 1)
@@ -102,7 +107,7 @@ func proxyStart(c *cli.Context, cfg *config) error {
 	case <-done:
 		// Drained, or closed what was left at the limit: a clean stop.
 		return nil
-	case second := <-signals:
+	case second := <-stopSignals(signals):
 		logger.Warn("second signal: stopping at once", "signal", second.String(), "first", first.String())
 		code := 130
 		if second == syscall.SIGTERM {
@@ -110,6 +115,36 @@ func proxyStart(c *cli.Context, cfg *config) error {
 		}
 		return &ExitError{Code: code, Err: fmt.Errorf("stopped by a second %s", second), Silent: true}
 	}
+}
+
+// reload applies the configuration file again (SIGHUP): the RBAC,
+// databases and listeners, certificates, and a reopened audit trail
+// (logrotate). Sessions go on; a bad file is logged and changes nothing.
+func reload(srv *proxyd.Server, path string, logger *slog.Logger) {
+	pc, err := proxyd.LoadConfig(path)
+	if err == nil {
+		var changes []string
+		if changes, err = srv.Reload(pc); err == nil {
+			logger.Info("configuration reloaded (SIGHUP)", "config", path, "changes", strings.Join(changes, "; "))
+			return
+		}
+	}
+	logger.Error("configuration not reloaded (SIGHUP); the proxy goes on with the one it had", "config", path, "error", err.Error())
+}
+
+// stopSignals passes on the signals that stop the proxy; a SIGHUP while it
+// drains is ignored.
+func stopSignals(in <-chan os.Signal) <-chan os.Signal {
+	out := make(chan os.Signal, 1)
+	go func() {
+		for sig := range in {
+			if sig != syscall.SIGHUP {
+				out <- sig
+				return
+			}
+		}
+	}()
+	return out
 }
 
 func slogLevel(l string) slog.Level {

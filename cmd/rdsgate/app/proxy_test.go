@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/proxyd"
@@ -127,10 +130,65 @@ func TestProxyStartAndSignals(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "through the proxy" {
 		t.Fatalf("psql: %v %s\n%s", err, out, logs)
 	}
+	// SIGHUP reloads the configuration and reopens the audit log
+	// (logrotate); an open session goes on, a bad file changes nothing.
+	ctx := context.Background()
+	held, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stillThere := func(when string) {
+		t.Helper()
+		var n int
+		if err := held.QueryRow(ctx, "select 1").Scan(&n); err != nil {
+			t.Fatalf("the open session %s: %v\n%s", when, err, logs)
+		}
+	}
+	waitLines := func(line string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(logs.String(), line) < n {
+			if time.Now().After(deadline) || cmd.ProcessState != nil {
+				t.Fatalf("no %q (%d) in the proxy's log:\n%s", line, n, logs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	pc, err := proxyd.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit := filepath.Join(dir, "audit.jsonl")
+	pc.AuditLog, pc.Databases[0].DBUsers = audit, []string{"reporting"}
+	writeJSONFile(t, conf, pc)
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLines("configuration reloaded (SIGHUP)", 1)
+	stillThere("after a reload")
+	if out, err := exec.Command("psql", "-X", dsn, "-c", "select 1").CombinedOutput(); err == nil || !strings.Contains(string(out), `database user "app" may not connect to pg`) {
+		t.Fatalf("a new session after db_users changed: %v %s", err, out)
+	}
+	if err := os.Rename(audit, audit+".1"); err != nil {
+		t.Fatalf("the audit log was not opened on reload: %v", err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLines("configuration reloaded (SIGHUP)", 2)
+	_, _ = exec.Command("psql", "-X", dsn, "-c", "select 1").CombinedOutput()
+	if rotated, _ := os.ReadFile(audit); !strings.Contains(string(rotated), `"event":"denied"`) {
+		t.Fatalf("after logrotate's SIGHUP the audit log is %q", rotated)
+	}
+	if err := os.WriteFile(conf, []byte(`{"databases": [`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLines("configuration not reloaded (SIGHUP)", 1)
+	stillThere("after a bad reload")
+	held.Close(ctx)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("after SIGTERM with nothing open: %v\n%s", err, logs)
 	}
+	pc.AuditLog, pc.Databases[0].DBUsers = "", nil
+	writeJSONFile(t, conf, pc)
 	if !strings.Contains(logs.String(), "rdsgate proxy stopped") || strings.Contains(logs.String(), "cli-test-secret") || strings.Contains(logs.String(), "X-Amz-Signature") {
 		t.Fatalf("logs:\n%s", logs)
 	}
@@ -183,4 +241,15 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func writeJSONFile(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }

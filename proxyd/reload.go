@@ -1,0 +1,166 @@
+package proxyd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+)
+
+// listenerOf returns a listener by database name or gateway-<protocol>.
+func (s *Server) listenerOf(name string) net.Listener {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.listeners[name]
+}
+
+// Reload applies a new configuration to the running proxy, as SIGHUP asks:
+// databases added, removed or changed (their listeners opened and closed),
+// the RBAC file, the gateway's certificate and client CA, the CA bundle,
+// limits and timeouts, and the audit trail, reopened (after logrotate) or
+// moved. Open sessions go on as they started. What cannot change without a
+// restart is named in the error, and then nothing changes. It returns what
+// changed, for the log. The proxy keeps cfg: do not change it afterwards.
+func (s *Server) Reload(cfg *Config) ([]string, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	old := s.config()
+	if fixed := restartOnly(old, cfg); len(fixed) > 0 {
+		return nil, fmt.Errorf("%w: %s changed, which needs a restart (systemctl restart rdsgate-proxy); nothing was reloaded",
+			ErrConfig, strings.Join(fixed, ", "))
+	}
+	st, err := loadSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var changes []string
+	// Listeners: open the new ones first, so a failure changes nothing.
+	oldDB := map[string]*Database{}
+	for i := range old.Databases {
+		oldDB[old.Databases[i].Name] = &old.Databases[i]
+	}
+	opened := map[string]net.Listener{}
+	var toClose []string
+	keep := map[string]bool{}
+	for i := range cfg.Databases {
+		db := &cfg.Databases[i]
+		prev := oldDB[db.Name]
+		switch {
+		case prev == nil:
+			changes = append(changes, "added "+db.Name)
+		case !sameJSON(prev, db):
+			changes = append(changes, "changed "+db.Name)
+		}
+		if db.Listen == "" {
+			continue
+		}
+		if prev != nil && prev.Listen == db.Listen && s.listenerOf(db.Name) != nil {
+			keep[db.Name] = true
+			continue
+		}
+		if prev != nil && prev.Listen != "" && s.listenerOf(db.Name) != nil {
+			// A new address: the old listener closes below. A unix
+			// socket path reused by another database is not supported.
+			toClose = append(toClose, db.Name)
+		}
+		ln, err := listenOn(db.Listen)
+		if err != nil {
+			for _, l := range opened {
+				l.Close()
+			}
+			return nil, fmt.Errorf("database %s: listen on %s: %v; nothing was reloaded", db.Name, db.Listen, err)
+		}
+		opened[db.Name] = ln
+	}
+	for name := range oldDB {
+		if cfg.Database(name) == nil {
+			changes = append(changes, "removed "+name)
+			if s.listenerOf(name) != nil {
+				toClose = append(toClose, name)
+			}
+		}
+	}
+	if old.AuditLog != cfg.AuditLog {
+		changes = append(changes, "audit_log "+cfg.AuditLog)
+	}
+	if err := s.audit.reopen(cfg.AuditLog); err != nil {
+		for _, l := range opened {
+			l.Close()
+		}
+		return nil, err
+	}
+	s.current.Store(st)
+	s.mu.Lock()
+	for _, name := range toClose {
+		if ln := s.listeners[name]; ln != nil {
+			ln.Close()
+			delete(s.listeners, name)
+		}
+	}
+	for name, ln := range opened {
+		s.listeners[name] = ln
+	}
+	s.mu.Unlock()
+	for name, ln := range opened {
+		s.serve(ln, name, cfg.Database(name).Protocol)
+		changes = append(changes, "listening for "+name+" on "+ln.Addr().String())
+	}
+	if cfg.Gateway != nil {
+		changes = append(changes, fmt.Sprintf("rbac %s: %d rules", cfg.Gateway.RBACFile, len(st.rbac.Rules)))
+		for _, w := range st.rbac.Review(cfg) {
+			s.log.Warn(w)
+		}
+	}
+	sort.Strings(changes)
+	return changes, nil
+}
+
+// restartOnly lists the settings that differ and that a running proxy
+// cannot change: its health and gateway listeners, its identity (region,
+// base role), the gateway's IAM audience and STS, its event loops.
+func restartOnly(a, b *Config) []string {
+	var out []string
+	diff := func(name string, x, y any) {
+		if !sameJSON(x, y) {
+			out = append(out, name)
+		}
+	}
+	diff("health_address", a.HealthAddress, b.HealthAddress)
+	diff("region", a.Region, b.Region)
+	diff("assume_role_arn", a.AssumeRoleARN, b.AssumeRoleARN)
+	diff("external_id", a.ExternalID, b.ExternalID)
+	diff("no_event_loop", a.NoEventLoop, b.NoEventLoop)
+	diff("event_loops", a.EventLoops, b.EventLoops)
+	diff("pprof", a.Pprof, b.Pprof)
+	diff("log_level", a.LogLevel, b.LogLevel)
+	if (a.Gateway == nil) != (b.Gateway == nil) {
+		return append(out, "gateway")
+	}
+	if a.Gateway != nil {
+		diff("gateway.listen_postgres", a.Gateway.ListenPostgres, b.Gateway.ListenPostgres)
+		diff("gateway.listen_mysql", a.Gateway.ListenMySQL, b.Gateway.ListenMySQL)
+		diff("gateway.listen_api", a.Gateway.ListenAPI, b.Gateway.ListenAPI)
+		diff("gateway.iam", a.Gateway.IAM, b.Gateway.IAM)
+	}
+	return out
+}
+
+func sameJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// listenOn listens on host:port or unix:/path.
+func listenOn(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		_ = os.Remove(path)
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
