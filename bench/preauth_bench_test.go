@@ -20,15 +20,15 @@ import (
 // (BENCH_BASELINE_REF, default the last commit before the gateway was
 // hardened; "" skips it):
 //
-//	go test ./bench -run '^$' -bench PreAuthFlood -benchtime 1x -v
+//		go test ./bench -run '^$' -bench PreAuthFlood -benchtime 1x -v
 //
-//   - MySQL: BENCH_FLOOD (1,000) connections, from ten loopback addresses,
-//     each claiming a 1 MiB first packet and sending one byte of it: the
-//     gateway's RSS per pre-auth connection, and RSS 5s after they close;
-//   - PostgreSQL: a one-source flood of max_connections+50 connections that
-//     send nothing (max_connections set to 2,000 for both): can a client
-//     with a valid certificate still log in, and what does /readiness say;
-//   - how many pre-auth connections are held from one source and in all.
+//	  - MySQL: BENCH_FLOOD (1,000) connections, from ten loopback addresses,
+//	    each claiming a 1 MiB first packet and sending one byte of it: the
+//	    gateway's RSS per pre-auth connection, and RSS 5s after they close;
+//	  - PostgreSQL: a one-source flood of max_connections+50 connections that
+//	    send nothing (max_connections set to 2,000 for both): can a client
+//	    with a valid certificate still log in, and what does /readiness say;
+//	  - how many pre-auth connections are held from one source and in all.
 func BenchmarkPreAuthFlood(b *testing.B) {
 	flood := envInt("BENCH_FLOOD", 1000)
 	dir := b.TempDir()
