@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -341,4 +343,58 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestSidecarPreAuthLimits: the sidecar listeners bound pre-auth
+// connections the same way (PostgreSQL and MySQL).
+func TestSidecarPreAuthLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(e *env, c *Config) { c.MaxPendingLoginsPerSource = 20; c.MaxConnections = 5 })
+	flood(t, e.srv.Addr("pg"), "127.0.0.2", 200)
+	flood(t, e.srv.Addr("my"), "127.0.0.2", 200)
+	// A source's places are counted across listeners: the PostgreSQL
+	// flood holds all 20, and every MySQL one is refused.
+	waitFor(t, "the floods to be counted", func() bool {
+		return counterValue(e.srv.metrics.connections.WithLabelValues("pg", "refused_pending")) == 180 &&
+			counterValue(e.srv.metrics.connections.WithLabelValues("my", "refused_pending")) == 200
+	})
+	if out, err := psql(t, e.pgDSN("pg", "app", "postgres"), "-c", "select current_user"); err != nil || out != "app" {
+		t.Fatalf("psql during a sidecar flood: %v %s", err, out)
+	}
+	if out, err := mysqlCLI(t, e.srv.Addr("my"), "app", "-e", "SELECT CURRENT_USER()"); err != nil || !strings.HasPrefix(out, "app@") {
+		t.Fatalf("mysql during a sidecar flood: %v %s", err, out)
+	}
+	// The flood is refused at accept with the protocol's own error.
+	c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).Dial("tcp", e.srv.Addr("my"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	_, p, err := readMySQLPacket(c, maxMySQLServerLoginPacket)
+	if err != nil || len(p) == 0 || p[0] != 0xff || !strings.Contains(string(p), "max_pending_logins_per_source is 20") {
+		t.Fatalf("a refused MySQL connection reads %q (%v)", p, err)
+	}
+}
+
+// TestFailedTLSIsAudited: a certificate the client CA did not sign is
+// refused in the handshake, and the refusal is in the audit trail.
+func TestFailedTLSIsAudited(t *testing.T) {
+	t.Parallel()
+	audit := filepath.Join(t.TempDir(), "audit.jsonl")
+	g := newGatewayEnv(t, func(c *Config) { c.AuditLog = audit })
+	otherDir := t.TempDir()
+	other := testenv.NewCA(t, otherDir)
+	cert, key := other.Issue(t, "alice", true)
+	if err := os.Chmod(key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g.certs["forged"] = [2]string{cert, key}
+	if out, err := psql(t, g.pgDSN("forged", "localhost", "app", "pg/postgres"), "-c", "select 1"); err == nil {
+		t.Fatalf("a certificate from another CA logged in: %s", out)
+	}
+	waitFor(t, "the refusal in the audit trail", func() bool {
+		data, _ := os.ReadFile(audit)
+		return strings.Contains(string(data), `"result":"tls"`) && strings.Contains(string(data), "TLS handshake failed")
+	})
 }
