@@ -571,7 +571,7 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 	if !ok {
 		return false
 	}
-	pid, secret := s.srv.cancels.add(s.id, cancelTarget{db: s.db, pid: pc.info.pid, secret: pc.info.secret})
+	pid, secret := s.srv.cancels.add(cancelTarget{db: s.db, pid: pc.info.pid, secret: pc.info.secret}, len(pc.info.secret))
 	defer s.srv.cancels.remove(pid, secret)
 	greeting := pgAuthOK()
 	greeting = append(greeting, pc.info.params...)

@@ -300,8 +300,8 @@ func askPGPassword(conn net.Conn) (string, error) {
 
 func pgAuthOK() []byte { return []byte{'R', 0, 0, 0, 8, 0, 0, 0, 0} }
 
-func pgKeyData(pid, secret uint32) []byte {
-	b, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: binary.BigEndian.AppendUint32(nil, secret)}).Encode(nil)
+func pgKeyData(pid uint32, secret []byte) []byte {
+	b, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: secret}).Encode(nil)
 	return b
 }
 
@@ -376,13 +376,12 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string, r
 			if reuse != nil {
 				reuse.pid, reuse.secret = k.ProcessID, k.SecretKey
 			}
-			pid, secret := s.srv.cancels.add(s.id, cancelTarget{db: s.db, pid: k.ProcessID, secret: k.SecretKey})
+			pid, secret := s.srv.cancels.add(cancelTarget{db: s.db, pid: k.ProcessID, secret: k.SecretKey}, len(k.SecretKey))
 			go func() {
 				<-s.done
 				s.srv.cancels.remove(pid, secret)
 			}()
-			own, _ := (&pgproto3.BackendKeyData{ProcessID: pid, SecretKey: binary.BigEndian.AppendUint32(nil, secret)}).Encode(nil)
-			greeting = append(greeting, own...)
+			greeting = append(greeting, pgKeyData(pid, secret)...)
 		case 'Z':
 			return tc, br, append(greeting, raw...), nil
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion

@@ -246,10 +246,13 @@ func refusedTokenHint(db *Database, user string) string {
 }
 
 // cancelRegistry maps the cancel keys the proxy hands to PostgreSQL clients
-// to the database's own, so a client can only cancel its own queries.
+// to the database's own. A client sees the server's real backend PID (so
+// pg_backend_pid(), pg_terminate_backend(pid) and notifications mean what
+// they say) with a secret the proxy makes: only a client the proxy gave
+// the key to can cancel, and only its own query.
 type cancelRegistry struct {
 	mu sync.Mutex
-	m  map[uint64]cancelTarget
+	m  map[string]cancelTarget // backend PID and the proxy's secret
 }
 
 type cancelTarget struct {
@@ -258,32 +261,43 @@ type cancelTarget struct {
 	secret []byte
 }
 
-func (r *cancelRegistry) add(id uint32, t cancelTarget) (pid, secret uint32) {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	secret = binary.BigEndian.Uint32(b[:])
+func cancelKey(pid uint32, secret []byte) string {
+	return string(binary.BigEndian.AppendUint32(nil, pid)) + string(secret)
+}
+
+// add gives the client of target a key: the backend's PID and a new secret
+// of secretLen bytes (4 for protocol 3.0, up to 256 for 3.2).
+func (r *cancelRegistry) add(t cancelTarget, secretLen int) (pid uint32, secret []byte) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.m == nil {
-		r.m = map[uint64]cancelTarget{}
+		r.m = map[string]cancelTarget{}
 	}
-	r.m[uint64(id)<<32|uint64(secret)] = t
-	return id, secret
+	for {
+		secret = make([]byte, secretLen)
+		_, _ = rand.Read(secret)
+		// Two servers behind the proxy may have a backend with the same
+		// PID; the secret keeps their keys apart.
+		if k := cancelKey(t.pid, secret); r.m[k].db == nil {
+			r.m[k] = t
+			return t.pid, secret
+		}
+	}
 }
 
-func (r *cancelRegistry) remove(pid, secret uint32) {
+func (r *cancelRegistry) remove(pid uint32, secret []byte) {
 	r.mu.Lock()
-	delete(r.m, uint64(pid)<<32|uint64(secret))
+	delete(r.m, cancelKey(pid, secret))
 	r.mu.Unlock()
 }
 
 func (r *cancelRegistry) lookup(pid uint32, secret []byte) (cancelTarget, bool) {
-	if len(secret) != 4 {
+	if len(secret) < 4 || len(secret) > 256 {
 		return cancelTarget{}, false
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	t, ok := r.m[uint64(pid)<<32|uint64(binary.BigEndian.Uint32(secret))]
+	t, ok := r.m[cancelKey(pid, secret)]
 	return t, ok
 }
 

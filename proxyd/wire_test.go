@@ -1,0 +1,78 @@
+package proxyd
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestBackendPIDIsTheServers: a client sees the server's backend PID in
+// BackendKeyData, so pg_backend_pid(), pg_terminate_backend(conn PID) and
+// notifications mean what they mean against RDS; with reuse_connections,
+// each client of a kept server connection sees that connection's PID.
+func TestBackendPIDIsTheServers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(e *env, c *Config) {
+		reuse := c.Databases[0]
+		reuse.Name, reuse.ReuseConnections = "pg-reuse", true
+		c.Databases = append(c.Databases, reuse)
+		c.Databases[len(c.Databases)-1].Listen = "127.0.0.1:0"
+	})
+	ctx := context.Background()
+	for _, db := range []string{"pg", "pg-reuse"} {
+		t.Run(db, func(t *testing.T) {
+			connect := func() *pgx.Conn {
+				c, err := pgx.Connect(ctx, e.pgDSN(db, "app", "postgres"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close(ctx) })
+				return c
+			}
+			a, b := connect(), connect()
+			for _, c := range []*pgx.Conn{a, b} {
+				var server uint32
+				if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&server); err != nil {
+					t.Fatal(err)
+				}
+				if got := c.PgConn().PID(); got != server {
+					t.Fatalf("BackendKeyData PID %d, pg_backend_pid() %d", got, server)
+				}
+			}
+			// A notification names the sender's backend as the client knows it.
+			if _, err := a.Exec(ctx, "listen wire"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Exec(ctx, "notify wire, 'x'"); err != nil {
+				t.Fatal(err)
+			}
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			n, err := a.WaitForNotification(wctx)
+			if err != nil || n.PID != b.PgConn().PID() {
+				t.Fatalf("notification from PID %v (%v), the sender's is %d", n, err, b.PgConn().PID())
+			}
+			// Terminating one's own PID ends one's own session, nobody else's.
+			var ok bool
+			if err := b.QueryRow(ctx, "select pg_terminate_backend($1)", a.PgConn().PID()).Scan(&ok); err != nil || !ok {
+				t.Fatalf("pg_terminate_backend(a's PID): %v %v", ok, err)
+			}
+			if err := a.Ping(ctx); err == nil {
+				t.Fatal("a's session survived pg_terminate_backend of its PID")
+			}
+			if err := b.Ping(ctx); err != nil {
+				t.Fatalf("b's session was ended too: %v", err)
+			}
+			// Cancel still reaches the right query, with the proxy's secret.
+			go func() {
+				time.Sleep(300 * time.Millisecond)
+				_ = b.PgConn().CancelRequest(ctx)
+			}()
+			if _, err := b.Exec(ctx, "select pg_sleep(20)"); err == nil {
+				t.Fatal("the cancel did not reach the query")
+			}
+		})
+	}
+}
