@@ -573,7 +573,7 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 	}
 	pid, secret := s.srv.cancels.add(cancelTarget{db: s.db, pid: pc.info.pid, secret: pc.info.secret}, len(pc.info.secret))
 	defer s.srv.cancels.remove(pid, secret)
-	greeting := pgAuthOK()
+	greeting := append(append([]byte(nil), pc.info.negotiate...), pgAuthOK()...)
 	greeting = append(greeting, pc.info.params...)
 	greeting = append(greeting, pgKeyData(pid, secret)...)
 	greeting = append(greeting, 'Z', 0, 0, 0, 5, 'I')

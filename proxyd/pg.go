@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,6 +214,8 @@ func (s *session) runPostgres() {
 			fwd[k] = v
 		}
 		fwd["database"] = s.dbName
+		// A kept connection serves clients of the same protocol version.
+		fwd["\x00protocol"] = strconv.FormatUint(uint64(req.Code), 10)
 		key := reuseKey(s.db, fwd)
 		if pc := s.srv.pool.take(key, time.Now()); pc != nil {
 			s.srv.metrics.idle.Dec()
@@ -382,6 +385,14 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string, r
 				s.srv.cancels.remove(pid, secret)
 			}()
 			greeting = append(greeting, pgKeyData(pid, secret)...)
+		case 'v':
+			// NegotiateProtocolVersion comes before the authentication
+			// exchange, as the server sends it; the proxy's
+			// AuthenticationOk must not overtake it.
+			greeting = append(append([]byte(nil), raw...), greeting...)
+			if reuse != nil {
+				reuse.negotiate = append([]byte(nil), raw...)
+			}
 		case 'Z':
 			return tc, br, append(greeting, raw...), nil
 		default: // ParameterStatus, NoticeResponse, NegotiateProtocolVersion

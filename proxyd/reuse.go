@@ -140,10 +140,11 @@ var discardAll = func() []byte {
 // reuseInfo is what a reusable server connection carries to its next
 // client: the key it serves, the parameters to replay, its cancel key.
 type reuseInfo struct {
-	key    string
-	params []byte // ParameterStatus messages from the login
-	pid    uint32
-	secret []byte
+	key       string
+	params    []byte // ParameterStatus messages from the login
+	negotiate []byte // the server's NegotiateProtocolVersion, if it sent one
+	pid       uint32
+	secret    []byte
 }
 
 // reuseKey is the pool key of a server connection: the database, the role

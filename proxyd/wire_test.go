@@ -2,10 +2,13 @@ package proxyd
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestBackendPIDIsTheServers: a client sees the server's backend PID in
@@ -74,5 +77,54 @@ func TestBackendPIDIsTheServers(t *testing.T) {
 				t.Fatal("the cancel did not reach the query")
 			}
 		})
+	}
+}
+
+// TestProtocol32Startup: a client that asks for protocol 3.2 with a _pq_
+// option gets the server's NegotiateProtocolVersion first, then
+// AuthenticationOk, as it would from the server (PostgreSQL 15 here
+// answers 3.0; a 3.2 server's longer cancel key keeps its length).
+func TestProtocol32Startup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(e *env, c *Config) {
+		reuse := c.Databases[0]
+		reuse.Name, reuse.ReuseConnections, reuse.Listen = "pg-reuse", true, "127.0.0.1:0"
+		c.Databases = append(c.Databases, reuse)
+	})
+	for _, db := range []string{"pg", "pg-reuse", "pg-reuse"} {
+		c, err := net.Dial("tcp", e.srv.Addr(db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fe := pgproto3.NewFrontend(c, c)
+		fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion32,
+			Parameters: map[string]string{"user": "app", "database": "postgres", "_pq_.rdsgate_test": "1"}})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var order []string
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("%s: %v after %v", db, err, order)
+			}
+			order = append(order, fmt.Sprintf("%T", m))
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
+		}
+		if len(order) < 2 || order[0] != "*pgproto3.NegotiateProtocolVersion" || order[1] != "*pgproto3.AuthenticationOk" {
+			t.Fatalf("%s: the startup answers come in the order %v", db, order)
+		}
+		fe.Send(&pgproto3.Terminate{})
+		_ = fe.Flush()
+		c.Close()
+		waitFor(t, "the session to end", func() bool { return e.srv.Active() == 0 })
+		if db == "pg-reuse" {
+			waitFor(t, "the server connection to be kept", func() bool { return e.srv.pool.size() > 0 })
+		}
+	}
+	if n := counterValue(e.srv.metrics.reused.WithLabelValues("pg-reuse")); n != 1 {
+		t.Fatalf("the second 3.2 client got a kept connection %v times, want 1", n)
 	}
 }
