@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -58,6 +59,12 @@ type Config struct {
 	// accept and never takes a logged-in client's place.
 	MaxPendingLogins          int `json:"max_pending_logins,omitempty"`
 	MaxPendingLoginsPerSource int `json:"max_pending_logins_per_source,omitempty"`
+	// SocketMode is the permission of unix socket listeners (default
+	// "0666": whoever can reach the directory, as loopback TCP lets every
+	// local user); SocketGroup, when set, owns them (with "0660", only
+	// its members connect).
+	SocketMode  string `json:"socket_mode,omitempty"`
+	SocketGroup string `json:"socket_group,omitempty"`
 	// HandshakeTimeout bounds how long a client may take to log in: TLS,
 	// the startup or handshake packets and the identity (0: 10s).
 	HandshakeTimeout Duration `json:"handshake_timeout,omitempty"`
@@ -199,8 +206,9 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 }
 
 var (
-	nameRe   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-	dbUserRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$.@-]{0,62}$`)
+	pgSocketRe = regexp.MustCompile(`^\.s\.PGSQL\.[0-9]+$`)
+	nameRe     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+	dbUserRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_$.@-]{0,62}$`)
 )
 
 // Validate checks the configuration and fills in defaults.
@@ -219,6 +227,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPendingLoginsPerSource == 0 {
 		c.MaxPendingLoginsPerSource = min(DefaultMaxPendingLoginsPerSource, c.MaxPendingLogins)
+	}
+	if c.SocketMode == "" {
+		c.SocketMode = "0666"
+	}
+	if m, err := strconv.ParseUint(c.SocketMode, 8, 32); err != nil || m > 0o777 {
+		return bad("socket_mode %q must be an octal permission such as 0660", c.SocketMode)
 	}
 	if c.HandshakeTimeout == 0 {
 		c.HandshakeTimeout = Duration(DefaultHandshakeTimeout)
@@ -300,10 +314,13 @@ func (c *Config) Validate() error {
 				return bad("%s: listen %s is also used by %s", at, d.Listen, other)
 			}
 			listens[d.Listen] = d.Name
-			if !strings.HasPrefix(d.Listen, "unix:") {
-				if _, _, err := net.SplitHostPort(d.Listen); err != nil {
-					return bad("%s: listen %q must be host:port or unix:/path", at, d.Listen)
+			if path, ok := strings.CutPrefix(d.Listen, "unix:"); ok {
+				if d.Protocol == ProtocolPostgres && !pgSocketRe.MatchString(filepath.Base(path)) {
+					return bad("%s: listen %q: libpq and other PostgreSQL clients look for <dir>/.s.PGSQL.<port> (host=<dir> port=<port>); use unix:%s",
+						at, d.Listen, SocketPath(filepath.Dir(path), ProtocolPostgres, d.Name, 5432))
 				}
+			} else if _, _, err := net.SplitHostPort(d.Listen); err != nil {
+				return bad("%s: listen %q must be host:port or unix:/path", at, d.Listen)
 			}
 		}
 	}
@@ -357,4 +374,14 @@ func (d *Database) allowsUser(user string) bool {
 func (d *Database) host() string {
 	h, _, _ := net.SplitHostPort(d.Endpoint)
 	return h
+}
+
+// SocketPath is where a unix socket listener for a database goes in dir:
+// <dir>/.s.PGSQL.<port> for PostgreSQL, which is where libpq and pgx look
+// for host=<dir> port=<port>; <dir>/<name>.sock for MySQL (mysql --socket).
+func SocketPath(dir, protocol, name string, port int) string {
+	if protocol == ProtocolPostgres {
+		return filepath.Join(dir, ".s.PGSQL."+strconv.Itoa(port))
+	}
+	return filepath.Join(dir, name+".sock")
 }

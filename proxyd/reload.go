@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/user"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -68,7 +70,7 @@ func (s *Server) Reload(cfg *Config) ([]string, error) {
 			// socket path reused by another database is not supported.
 			toClose = append(toClose, db.Name)
 		}
-		ln, err := listenOn(db.Listen)
+		ln, err := s.listenOn(db.Listen)
 		if err != nil {
 			for _, l := range opened {
 				l.Close()
@@ -156,11 +158,38 @@ func sameJSON(a, b any) bool {
 	return string(x) == string(y)
 }
 
-// listenOn listens on host:port or unix:/path.
-func listenOn(addr string) (net.Listener, error) {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		_ = os.Remove(path)
-		return net.Listen("unix", path)
+// listenOn listens on host:port or unix:/path; a socket gets the
+// configured mode and group.
+func (s *Server) listenOn(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
 	}
-	return net.Listen("tcp", addr)
+	if st, err := os.Lstat(path); err == nil && st.Mode()&os.ModeSocket == 0 {
+		return nil, fmt.Errorf("%s exists and is not a socket; rdsgate will not remove it", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	cfg := s.config()
+	mode, _ := strconv.ParseUint(cfg.SocketMode, 8, 32)
+	if err := os.Chmod(path, os.FileMode(mode)); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("socket_mode on %s: %v", path, err)
+	}
+	if cfg.SocketGroup != "" {
+		g, err := user.LookupGroup(cfg.SocketGroup)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket_group %q: %v", cfg.SocketGroup, err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket_group %q on %s: %v (the proxy's user must be a member of the group)", cfg.SocketGroup, path, err)
+		}
+	}
+	return ln, nil
 }

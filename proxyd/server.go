@@ -189,7 +189,7 @@ func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
 // Start opens the listeners and the health endpoints and serves until
 // Shutdown.
 func (s *Server) Start() error {
-	listen := listenOn
+	listen := s.listenOn
 	fail := func(what, addr string, err error) error {
 		s.closeListeners()
 		hint := ""

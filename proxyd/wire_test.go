@@ -4,11 +4,19 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/rdsgate/rdsgate/internal/testenv"
 )
 
 // TestBackendPIDIsTheServers: a client sees the server's backend PID in
@@ -126,5 +134,50 @@ func TestProtocol32Startup(t *testing.T) {
 	}
 	if n := counterValue(e.srv.metrics.reused.WithLabelValues("pg-reuse")); n != 1 {
 		t.Fatalf("the second 3.2 client got a kept connection %v times, want 1", n)
+	}
+}
+
+// TestUnixSockets: socket listeners are where libpq and mysql look, with
+// the configured mode and group.
+func TestUnixSockets(t *testing.T) {
+	t.Parallel()
+	dir := testenv.ServerDir(t, "rdsgate-sock-")
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	group, err := user.LookupGroupId(me.Gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	e := newEnv(t, func(e *env, c *Config) {
+		c.Databases[0].Listen = "unix:" + SocketPath(dir, ProtocolPostgres, "pg", port)
+		c.Databases[1].Listen = "unix:" + SocketPath(dir, ProtocolMySQL, "my", 0)
+		c.SocketMode, c.SocketGroup = "0660", group.Name
+	})
+	out, err := psql(t, fmt.Sprintf("host=%s port=%d user=app dbname=postgres", dir, port), "-c", "select current_user")
+	if err != nil || out != "app" {
+		t.Fatalf("psql host=%s port=%d: %v %s", dir, port, err, out)
+	}
+	sock := filepath.Join(dir, "my.sock")
+	cmd := exec.Command("mariadb", "--no-defaults", "--socket="+sock, "-uapp", "-N", "-B", "-e", "SELECT CURRENT_USER()")
+	if o, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(o), "app@") {
+		t.Fatalf("mariadb --socket: %v %s", err, o)
+	}
+	for _, p := range []string{filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", port)), sock} {
+		st, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o660 || fmt.Sprint(st.Sys().(*syscall.Stat_t).Gid) != group.Gid {
+			t.Errorf("%s: mode %v gid %d, want 0660 and %s", p, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, group.Gid)
+		}
+	}
+	_ = e
+	// A PostgreSQL socket no client would find is refused with the right name.
+	_, err = ParseConfig([]byte(`{"ca_bundle":"x","region":"r","databases":[{"name":"orders","protocol":"postgres","endpoint":"h:5432","listen":"unix:/run/rdsgate/orders.sock"}]}`), "proxy.json")
+	if err == nil || !strings.Contains(err.Error(), "use unix:/run/rdsgate/.s.PGSQL.5432") {
+		t.Fatalf("a socket libpq cannot find: %v", err)
 	}
 }

@@ -100,7 +100,9 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 			entry.ExternalID = externalID
 		}
 		if dir, ok := strings.CutPrefix(o.ListenHost, "unix:"); ok {
-			entry.Listen = "unix:" + strings.TrimSuffix(dir, "/") + "/" + name + ".sock"
+			// Where clients look: libpq and pgx at <dir>/.s.PGSQL.<port>
+			// (host=<dir> port=<port>); mysql wherever --socket says.
+			entry.Listen = "unix:" + proxyd.SocketPath(strings.TrimSuffix(dir, "/"), entry.Protocol, name, o.FirstPort+i)
 		} else {
 			entry.Listen = net.JoinHostPort(o.ListenHost, strconv.Itoa(o.FirstPort+i))
 		}
@@ -153,6 +155,8 @@ Wants=network-online.target
 
 [Service]
 Type=simple
+RuntimeDirectory=rdsgate
+RuntimeDirectoryMode=0755
 ExecStart=%s proxy start --config %s
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,7 +44,8 @@ func TestProxyConfigure(t *testing.T) {
 		t.Fatalf("config: %+v", pc.Databases)
 	}
 	unit, err := os.ReadFile(filepath.Join(dir, "rdsgate-proxy.service"))
-	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/rdsgate proxy start --config "+conf) || !strings.Contains(string(unit), "KillSignal=SIGTERM") {
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/rdsgate proxy start --config "+conf) || !strings.Contains(string(unit), "KillSignal=SIGTERM") ||
+		!strings.Contains(string(unit), "RuntimeDirectory=rdsgate") || !strings.Contains(string(unit), "ExecReload=") {
 		t.Fatalf("unit: %v\n%s", err, unit)
 	}
 	for _, args := range [][]string{
@@ -90,6 +92,26 @@ func TestProxyConfigure(t *testing.T) {
 	}
 	if len(fleet.Databases) != 508 || chained == 0 {
 		t.Fatalf("%d databases, %d chained", len(fleet.Databases), chained)
+	}
+	// Sockets, where libpq (host=/run/rdsgate port=N) and mysql --socket look.
+	sockets := filepath.Join(dir, "sockets.json")
+	if r := run(t, "", "proxy", "configure", "--plan", planFile, "--inventory", sampleInventory, "--listen-host", "unix:/run/rdsgate", "--output", sockets); r.code != 0 {
+		t.Fatalf("sockets: %s", r.stderr)
+	}
+	sc, err := proxyd.LoadConfig(sockets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, d := range sc.Databases {
+		want := regexp.MustCompile(`^unix:/run/rdsgate/\.s\.PGSQL\.[0-9]+$`)
+		if d.Protocol == proxyd.ProtocolMySQL {
+			want = regexp.MustCompile(`^unix:/run/rdsgate/` + regexp.QuoteMeta(d.Name) + `\.sock$`)
+		}
+		if !want.MatchString(d.Listen) || seen[d.Listen] {
+			t.Fatalf("%s (%s) listens on %s", d.Name, d.Protocol, d.Listen)
+		}
+		seen[d.Listen] = true
 	}
 }
 
