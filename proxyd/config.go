@@ -59,6 +59,12 @@ type Config struct {
 	// accept and never takes a logged-in client's place.
 	MaxPendingLogins          int `json:"max_pending_logins,omitempty"`
 	MaxPendingLoginsPerSource int `json:"max_pending_logins_per_source,omitempty"`
+	// ClientTLSCert and ClientTLSKey are what sidecar TCP listeners answer
+	// a client's TLS request with (sslmode=require, verify-full; mysql
+	// --ssl), as RDS does. Without them the proxy makes a self-signed
+	// certificate at start and logs its SHA-256 fingerprint.
+	ClientTLSCert string `json:"client_tls_cert,omitempty"`
+	ClientTLSKey  string `json:"client_tls_key,omitempty"`
 	// SocketMode is the permission of unix socket listeners (default
 	// "0666": whoever can reach the directory, as loopback TCP lets every
 	// local user); SocketGroup, when set, owns them (with "0660", only
@@ -227,6 +233,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPendingLoginsPerSource == 0 {
 		c.MaxPendingLoginsPerSource = min(DefaultMaxPendingLoginsPerSource, c.MaxPendingLogins)
+	}
+	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
+		return bad("client_tls_cert and client_tls_key go together")
 	}
 	if c.SocketMode == "" {
 		c.SocketMode = "0666"

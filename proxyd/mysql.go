@@ -340,6 +340,9 @@ func (s *session) runMySQL() {
 		}
 		offer = &mysqlGreeting{version: g.version, threadID: g.threadID, caps: g.caps & relayableCaps, charset: g.charset, status: g.status,
 			reserved: g.reserved, plugin: "mysql_native_password"}
+		if s.clientTLS() != nil {
+			offer.caps |= mysql.CLIENT_SSL
+		}
 	}
 	offer.salt = make([]byte, 20)
 	_, _ = rand.Read(offer.salt)
@@ -356,10 +359,11 @@ func (s *session) runMySQL() {
 		return
 	}
 	if len(p) == 32 && binary.LittleEndian.Uint32(p)&mysql.CLIENT_SSL != 0 {
-		if !gateway {
+		conf := s.clientTLS()
+		if conf == nil {
 			return // not offered; the client gives up on its own
 		}
-		tc := tls.Server(conn, s.srv.tlsForClients())
+		tc := tls.Server(conn, conf)
 		if err := tc.Handshake(); err != nil {
 			s.count("client_error")
 			s.tlsFailed(err)

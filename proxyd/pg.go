@@ -132,8 +132,9 @@ func (s *session) runPostgres() {
 		}
 		switch r.Code {
 		case pgSSLRequest:
-			if !gateway || encrypted {
-				// Sidecar listeners are on loopback or a unix socket: no TLS.
+			conf := s.clientTLS()
+			if conf == nil || encrypted {
+				// A unix socket: libpq never asks there, others take N.
 				if _, err := conn.Write([]byte{'N'}); err != nil {
 					return
 				}
@@ -142,7 +143,7 @@ func (s *session) runPostgres() {
 			if _, err := conn.Write([]byte{'S'}); err != nil {
 				return
 			}
-			tc := tls.Server(conn, s.srv.tlsForClients())
+			tc := tls.Server(conn, conf)
 			if err := tc.Handshake(); err != nil {
 				s.count("client_error")
 				s.tlsFailed(err)

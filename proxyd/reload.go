@@ -36,7 +36,7 @@ func (s *Server) Reload(cfg *Config) ([]string, error) {
 		return nil, fmt.Errorf("%w: %s changed, which needs a restart (systemctl restart rdsgate-proxy); nothing was reloaded",
 			ErrConfig, strings.Join(fixed, ", "))
 	}
-	st, err := loadSettings(cfg)
+	st, err := loadSettings(cfg, s.selfSigned)
 	if err != nil {
 		return nil, err
 	}

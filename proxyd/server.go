@@ -2,11 +2,18 @@ package proxyd
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -26,6 +33,7 @@ import (
 type Server struct {
 	current    atomic.Pointer[settings] // what SIGHUP (Reload) replaces
 	reloadMu   sync.Mutex
+	selfSigned tls.Certificate // sidecar TLS without client_tls_cert, made at start
 	log        *slog.Logger
 	metrics    *metrics
 	creds      *credentials
@@ -76,6 +84,7 @@ type settings struct {
 	cfg        *Config
 	rbac       *RBAC
 	gatewayTLS *tls.Config
+	sidecarTLS *tls.Config // TLS for sidecar clients that ask for it
 	backendCAs *x509.CertPool
 }
 
@@ -84,9 +93,18 @@ func (s *Server) rules() *RBAC                { return s.current.Load().rbac }
 func (s *Server) tlsForClients() *tls.Config  { return s.current.Load().gatewayTLS }
 func (s *Server) databaseCAs() *x509.CertPool { return s.current.Load().backendCAs }
 
-// loadSettings reads the files a configuration names.
-func loadSettings(cfg *Config) (*settings, error) {
+// loadSettings reads the files a configuration names; selfSigned is what
+// sidecar listeners answer TLS with when no client_tls_cert is set.
+func loadSettings(cfg *Config, selfSigned tls.Certificate) (*settings, error) {
 	st := &settings{cfg: cfg}
+	st.sidecarTLS = &tls.Config{Certificates: []tls.Certificate{selfSigned}, MinVersion: tls.VersionTLS12}
+	if cfg.ClientTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientTLSCert, cfg.ClientTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("%w: client_tls_cert/client_tls_key: %v", ErrConfig, err)
+		}
+		st.sidecarTLS.Certificates = []tls.Certificate{cert}
+	}
 	pem, err := os.ReadFile(cfg.CABundle)
 	if err != nil {
 		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
@@ -111,17 +129,26 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var err error
 	s := &Server{metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
 		base: roleRef{cfg.AssumeRoleARN, cfg.ExternalID}}
 	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
 	for _, o := range opts {
 		o(s)
 	}
-	st, err := loadSettings(cfg)
+	if s.selfSigned, err = selfSignedCert(cfg); err != nil {
+		return nil, err
+	}
+	st, err := loadSettings(cfg, s.selfSigned)
 	if err != nil {
 		return nil, err
 	}
 	s.current.Store(st)
+	if cfg.ClientTLSCert == "" && sidecarOnTCP(cfg) {
+		sum := sha256.Sum256(s.selfSigned.Certificate[0])
+		s.log.Info("sidecar listeners answer TLS with a certificate made at start; set client_tls_cert for clients that verify it",
+			"sha256_fingerprint", hex.EncodeToString(sum[:]))
+	}
 	if s.awsConfig == nil {
 		opts := []func(*config.LoadOptions) error{}
 		if cfg.Region != "" {
@@ -517,4 +544,42 @@ func (r *rateLimitedLog) log(l *slog.Logger, msg string, args ...any) {
 		args = append(args, "similar_lines_suppressed", n)
 	}
 	l.Warn(msg, args...)
+}
+
+func sidecarOnTCP(cfg *Config) bool {
+	for _, d := range cfg.Databases {
+		if d.Listen != "" && !strings.HasPrefix(d.Listen, "unix:") {
+			return true
+		}
+	}
+	return false
+}
+
+// selfSignedCert makes the certificate sidecar listeners answer TLS with
+// when none is configured: for the listeners' hosts, loopback and
+// localhost, valid for a year (a restart makes a new one).
+func selfSignedCert(cfg *Config) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "rdsgate proxy"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
+	for _, d := range cfg.Databases {
+		if host, _, err := net.SplitHostPort(d.Listen); err == nil && host != "" {
+			if ip := net.ParseIP(host); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, host)
+			}
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }

@@ -130,6 +130,20 @@ func (s *session) promote(conn net.Conn, seq byte) bool {
 	return true
 }
 
+// clientTLS is the TLS a client of this listener may ask for: the
+// gateway's (with client certificates), or on a sidecar's TCP listener the
+// configured client_tls_cert or the certificate the proxy made at start;
+// nil on a unix socket.
+func (s *session) clientTLS() *tls.Config {
+	if s.db == nil {
+		return s.srv.tlsForClients()
+	}
+	if s.client.LocalAddr().Network() == "unix" {
+		return nil
+	}
+	return s.srv.current.Load().sidecarTLS
+}
+
 // tlsFailed records a client whose TLS handshake failed (a certificate
 // the client CA did not sign, an expired one, a port scanner): in the
 // audit trail, and in the log at most once a second.

@@ -181,3 +181,44 @@ func TestUnixSockets(t *testing.T) {
 		t.Fatalf("a socket libpq cannot find: %v", err)
 	}
 }
+
+// TestSidecarTLSFromClients: RDS connection strings often carry
+// sslmode=require or verify-full; a sidecar TCP listener answers TLS with
+// the configured certificate (verify-full passes) or one it made at start,
+// for PostgreSQL and MySQL, and the session relays over it.
+func TestSidecarTLSFromClients(t *testing.T) {
+	t.Parallel()
+	ca := testenv.NewCA(t, t.TempDir())
+	cert, key := ca.Issue(t, "proxy", false, "localhost", "127.0.0.1")
+	made := newEnv(t, nil)
+	configured := newEnv(t, func(e *env, c *Config) { c.ClientTLSCert, c.ClientTLSKey = cert, key })
+	if !strings.Contains(made.logs.String(), "sha256_fingerprint") {
+		t.Error("the certificate made at start is not logged with its fingerprint")
+	}
+	for name, e := range map[string]*env{"made at start": made, "configured": configured} {
+		host, port := splitAddr(t, e.srv.Addr("pg"))
+		dsn := "host=" + host + " port=" + port + " user=app dbname=postgres sslmode=require"
+		if name == "configured" {
+			dsn = "host=localhost hostaddr=" + host + " port=" + port + " user=app dbname=postgres sslmode=verify-full sslrootcert=" + ca.PEMFile
+		}
+		out, err := psql(t, dsn, "-c", "select current_user, count(*) from items")
+		if err != nil || out != "app|1000" {
+			t.Fatalf("%s: psql %s: %v %s", name, dsn, err, out)
+		}
+		out, err = psql(t, dsn, "-c", `\conninfo`)
+		if err != nil || !strings.Contains(out, "SSL connection") {
+			t.Fatalf("%s: psql's connection is not TLS: %v %s", name, err, out)
+		}
+		args := []string{"--ssl", "-e", "SHOW STATUS LIKE 'Ssl_version'"}
+		if name == "configured" {
+			args = []string{"--ssl", "--ssl-ca=" + ca.PEMFile, "--ssl-verify-server-cert", "-e", "SELECT CURRENT_USER()"}
+		}
+		addr := e.srv.Addr("my")
+		if name == "configured" {
+			addr = strings.Replace(addr, "127.0.0.1", "localhost", 1)
+		}
+		if out, err := mysqlCLI(t, addr, "app", args...); err != nil || out == "" {
+			t.Fatalf("%s: mysql --ssl: %v %s", name, err, out)
+		}
+	}
+}
