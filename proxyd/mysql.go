@@ -71,6 +71,14 @@ func writeMySQLPacket(w io.Writer, seq byte, payload []byte) error {
 	return err
 }
 
+// mysqlGreetingErr is an error sent instead of the greeting: before the
+// client has said it speaks protocol 4.1, an ERR packet has no SQL state,
+// and its code must be a server's (libmariadb calls a client-range code
+// such as 2003 a malformed packet).
+func mysqlGreetingErr(code uint16, msg string) []byte {
+	return append([]byte{0xff, byte(code), byte(code >> 8)}, msg...)
+}
+
 func mysqlErr(code uint16, state, msg string) []byte {
 	p := []byte{0xff, byte(code), byte(code >> 8), '#'}
 	p = append(p, state...)
@@ -335,7 +343,7 @@ func (s *session) runMySQL() {
 		if backend, g, err = s.mysqlGreeting(ctx); err != nil {
 			s.count("backend_error")
 			s.logger().Warn("cannot reach the database", "error", err)
-			_ = writeMySQLPacket(s.client, 0, mysqlErr(2003, "HY000", "rdsgate: "+err.Error()))
+			_ = writeMySQLPacket(s.client, 0, mysqlGreetingErr(1105, "rdsgate: "+err.Error()))
 			return
 		}
 		offer = &mysqlGreeting{version: g.version, threadID: g.threadID, caps: g.caps & relayableCaps, charset: g.charset, status: g.status,
@@ -505,7 +513,7 @@ func (s *session) mysqlGreeting(ctx context.Context) (net.Conn, *mysqlGreeting, 
 	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
 	_, p, err := readMySQLPacket(raw, maxMySQLServerLoginPacket)
 	if err != nil {
-		return nil, nil, &backendError{msg: fmt.Sprintf("%s closed the connection before greeting: %v", s.db.Name, err)}
+		return nil, nil, &backendError{msg: silentBackend(s.db.Name, "its greeting", time.Duration(s.srv.config().DialTimeout), err)}
 	}
 	if len(p) > 3 && p[0] == 0xff {
 		return nil, nil, &backendError{msg: fmt.Sprintf("%s refused the connection: %s", s.db.Name, string(p[3:]))}

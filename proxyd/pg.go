@@ -418,7 +418,7 @@ func (s *session) sslRequest(raw net.Conn) (*tls.Conn, error) {
 	}
 	var answer [1]byte
 	if _, err := io.ReadFull(raw, answer[:]); err != nil {
-		return nil, &backendError{msg: fmt.Sprintf("%s closed the connection when asked for TLS: %v", s.db.Name, err)}
+		return nil, &backendError{msg: silentBackend(s.db.Name, "the TLS request", time.Duration(s.srv.config().DialTimeout), err)}
 	}
 	_ = raw.SetDeadline(time.Time{})
 	if answer[0] != 'S' {

@@ -497,7 +497,7 @@ func (s *Server) refusePending(c net.Conn, db *Database, proto, source, why stri
 	case ProtocolPostgres:
 		_, _ = c.Write(pgError("FATAL", "53300", "rdsgate: "+why, ""))
 	case ProtocolMySQL:
-		_ = writeMySQLPacket(c, 0, mysqlErr(1040, "08004", "rdsgate: "+why))
+		_ = writeMySQLPacket(c, 0, mysqlGreetingErr(1040, "rdsgate: "+why))
 	}
 	c.Close()
 	// One line a second per limit, whichever sources a flood comes from.

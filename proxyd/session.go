@@ -214,6 +214,17 @@ func dialError(db *Database, timeout time.Duration, err error) error {
 	return &backendError{msg: fmt.Sprintf("cannot connect to %s at %s: %v; %s", db.Name, db.Endpoint, err, hint)}
 }
 
+// silentBackend says what happened when a database did not answer: a
+// timeout (it is slow or overloaded, or the network drops packets) is not
+// a close (it refused the connection, or a middlebox cut it).
+func silentBackend(db, what string, timeout time.Duration, err error) string {
+	if isTimeout(err) {
+		return fmt.Sprintf("%s did not send %s within %s (dial_timeout): the database is overloaded or the network is dropping packets; "+
+			"check its CPU and connection count, and raise dial_timeout if it is merely slow", db, what, timeout)
+	}
+	return fmt.Sprintf("%s closed the connection instead of sending %s: %v", db, what, err)
+}
+
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()

@@ -222,3 +222,57 @@ func TestSidecarTLSFromClients(t *testing.T) {
 		}
 	}
 }
+
+// TestSilentDatabaseSaysTimeoutNotClose: a database that does not answer
+// is reported as a timeout, one that hangs up as a close.
+func TestSilentDatabaseSaysTimeoutNotClose(t *testing.T) {
+	t.Parallel()
+	listen := func(hangUp bool) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				if hangUp {
+					c.Close()
+				} else {
+					t.Cleanup(func() { c.Close() })
+				}
+			}
+		}()
+		return ln.Addr().String()
+	}
+	silent, closing := listen(false), listen(true)
+	e := newEnv(t, func(e *env, c *Config) {
+		c.DialTimeout = Duration(time.Second)
+		extra := c.Databases[0]
+		extra.Name, extra.Endpoint, extra.Listen = "silent", silent, "127.0.0.1:0"
+		c.Databases = append(c.Databases, extra)
+		extra.Name, extra.Endpoint = "closing", closing
+		c.Databases = append(c.Databases, extra)
+		my := c.Databases[1]
+		my.Name, my.Endpoint = "silent-my", silent
+		c.Databases = append(c.Databases, my)
+	})
+	for db, want := range map[string]string{
+		"silent":    "silent did not send the TLS request within 1s (dial_timeout)",
+		"closing":   "closing closed the connection instead of sending the TLS request",
+		"silent-my": "silent-my did not send its greeting within 1s",
+	} {
+		var out string
+		if strings.HasSuffix(db, "-my") {
+			out, _ = mysqlCLI(t, e.srv.Addr(db), "app", "-e", "SELECT 1")
+		} else {
+			out, _ = psql(t, e.pgDSN(db, "app", "postgres"), "-c", "select 1")
+		}
+		if !strings.Contains(out, want) {
+			t.Errorf("%s: %s\nwant %q", db, out, want)
+		}
+	}
+}
