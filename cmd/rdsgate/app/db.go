@@ -337,18 +337,63 @@ func dbEnv(c *cli.Context, cfg *config) error {
 		if ca := c.String("gateway-ca"); ca != "" {
 			env["PGSSLROOTCERT"] = ca
 		}
-	} else {
+	}
+	var optionFile string
+	if db.Protocol != proxyd.ProtocolPostgres {
+		// The mysql client reads MYSQL_HOST, MYSQL_TCP_PORT and MYSQL_PWD
+		// but no user or database from the environment: an option file
+		// (mode 0600, beside the cached token) holds them all.
+		if optionFile, err = writeMySQLOptions(c, db.Name, user, dbName, host, port, tok); err != nil {
+			return err
+		}
 		env = map[string]string{"MYSQL_HOST": host, "MYSQL_TCP_PORT": port, "MYSQL_USER": user, "MYSQL_DATABASE": db.Name + "/" + dbName, "MYSQL_PWD": tok,
-			"LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN": "1"}
+			"LIBMYSQL_ENABLE_CLEARTEXT_PLUGIN": "1", "RDSGATE_MYSQL_OPTIONS": optionFile}
 	}
 	if c.String("format") == "json" {
-		return writeJSON(cfg.stdout, map[string]any{"env": env, "expires": exp.UTC().Format(time.RFC3339)})
+		out := map[string]any{"env": env, "expires": exp.UTC().Format(time.RFC3339)}
+		if optionFile != "" {
+			out["command"] = []string{"mysql", "--defaults-extra-file=" + optionFile}
+		}
+		return writeJSON(cfg.stdout, out)
 	}
 	fmt.Fprintf(cfg.stdout, "# %s as %s on %s through %s; the password is an identity token valid until %s\n", db.Name, user, dbName, addr, exp.Format(time.Kitchen))
+	if optionFile != "" {
+		fmt.Fprintf(cfg.stdout, "# mysql and mariadb: mysql --defaults-extra-file=%s\n", optionFile)
+	}
 	for _, k := range sortedKeys(env) {
 		fmt.Fprintf(cfg.stdout, "export %s='%s'\n", k, env[k])
 	}
 	return nil
+}
+
+// writeMySQLOptions writes a client option file for a gateway database,
+// for the mysql client installed here (Oracle's or MariaDB's, whose TLS
+// and clear-text options differ).
+func writeMySQLOptions(c *cli.Context, database, user, dbName, host, port, tok string) (string, error) {
+	cache, err := cacheFile(c.String("gateway"))
+	if err != nil {
+		return "", err
+	}
+	path := strings.TrimSuffix(cache, ".json") + "-" + database + ".cnf"
+	var b strings.Builder
+	fmt.Fprintf(&b, "# rdsgate db env %s: the password is an identity token; rdsgate db logout removes this file\n[client]\n", database)
+	// protocol=TCP: both clients take host=localhost for their socket.
+	fmt.Fprintf(&b, "host=%s\nport=%s\nprotocol=TCP\nuser=%s\ndatabase=%s/%s\npassword=%s\n", host, port, user, database, dbName, tok)
+	if ca := c.String("gateway-ca"); ca != "" {
+		fmt.Fprintf(&b, "ssl-ca=%s\n", ca)
+	}
+	if _, oracle := mysqlClient(); oracle != nil {
+		b.WriteString("ssl-mode=VERIFY_IDENTITY\nenable-cleartext-plugin\n")
+	} else {
+		b.WriteString("ssl-verify-server-cert\n")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		return "", err
+	}
+	return path, nil
 }
 
 func dbLogout(c *cli.Context, cfg *config) error {

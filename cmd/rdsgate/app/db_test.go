@@ -170,6 +170,26 @@ func TestDBCommands(t *testing.T) {
 	if o, err := psql.CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "app" {
 		t.Fatalf("psql with db env's settings: %v %s", err, o)
 	}
+	// MySQL: the mysql client takes no user or database from the
+	// environment, so db env writes an option file it reads.
+	out, code = rdsgate("db", "env", "shop", "--db-name", "shop", "--format", "json")
+	var mysqlSettings struct {
+		Env     map[string]string
+		Command []string
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &mysqlSettings) != nil || len(mysqlSettings.Command) != 2 {
+		t.Fatalf("db env for MySQL (%d):\n%s", code, out)
+	}
+	options := strings.TrimPrefix(mysqlSettings.Command[1], "--defaults-extra-file=")
+	if st, err := os.Stat(options); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("the option file %s: %v", options, err)
+	}
+	client, _ := mysqlClient()
+	my := exec.Command(client, "--defaults-extra-file="+options, "-N", "-B", "-e", "SELECT CURRENT_USER(), DATABASE()")
+	my.Env = append(os.Environ(), "HOME="+dir)
+	if o, err := my.CombinedOutput(); err != nil || strings.TrimSpace(string(o)) != "app@%\tshop" {
+		t.Fatalf("%s with db env's option file: %v %s", client, err, o)
+	}
 	cache, _ := filepath.Glob(filepath.Join(dir, "cache", "rdsgate", "gateways", "*.json"))
 	if len(cache) != 1 {
 		t.Fatalf("no cached token after db env: %v", cache)
