@@ -2,6 +2,8 @@
 # Installs what rdsgate's tests and demo need when it is missing: MariaDB
 # server and client, PostgreSQL 15, script(1), moto's server and terraform.
 # .ci/run and `make demo` call it; on these machines most of it is there.
+# With --bench it also installs pgbouncer and sysbench, which
+# `make bench-proxy` compares the proxy with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,9 @@ if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/init
   apt_install postgresql-15 postgresql-client-15
 fi
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client-15
+if [ "${1:-}" = "--bench" ]; then
+  apt_install pgbouncer sysbench
+fi
 # PostgreSQL refuses to run as root; the tests run it as this user.
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   useradd --system --home /var/lib/postgresql --shell /usr/sbin/nologin postgres
@@ -49,6 +54,8 @@ if ! command -v terraform >/dev/null 2>&1; then
   GOBIN="$(go env GOPATH)/bin" go install github.com/hashicorp/terraform@v1.11.4
   export PATH="$(go env GOPATH)/bin:$PATH"
 fi
-terraform version | head -1
+# sed reads it all: head would close the pipe early, and pipefail would
+# turn terraform's SIGPIPE into a failure.
+terraform version | sed -n 1p
 export CHECKPOINT_DISABLE=1
 
