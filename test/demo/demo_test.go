@@ -2,9 +2,11 @@ package demo
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +35,8 @@ func TestDemoEndToEnd(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t)}
+	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
+		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
 	if out, err := f.Apply(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -41,7 +44,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Cmd.Process.Kill(); _, _ = p.Cmd.Process.Wait() })
+	t.Cleanup(p.Stop)
 
 	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
 		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
@@ -118,7 +121,8 @@ func TestDemoThroughIAMLag(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t)}
+	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
+		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
 	if out, err := f.Apply(); err != nil {
 		t.Fatalf("apply through IAM's lag: %v\n%s", err, out)
 	}
@@ -126,11 +130,33 @@ func TestDemoThroughIAMLag(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Cmd.Process.Kill(); _, _ = p.Cmd.Process.Wait() })
+	t.Cleanup(p.Stop)
 	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
 		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
 	}
 	if out, code, err := f.Terraform("plan", "-detailed-exitcode", "-input=false", "-no-color"); err != nil || code != 0 {
 		t.Fatalf("plan after apply: exit %d %v\n%s", code, err, out)
 	}
+}
+
+// freeRun finds n consecutive free ports, for the proxy's listeners (one
+// per database from first_port): a test never takes the ports a running
+// make demo uses.
+func freeRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 100 {
+		first := testenv.FreePort(t)
+		ok := true
+		for i := 1; i < n && ok; i++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(first+i))
+			if ok = err == nil; ok {
+				ln.Close()
+			}
+		}
+		if ok {
+			return first
+		}
+	}
+	t.Fatalf("no %d consecutive free ports", n)
+	return 0
 }

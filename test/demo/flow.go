@@ -19,10 +19,11 @@ import (
 	"github.com/rdsgate/rdsgate/proxyd"
 )
 
-// Ports the demo's proxy uses.
+// Ports `make demo` gives its proxy, for people to type; tests choose
+// free ones (Flow.FirstPort, Flow.HealthAddress).
 const (
-	FirstPort     = 15432
-	HealthAddress = "127.0.0.1:19187"
+	DefaultFirstPort     = 15432
+	DefaultHealthAddress = "127.0.0.1:19187"
 )
 
 // Flow is the Terraform and proxy half of the demo, over a running Env.
@@ -32,6 +33,24 @@ type Flow struct {
 	Bin  string // bin/rdsgate
 	Env  *Env
 	TF   *testenv.Terraform
+	// FirstPort is the proxy's first database port (one per database, in
+	// name order) and HealthAddress its health endpoint; zero: the defaults.
+	FirstPort     int
+	HealthAddress string
+}
+
+func (f *Flow) firstPort() int {
+	if f.FirstPort == 0 {
+		return DefaultFirstPort
+	}
+	return f.FirstPort
+}
+
+func (f *Flow) healthAddress() string {
+	if f.HealthAddress == "" {
+		return DefaultHealthAddress
+	}
+	return f.HealthAddress
 }
 
 // awsEnv is the environment of every process that talks to the emulated AWS.
@@ -71,7 +90,7 @@ func (f *Flow) Vars() map[string]any {
 	}
 	return map[string]any{
 		"aws_endpoint": f.Env.AWSURL, "region": Region, "databases": dbs, "addresses": addrs,
-		"ca_bundle": f.Env.CABundle, "proxy_assumes_role": true, "first_port": FirstPort, "health_address": HealthAddress,
+		"ca_bundle": f.Env.CABundle, "proxy_assumes_role": true, "first_port": f.firstPort(), "health_address": f.healthAddress(),
 		// The person running the proxy on a laptop assumes its role.
 		"trusted_role_arns": []string{"arn:aws:iam::" + Account + ":root"},
 	}
@@ -144,6 +163,7 @@ type Proxy struct {
 	Cmd    *exec.Cmd
 	Config *proxyd.Config
 	Log    string
+	exited chan struct{} // closed when a child started without detach ends
 }
 
 // StartProxy writes the configuration apply produced and starts
@@ -161,6 +181,21 @@ func (f *Flow) StartProxy(detach bool) (*Proxy, error) {
 	cfg, err := proxyd.ParseConfig([]byte(raw), conf)
 	if err != nil {
 		return nil, err
+	}
+	// Refuse a taken port clearly, so that readiness below can only be
+	// this child's: another make demo, or anything else, would answer.
+	addrs := []string{cfg.HealthAddress}
+	for _, d := range cfg.Databases {
+		if d.Listen != "" && !strings.HasPrefix(d.Listen, "unix:") {
+			addrs = append(addrs, d.Listen)
+		}
+	}
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return nil, fmt.Errorf("the demo's proxy needs %s, which is taken (a make demo still up? make demo-down stops it): %v", a, err)
+		}
+		ln.Close()
 	}
 	logPath := filepath.Join(f.Dir, "proxy.log")
 	logFile, err := os.Create(logPath)
@@ -185,20 +220,44 @@ func (f *Flow) StartProxy(detach bool) (*Proxy, error) {
 		_ = os.WriteFile(filepath.Join(f.Dir, "proxy.pid"), []byte(fmt.Sprint(cmd.Process.Pid)), 0o644)
 	}
 	p := &Proxy{Cmd: cmd, Config: cfg, Log: logPath}
-	deadline := time.Now().Add(20 * time.Second)
+	exited := make(chan struct{})
+	if !detach {
+		go func() { _ = cmd.Wait(); close(exited) }()
+		p.exited = exited
+	}
+	// Ready when this child has said it listens and its health endpoint
+	// (on an address that was free before it started) answers.
+	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + HealthAddress + "/readiness")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p, nil
+		select {
+		case <-exited:
+			log, _ := os.ReadFile(logPath)
+			return nil, fmt.Errorf("the proxy exited before it was ready:\n%s", tail(string(log), 30))
+		default:
+		}
+		log, _ := os.ReadFile(logPath)
+		if strings.Contains(string(log), "rdsgate proxy started") {
+			resp, err := http.Get("http://" + cfg.HealthAddress + "/readiness")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return p, nil
+				}
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(logPath)
 	_ = cmd.Process.Kill()
-	return nil, fmt.Errorf("the proxy did not become ready within 20s:\n%s", tail(string(log), 30))
+	return nil, fmt.Errorf("the proxy did not become ready within 60s:\n%s", tail(string(log), 30))
+}
+
+// Stop ends a proxy started without detach and waits for it.
+func (p *Proxy) Stop() {
+	_ = p.Cmd.Process.Kill()
+	if p.exited != nil {
+		<-p.exited
+	}
 }
 
 // Listener returns where the proxy serves a database.
