@@ -3,6 +3,7 @@ package proxyd
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -119,7 +120,7 @@ func TestMySQLGatewayKillOnlyOwnQueries(t *testing.T) {
 		r, err := victim.Execute("SELECT SLEEP(3)")
 		if err == nil {
 			if v, _ := r.GetInt(0, 0); v != 0 {
-				err = errString("interrupted")
+				err = errors.New("interrupted")
 			}
 		}
 		done <- err
@@ -146,10 +147,6 @@ func TestMySQLGatewayKillOnlyOwnQueries(t *testing.T) {
 		t.Fatalf("another identity's query was killed: %v", err)
 	}
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 func TestJudgeMySQLQuery(t *testing.T) {
 	t.Parallel()

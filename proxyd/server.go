@@ -216,7 +216,6 @@ func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {
 // Start opens the listeners and the health endpoints and serves until
 // Shutdown.
 func (s *Server) Start() error {
-	listen := s.listenOn
 	fail := func(what, addr string, err error) error {
 		s.closeListeners()
 		hint := ""
@@ -230,7 +229,7 @@ func (s *Server) Start() error {
 		if db.Listen == "" {
 			continue
 		}
-		ln, err := listen(db.Listen)
+		ln, err := s.listenOn(db.Listen)
 		if err != nil {
 			return fail("database "+db.Name, db.Listen, err)
 		}
@@ -242,7 +241,7 @@ func (s *Server) Start() error {
 			if addr == "" {
 				continue
 			}
-			ln, err := listen(addr)
+			ln, err := s.listenOn(addr)
 			if err != nil {
 				return fail("gateway", addr, err)
 			}

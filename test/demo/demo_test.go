@@ -29,14 +29,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	env := Start(t, dir)
-	bin := filepath.Join(dir, "rdsgate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
-		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	f := testFlow(t, dir, env)
 	if out, err := f.Apply(); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -115,14 +108,7 @@ func TestDemoThroughIAMLag(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	env := StartWith(t, dir, Options{IAMLag: 2 * time.Second})
-	bin := filepath.Join(dir, "rdsgate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	f := &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
-		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
+	f := testFlow(t, dir, env)
 	if out, err := f.Apply(); err != nil {
 		t.Fatalf("apply through IAM's lag: %v\n%s", err, out)
 	}
@@ -159,4 +145,18 @@ func freeRun(t *testing.T, n int) int {
 	}
 	t.Fatalf("no %d consecutive free ports", n)
 	return 0
+}
+
+// testFlow builds rdsgate into dir and gives the flow free ports, so a
+// test never answers for (or is answered by) a make demo that is up.
+func testFlow(t *testing.T, dir string, env *Env) *Flow {
+	t.Helper()
+	bin := filepath.Join(dir, "rdsgate")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	return &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
+		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
 }

@@ -132,26 +132,32 @@ func TestProxyStartAndSignals(t *testing.T) {
 		"--listen", "127.0.0.1:"+port, "--ca-bundle", emu.CAFile, "--health-address", "127.0.0.1:0", "--output", conf); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	start := func() (*exec.Cmd, *lockedBuffer) {
+	var logs *lockedBuffer // the running proxy's
+	// waitLines waits for the running proxy to have logged line n times.
+	waitLines := func(line string, n int) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for strings.Count(logs.String(), line) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q (%d) in the proxy's log:\n%s", line, n, logs)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "proxy", "start", "--config", conf)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDCLITEST", "AWS_SECRET_ACCESS_KEY=cli-test-secret", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
-		logs := &lockedBuffer{}
+		logs = &lockedBuffer{}
 		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		// Ready when this child says so (not whatever answers the port).
-		deadline := time.Now().Add(60 * time.Second)
-		for !strings.Contains(logs.String(), "rdsgate proxy started") {
-			if time.Now().After(deadline) {
-				t.Fatalf("the proxy did not start:\n%s", logs)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		return cmd, logs
+		waitLines("rdsgate proxy started", 1)
+		return cmd
 	}
 	dsn := "host=127.0.0.1 port=" + port + " user=app dbname=postgres sslmode=disable"
-	cmd, logs := start()
+	cmd := start()
 	out, err := exec.Command("psql", "-X", "-A", "-t", dsn, "-c", "select 'through the proxy'").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "through the proxy" {
 		t.Fatalf("psql: %v %s\n%s", err, out, logs)
@@ -168,16 +174,6 @@ func TestProxyStartAndSignals(t *testing.T) {
 		var n int
 		if err := held.QueryRow(ctx, "select 1").Scan(&n); err != nil {
 			t.Fatalf("the open session %s: %v\n%s", when, err, logs)
-		}
-	}
-	waitLines := func(line string, n int) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for strings.Count(logs.String(), line) < n {
-			if time.Now().After(deadline) || cmd.ProcessState != nil {
-				t.Fatalf("no %q (%d) in the proxy's log:\n%s", line, n, logs)
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	pc, err := proxyd.LoadConfig(conf)
@@ -221,7 +217,7 @@ func TestProxyStartAndSignals(t *testing.T) {
 
 	// A session that never ends: the first SIGTERM drains (up to 30s), the
 	// second one ends the proxy at once with 143.
-	cmd, logs = start()
+	cmd = start()
 	hold := exec.Command("psql", "-X", dsn, "-c", "select pg_sleep(60)")
 	if err := hold.Start(); err != nil {
 		t.Fatal(err)
@@ -229,16 +225,6 @@ func TestProxyStartAndSignals(t *testing.T) {
 	defer hold.Process.Kill()
 	// Wait for events, not for time: the session has started, then the
 	// drain has begun with it open.
-	waitLines = func(line string, n int) {
-		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for strings.Count(logs.String(), line) < n {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in the proxy's log:\n%s", line, logs)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	waitLines(`"msg":"session started"`, 1)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitLines(`"open":1`, 1)
