@@ -43,7 +43,7 @@ func BenchmarkPreAuthFlood(b *testing.B) {
 	if err := os.WriteFile(rbac, []byte(`{"rules":[{"name":"bench","identities":["CN=bench"],"databases":["*"],"db_users":["postgres"],"db_names":["*"]}]}`), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	binaries := []struct{ name, path string }{{"rdsgate", buildRdsgate(b)}}
+	binaries := []struct{ name, path string }{{"rdsgate", testenv.BuildRdsgate(b)}}
 	ref := os.Getenv("BENCH_BASELINE_REF")
 	if _, set := os.LookupEnv("BENCH_BASELINE_REF"); !set {
 		ref = "ee93dab"
@@ -163,11 +163,5 @@ func buildAt(b *testing.B, ref string) (string, error) {
 		return "", fmt.Errorf("git worktree add %s: %v: %s", ref, err, out)
 	}
 	b.Cleanup(func() { _ = exec.Command("git", "-C", "..", "worktree", "remove", "--force", tree).Run() })
-	bin := filepath.Join(b.TempDir(), "rdsgate-baseline")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	cmd.Dir = tree
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build at %s: %v: %s", ref, err, out)
-	}
-	return bin, nil
+	return testenv.BuildRdsgate(b, tree), nil
 }

@@ -8,14 +8,15 @@
 // proxy, verify-full TLS from the proxy to the server) and through pgbouncer
 // in session mode (TLS to the server); new connections per second with
 // pgbench -C. MySQL: sysbench oltp_read_only with 8 threads directly over TLS
-// and through rdsgate. Memory: 1,000 idle clients held through the proxy.
+// and through rdsgate. Query cancels while pgbench keeps the server busy:
+// how many succeed and how long they take, directly, through rdsgate and
+// through pgbouncer. Memory: 1,000 idle clients held through the proxy.
 // Every number is reported with its ratio to the direct connection; nothing
 // here asserts a time, because these machines are shared.
 package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,7 +44,7 @@ func envInt(name string, def int) int {
 }
 
 // want reports whether a workload is in BENCH_WORKLOADS (all when unset):
-// select, tpcb, connect, sysbench, idle.
+// select, tpcb, connect, sysbench, cancel, idle.
 func want(w string) bool {
 	list := os.Getenv("BENCH_WORKLOADS")
 	return list == "" || strings.Contains(","+list+",", ","+w+",")
@@ -78,53 +79,16 @@ func cpuTicks(b *testing.B, pid int) float64 {
 
 const ticksPerSecond = 100
 
-func buildRdsgate(b *testing.B) string {
-	b.Helper()
-	bin := filepath.Join(b.TempDir(), "rdsgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	cmd.Dir = ".."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // startProxy runs the rdsgate binary with a configuration, as a separate
 // process like pgbouncer, and returns its pid and health address.
 func startProxy(b *testing.B, bin string, cfg *proxyd.Config) (int, string) {
 	b.Helper()
-	data, _ := json.MarshalIndent(cfg, "", "  ")
-	path := filepath.Join(b.TempDir(), "proxy.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "proxy", "start", "--config", path)
-	// Tokens are signed but never checked: the servers trust loopback TLS.
-	cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDBENCH", "AWS_SECRET_ACCESS_KEY=bench", "AWS_EC2_METADATA_DISABLED=true")
+	var env []string
 	if p := os.Getenv("BENCH_PROXY_GOMAXPROCS"); p != "" {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+p)
+		env = append(env, "GOMAXPROCS="+p)
 	}
-	logs := &strings.Builder{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGKILL); _ = cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + cfg.HealthAddress + "/startup")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("the proxy did not start: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return cmd.Process.Pid, cfg.HealthAddress
+	p := testenv.StartProxyProcess(b, bin, cfg, cfg.HealthAddress, env...)
+	return p.PID, p.Health
 }
 
 func startPgbouncer(b *testing.B, pg *testenv.Postgres) (int, int) {
@@ -263,7 +227,7 @@ func metric(b *testing.B, health, name string) float64 {
 }
 
 func BenchmarkProxy(b *testing.B) {
-	bin := buildRdsgate(b)
+	bin := testenv.BuildRdsgate(b)
 	pg := testenv.StartPostgres(b, testenv.PostgresOptions{MaxConnections: idleClients + 200})
 	my := testenv.StartMariaDB(b, testenv.MariaDBOptions{SkipGrantTables: true, MaxConnections: 400})
 	if out, err := exec.Command("pgbench", "-i", "-q", "-s", "10", "-h", pg.SocketDir, "-p", itoa(pg.Port), "-U", "postgres", "postgres").CombinedOutput(); err != nil {
@@ -404,6 +368,14 @@ func BenchmarkProxy(b *testing.B) {
 		fmt.Printf("%-42s %-18s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", "sysbench oltp_read_only", tg.name, tps, lat, r.cpuUS)
 	}
 
+	// Query cancels under load: success and latency, as the client sees them.
+	var cancels []cancelResult
+	if want("cancel") {
+		for _, tg := range targets[:3] { // direct, rdsgate, pgbouncer
+			cancels = append(cancels, cancelUnderLoad(b, tg.name, tg.dsn, envInt("BENCH_CANCELS", 100)))
+		}
+	}
+
 	// Memory: idle clients held through the proxy.
 	if !want("idle") {
 		idleClients = 0
@@ -444,6 +416,10 @@ func BenchmarkProxy(b *testing.B) {
 			cpu = fmt.Sprintf("%.1f µs", r.cpuUS)
 		}
 		fmt.Fprintf(&sb, "%-42s %-18s %12.1f %12.3f %10.2f %14s\n", r.workload, r.target, r.tps, r.latencyMS, r.tps/direct[r.workload], cpu)
+	}
+	for _, c := range cancels {
+		fmt.Fprintf(&sb, "%-42s %-18s %5d/%-5d ok %6.2f ms p50 %6.2f ms p99 (%.2fx, %.2fx direct)\n", "cancel under select-only load", c.target,
+			c.ok, c.trials, ms(c.p50), ms(c.p99), ms(c.p50)/ms(cancels[0].p50), ms(c.p99)/ms(cancels[0].p99))
 	}
 	fmt.Fprintf(&sb, "\nidle clients held through rdsgate: %.0f; proxy RSS %d KiB -> %d KiB: %.1f KiB per idle connection (Go heap and stacks: %.1f KiB)\n",
 		active, before, after, perConnRSS, perConnHeap)

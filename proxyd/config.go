@@ -55,8 +55,10 @@ type Config struct {
 	MaxConnections int `json:"max_connections,omitempty"`
 	// MaxPendingLogins bounds connections that have not logged in yet
 	// (0: 1,000), and MaxPendingLoginsPerSource those from one address
-	// (0: 100): a flood of connections that send nothing is refused at
-	// accept and never takes a logged-in client's place.
+	// (0: 100 for a gateway; for a sidecar, which serves its own
+	// application's pool, the same as max_pending_logins): a flood of
+	// connections that send nothing is refused at accept and never takes a
+	// logged-in client's place.
 	MaxPendingLogins          int `json:"max_pending_logins,omitempty"`
 	MaxPendingLoginsPerSource int `json:"max_pending_logins_per_source,omitempty"`
 	// ClientTLSCert and ClientTLSKey are what sidecar TCP listeners answer
@@ -232,7 +234,12 @@ func (c *Config) Validate() error {
 		c.MaxPendingLogins = DefaultMaxPendingLogins
 	}
 	if c.MaxPendingLoginsPerSource == 0 {
-		c.MaxPendingLoginsPerSource = min(DefaultMaxPendingLoginsPerSource, c.MaxPendingLogins)
+		// A sidecar's clients are its application: a pool that opens 400
+		// connections at start is one source and no flood.
+		c.MaxPendingLoginsPerSource = c.MaxPendingLogins
+		if c.Gateway != nil {
+			c.MaxPendingLoginsPerSource = min(DefaultMaxPendingLoginsPerSource, c.MaxPendingLogins)
+		}
 	}
 	if (c.ClientTLSCert == "") != (c.ClientTLSKey == "") {
 		return bad("client_tls_cert and client_tls_key go together")

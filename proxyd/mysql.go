@@ -23,6 +23,13 @@ import (
 const relayableCaps = ^uint32(mysql.CLIENT_COMPRESS | mysql.CLIENT_SSL | mysql.CLIENT_ZSTD_COMPRESSION_ALGORITHM |
 	mysql.CLIENT_SSL_VERIFY_SERVER_CERT | mysql.CLIENT_REMEMBER_OPTIONS)
 
+// sidecarCaps are relayed end to end in sidecar mode only. zlib compression
+// starts after the login's OK packet, and from then on a sidecar relays the
+// session's bytes untouched, so the client and the database compress to each
+// other through it, as they would directly. A gateway reads every command
+// (RBAC), so it offers no compression.
+const sidecarCaps = mysql.CLIENT_COMPRESS
+
 // gatewayCaps are offered to gateway clients before the database is known:
 // what MySQL 5.7 and later, Aurora MySQL and MariaDB 10.6 and later all have.
 const gatewayCaps = mysql.CLIENT_LONG_PASSWORD | mysql.CLIENT_FOUND_ROWS | mysql.CLIENT_LONG_FLAG | mysql.CLIENT_CONNECT_WITH_DB |
@@ -346,7 +353,7 @@ func (s *session) runMySQL() {
 			_ = writeMySQLPacket(s.client, 0, mysqlGreetingErr(1105, "rdsgate: "+err.Error()))
 			return
 		}
-		offer = &mysqlGreeting{version: g.version, threadID: g.threadID, caps: g.caps & relayableCaps, charset: g.charset, status: g.status,
+		offer = &mysqlGreeting{version: g.version, threadID: g.threadID, caps: g.caps & (relayableCaps | sidecarCaps), charset: g.charset, status: g.status,
 			reserved: g.reserved, plugin: "mysql_native_password"}
 		if s.clientTLS() != nil {
 			offer.caps |= mysql.CLIENT_SSL
@@ -460,7 +467,11 @@ func (s *session) runMySQL() {
 	}
 
 	start := time.Now()
-	tc, br, ok, err := s.loginMySQL(ctx, backend, g, resp)
+	relayed := relayableCaps
+	if !gateway {
+		relayed |= sidecarCaps
+	}
+	tc, br, ok, err := s.loginMySQL(ctx, backend, g, resp, relayed)
 	if err != nil {
 		var refused *mysqlRefusal
 		switch {
@@ -540,12 +551,12 @@ func (e *mysqlRefusal) Error() string { return fmt.Sprintf("ERROR %d: %s", e.cod
 // loginMySQL upgrades the database connection to TLS and logs in with the
 // client's capabilities and an IAM token over mysql_clear_password. It
 // returns the OK packet for the client.
-func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse) (net.Conn, *bufio.Reader, []byte, error) {
+func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse, relayed uint32) (net.Conn, *bufio.Reader, []byte, error) {
 	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
 	if err != nil {
 		return nil, nil, nil, &backendError{msg: err.Error()}
 	}
-	caps := (resp.Caps & relayableCaps & g.caps) | mysql.CLIENT_SSL | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION |
+	caps := (resp.Caps & relayed & g.caps) | mysql.CLIENT_SSL | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION |
 		mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
 	if err := writeMySQLPacket(raw, 1, resp.sslRequest(caps)); err != nil {
 		return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}

@@ -31,6 +31,19 @@ func TestMySQLSidecar(t *testing.T) {
 			t.Fatalf("20,000 rows: %v, %d lines", err, strings.Count(rows, "\n")+1)
 		}
 	})
+	t.Run("compression end to end", func(t *testing.T) {
+		// The client asks for zlib compression; the sidecar relays it to the
+		// database, which compresses the session as it would directly.
+		out, err := mysqlCLI(t, addr, "app", "shop", "--compress", "-e",
+			"SHOW SESSION STATUS LIKE 'Compression'; SELECT COUNT(*), SUM(LENGTH(REPEAT(name, 10))) FROM seq_1_to_50000 JOIN (SELECT 'abcdefghij' AS name) n")
+		if err != nil || out != "Compression\tON\n50000\t5000000" {
+			t.Fatalf("%v: %q", err, out)
+		}
+		out, err = mysqlCLI(t, addr, "app", "shop", "-e", "SHOW SESSION STATUS LIKE 'Compression'")
+		if err != nil || out != "Compression\tOFF" {
+			t.Fatalf("without --compress: %v: %q", err, out)
+		}
+	})
 	t.Run("prepared statements", func(t *testing.T) {
 		conn, err := client.Connect(addr, "app", "", "shop")
 		if err != nil {

@@ -94,8 +94,15 @@ func FuzzParseMySQLGreeting(f *testing.F) {
 func TestConfigValidation(t *testing.T) {
 	t.Parallel()
 	ok := `{"region":"us-east-1","ca_bundle":"/etc/rds.pem","databases":[{"name":"orders","protocol":"postgres","endpoint":"orders.abc.us-east-1.rds.amazonaws.com:5432","listen":"127.0.0.1:5432"}]}`
-	if c, err := ParseConfig([]byte(ok), "proxy.json"); err != nil || c.MaxConnections != DefaultMaxConnections || time.Duration(c.DialTimeout) != DefaultDialTimeout {
-		t.Fatalf("valid config: %v", err)
+	if c, err := ParseConfig([]byte(ok), "proxy.json"); err != nil || c.MaxConnections != DefaultMaxConnections || time.Duration(c.DialTimeout) != DefaultDialTimeout ||
+		c.MaxPendingLoginsPerSource != DefaultMaxPendingLogins {
+		// A sidecar's one source is its application's pool (go-sql-driver's
+		// suite opens 400 at once): no per-source bound below the total.
+		t.Fatalf("valid config: %v (per source %d)", err, c.MaxPendingLoginsPerSource)
+	}
+	gw := `{"region":"us-east-1","ca_bundle":"x","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r","client_ca":"ca"}}`
+	if c, err := ParseConfig([]byte(gw), "proxy.json"); err != nil || c.MaxPendingLoginsPerSource != DefaultMaxPendingLoginsPerSource {
+		t.Fatalf("gateway config: %v (per source %d)", err, c.MaxPendingLoginsPerSource)
 	}
 	for name, tc := range map[string]struct{ cfg, want string }{
 		"unknown field":            {`{"ca_bundl":"x"}`, `unknown field "ca_bundl"`},

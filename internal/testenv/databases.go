@@ -43,6 +43,10 @@ type Postgres struct {
 // PostgresOptions change the server's set-up.
 type PostgresOptions struct {
 	MaxConnections int
+	// AllowPlaintext accepts TCP without TLS too, for suites that compare a
+	// client straight to the server with the same client through the proxy
+	// (which accepts plaintext from clients on its own listeners).
+	AllowPlaintext bool
 }
 
 // Addr is host:port.
@@ -153,6 +157,9 @@ log_min_messages = warning
 `, p.Port, p.SocketDir, o.MaxConnections, certFile, key)
 	appendFile(t, filepath.Join(data, "postgresql.conf"), conf)
 	hba := "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n"
+	if o.AllowPlaintext {
+		hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+	}
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o644); err != nil {
 		t.Fatal(err)
 	}

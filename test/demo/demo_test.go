@@ -4,8 +4,6 @@ import (
 	"context"
 	"net"
 	"net/url"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -151,12 +149,6 @@ func freeRun(t *testing.T, n int) int {
 // test never answers for (or is answered by) a make demo that is up.
 func testFlow(t *testing.T, dir string, env *Env) *Flow {
 	t.Helper()
-	bin := filepath.Join(dir, "rdsgate")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	return &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: bin, Env: env, TF: testenv.StartTerraform(t),
+	return &Flow{Root: testenv.RepoRoot(), Dir: dir, Bin: testenv.BuildRdsgate(t), Env: env, TF: testenv.StartTerraform(t),
 		FirstPort: freeRun(t, len(env.Databases)), HealthAddress: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
 }

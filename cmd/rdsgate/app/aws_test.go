@@ -301,13 +301,7 @@ func TestDriftAndDoctor(t *testing.T) {
 // buildBinary builds rdsgate once per test run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rdsgate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rdsgate")
-	cmd.Dir = "../../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
+	return testenv.BuildRdsgate(t)
 }
 
 // TestConfirmAtATerminal runs create-iam under a pseudo-terminal (util-linux
