@@ -144,6 +144,18 @@ func Connect(ctx context.Context, c Config) (*Clients, error) {
 	if err != nil {
 		return nil, explainConfigError(err, c.Profile)
 	}
+	// A typo in a region otherwise reaches AWS as a host name that does not
+	// exist: retries, then an XML syntax error. Refuse it here, whether it
+	// came from --region, AWS_REGION or the profile.
+	if cfg.Region != "" {
+		if _, err := policies.PartitionOf(cfg.Region); err != nil {
+			from := "--region"
+			if c.Region == "" {
+				from = "the region from AWS_REGION or the profile"
+			}
+			return nil, fmt.Errorf("%s: %w", from, err)
+		}
+	}
 	cl := &Clients{Config: cfg, Calls: c.Calls, Endpoints: c.Endpoints, LeaseSettle: c.LeaseSettle, ConsistencyWait: c.ConsistencyWait}
 	if cl.LeaseSettle == 0 {
 		cl.LeaseSettle = DefaultLeaseSettle

@@ -152,6 +152,21 @@ const (
 	TagDBUsers = "rdsgate:db-users"
 )
 
+// CheckDiscoverTypes checks --types of discover before any AWS call.
+func CheckDiscoverTypes(types []string) error {
+	for _, t := range types {
+		switch t {
+		case DiscoverRDS, DiscoverAurora, DiscoverRDSProxy:
+		case policies.TypeRedshift, policies.TypeRedshiftServerless:
+			return fmt.Errorf("%w: --types %s: discover lists RDS instances (rds), Aurora clusters (aurora) and RDS Proxies (rds-proxy); "+
+				"it does not list Redshift (print-iam grants Redshift's permissions for a proxy that serves it)", policies.ErrInvalidInput, t)
+		default:
+			return fmt.Errorf("%w: unknown type %q; use rds, aurora or rds-proxy", policies.ErrInvalidInput, t)
+		}
+	}
+	return nil
+}
+
 // Discover lists the databases of the given types and regions as an
 // inventory, with the ones rdsgate cannot serve in Skipped.
 func Discover(ctx context.Context, c *Clients, o DiscoverOptions) (*policies.Inventory, error) {
@@ -161,10 +176,8 @@ func Discover(ctx context.Context, c *Clients, o DiscoverOptions) (*policies.Inv
 		}
 		o.Regions = []string{c.Config.Region}
 	}
-	for _, t := range o.Types {
-		if t != DiscoverRDS && t != DiscoverAurora && t != DiscoverRDSProxy {
-			return nil, fmt.Errorf("%w: unknown type %q; use rds, aurora or rds-proxy", policies.ErrInvalidInput, t)
-		}
+	if err := CheckDiscoverTypes(o.Types); err != nil {
+		return nil, err
 	}
 	if len(o.Types) == 0 {
 		o.Types = []string{DiscoverRDS, DiscoverAurora, DiscoverRDSProxy}

@@ -68,12 +68,21 @@ func PartitionOf(region string) (string, error) {
 func Regions(partition string) []string { return slices.Clone(regions[partition]) }
 
 func nearestRegion(s string) string {
-	best, bestD := "", 3
+	var all []string
 	for _, rs := range regions {
-		for _, r := range rs {
-			if d := editDistance(strings.ToLower(s), r); d < bestD || (d == bestD && best != "" && r < best) {
-				best, bestD = r, d
-			}
+		all = append(all, rs...)
+	}
+	return Nearest(s, all, 2)
+}
+
+// Nearest is the candidate closest to s (case-insensitive), at most
+// maxEdits edits away, the first in sort order on a tie; "" when none is.
+// Error messages use it for "did you mean".
+func Nearest(s string, candidates []string, maxEdits int) string {
+	best, bestD := "", maxEdits+1
+	for _, c := range candidates {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
 		}
 	}
 	return best

@@ -68,6 +68,18 @@ func NewBootstrapPolicy(o BootstrapOptions) (*BootstrapPolicy, error) {
 	if len(o.Types) == 0 {
 		o.Types = []string{TypeRDS}
 	}
+	// Aurora clusters are RDS to IAM (the same rds: and rds-db: actions);
+	// discover lists them as aurora, so the same word is taken here.
+	types := make([]string, 0, len(o.Types))
+	for _, t := range o.Types {
+		if t == "aurora" {
+			t = TypeRDS
+		}
+		if !slices.Contains(types, t) {
+			types = append(types, t)
+		}
+	}
+	o.Types = types
 	for _, t := range o.Types {
 		if !slices.Contains(BootstrapTypes, t) {
 			return nil, fmt.Errorf("%w: unknown type %q; use one or more of %s", ErrInvalidInput, t, strings.Join(BootstrapTypes, ","))

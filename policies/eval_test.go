@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"encoding/json"
 	"testing"
 )
 
@@ -182,6 +183,26 @@ func TestBootstrapPolicy(t *testing.T) {
 	} {
 		if _, err := NewBootstrapPolicy(bad); err == nil {
 			t.Errorf("NewBootstrapPolicy(%+v) succeeded", bad)
+		}
+	}
+}
+
+// Aurora clusters are RDS to IAM: --types aurora (discover's word for
+// clusters) grants what rds grants, once.
+func TestBootstrapAuroraIsRDS(t *testing.T) {
+	want, err := NewBootstrapPolicy(BootstrapOptions{Types: []string{TypeRDS}, Name: "proxy", AccountID: testAccount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, types := range [][]string{{"aurora"}, {"aurora", TypeRDS}} {
+		got, err := NewBootstrapPolicy(BootstrapOptions{Types: types, Name: "proxy", AccountID: testAccount})
+		if err != nil {
+			t.Fatalf("%v: %v", types, err)
+		}
+		a, _ := json.Marshal(got.Policy)
+		b, _ := json.Marshal(want.Policy)
+		if string(a) != string(b) {
+			t.Fatalf("%v grants\n%s\nwant what rds grants\n%s", types, a, b)
 		}
 	}
 }

@@ -313,16 +313,14 @@ func validateEngine(db *Database, add func(field, format string, args ...any)) {
 }
 
 func nearestEngine(s string) string {
-	best, bestD := "", 4
-	for _, e := range engines {
-		if d := editDistance(strings.ToLower(s), string(e)); d < bestD {
-			best, bestD = string(e), d
-		}
-	}
 	if s == "aurora" {
 		return string(EngineAuroraMySQL)
 	}
-	return best
+	names := make([]string, len(engines))
+	for i, e := range engines {
+		names[i] = string(e)
+	}
+	return Nearest(s, names, 3)
 }
 
 func joinEngines() string {

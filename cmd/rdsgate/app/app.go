@@ -156,11 +156,34 @@ func setUsageErrors(c *cli.Command) {
 }
 
 func onUsageError(c *cli.Context, err error, _ bool) error {
-	msg := strings.TrimPrefix(err.Error(), "flag provided but not defined: ")
-	if msg != err.Error() {
-		msg = "unknown flag " + msg
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: "); ok {
+		name = strings.TrimLeft(name, "-")
+		msg = "unknown flag --" + name
+		if near := nearestFlag(c.Command.Flags, name); near != "" {
+			msg += "; did you mean --" + near + "?"
+		}
 	}
 	return usageError("%s (see '%s --help')", msg, c.Command.HelpName)
+}
+
+// nearestFlag is the command's flag a mistyped name most likely meant: one
+// that is a few edits away, or that contains it or is contained in it
+// (--role for --base-role).
+func nearestFlag(flags []cli.Flag, name string) string {
+	var names []string
+	for _, f := range flags {
+		names = append(names, f.Names()...)
+	}
+	if near := policies.Nearest(name, names, 2); near != "" {
+		return near
+	}
+	for _, n := range names {
+		if len(name) >= 3 && (strings.Contains(n, name) || strings.Contains(name, n)) {
+			return n
+		}
+	}
+	return ""
 }
 
 // unknownCommand is the action of command groups: without a subcommand it

@@ -187,8 +187,15 @@ func TestDiscoverEnableAndPlan(t *testing.T) {
 		if _, err := api.CreateDBInstance(ctx, &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String(db.id), Engine: aws.String("postgres"),
 			DBInstanceClass: aws.String("db.t3.micro"), MasterUsername: aws.String("admin"), MasterUserPassword: aws.String("password-password"),
 			AllocatedStorage: aws.Int32(20), EnableIAMDatabaseAuthentication: aws.Bool(db.iam),
-			Tags: []rdstypes.Tag{{Key: aws.String("rdsgate:db-users"), Value: aws.String("app")}}}); err != nil {
+			Tags: []rdstypes.Tag{{Key: aws.String("rdsgate:db-users"), Value: aws.String("app")}, {Key: aws.String("env"), Value: aws.String("prod")}}}); err != nil {
 			t.Fatal(err)
+		}
+	}
+	// Tags separated by a comma are two tags, both of which must match.
+	for tags, want := range map[string]bool{"env=prod,rdsgate:db-users=app": true, "env=prod,rdsgate:db-users=other": false} {
+		r := run(t, "", "discover", "--tag", tags)
+		if r.code != 0 || strings.Contains(r.stdout, `"orders"`) != want {
+			t.Fatalf("discover --tag %s: exit %d, want orders listed: %v\n%s%s", tags, r.code, want, r.stdout, r.stderr)
 		}
 	}
 	r := run(t, "", "discover", "--format", "table")

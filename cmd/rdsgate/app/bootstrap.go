@@ -127,8 +127,8 @@ func createIAM(c *cli.Context, cfg *config) error {
 func principalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringSliceFlag{Name: "types", Value: cli.NewStringSlice(policies.TypeRDS), EnvVars: []string{"RDSGATE_TYPES"},
-			Usage: "database types the proxy serves: " + strings.Join(policies.BootstrapTypes, ",")},
-		&cli.StringFlag{Name: "role", EnvVars: []string{"RDSGATE_ROLE"}, Usage: "the proxy's IAM role, as a name or an ARN"},
+			Usage: "database types the proxy serves: " + strings.Join(policies.BootstrapTypes, ",") + " (aurora, as discover calls clusters, is rds)"},
+		&cli.StringFlag{Name: "role", Aliases: []string{"base-role"}, EnvVars: []string{"RDSGATE_ROLE"}, Usage: "the proxy's IAM role, as a name or an ARN"},
 		&cli.StringFlag{Name: "user", EnvVars: []string{"RDSGATE_USER"}, Usage: "the proxy's IAM user, as a name or an ARN"},
 		&cli.StringFlag{Name: "path", Value: "/", Usage: "IAM path of the role or user"},
 		&cli.StringSliceFlag{Name: "assume-role-arn", Usage: "a role the proxy may assume (repeat for several)"},

@@ -202,6 +202,9 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		case region == "":
 			return usageError("--region is required: tokens are signed for the database's region")
 		}
+		if _, err := policies.PartitionOf(region); err != nil {
+			return usageError("--region: %v", err)
+		}
 		if err := oneOf("protocol", proto, proxyd.ProtocolPostgres, proxyd.ProtocolMySQL); err != nil {
 			return err
 		}

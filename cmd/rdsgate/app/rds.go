@@ -80,7 +80,7 @@ func discoverCommand(cfg *config) *cli.Command {
 		Flags: append([]cli.Flag{
 			&cli.StringSliceFlag{Name: "types", Value: cli.NewStringSlice("rds", "aurora", "rds-proxy"), Usage: "what to list: rds, aurora, rds-proxy"},
 			&cli.StringSliceFlag{Name: "regions", EnvVars: []string{"RDSGATE_REGIONS"}, Usage: "regions to list (default: --region)"},
-			&cli.StringSliceFlag{Name: "tag", Usage: "only databases with this tag, as key=value or key (repeat: all must match)"},
+			&cli.StringSliceFlag{Name: "tag", Usage: "only databases with this tag, as key=value or key (repeat or separate with commas: all must match)"},
 			&cli.StringSliceFlag{Name: "db-users", Value: cli.NewStringSlice("*"), Usage: "users for databases without an rdsgate:db-users tag"},
 			&cli.StringFlag{Name: "assume-role-arn", Usage: "list as this role (another account)"},
 			&cli.StringFlag{Name: "external-id", Usage: "external id for --assume-role-arn"},
@@ -96,8 +96,13 @@ func discover(c *cli.Context, cfg *config) error {
 	if err := oneOf("format", format, "json", "table"); err != nil {
 		return err
 	}
+	if path := c.String("output"); path == "json" || path == "table" || path == "text" {
+		return usageError("--output names the file to write the inventory to; for a %s on standard output use --format %s", path, strings.Replace(path, "text", "table", 1))
+	}
 	tags := map[string]string{}
-	for _, t := range c.StringSlice("tag") {
+	// AWS tags hold no commas, so env=prod,team=x is two tags, as every
+	// other list flag reads a comma.
+	for _, t := range splitList(c.StringSlice("tag")) {
 		k, v, _ := strings.Cut(t, "=")
 		if k == "" {
 			return usageError("--tag %q must be key=value or key", t)
@@ -106,6 +111,9 @@ func discover(c *cli.Context, cfg *config) error {
 	}
 	if c.String("external-id") != "" && c.String("assume-role-arn") == "" {
 		return usageError("--external-id has no effect without --assume-role-arn")
+	}
+	if err := bootstrap.CheckDiscoverTypes(splitList(c.StringSlice("types"))); err != nil {
+		return err
 	}
 	aws, err := connectAWS(c)
 	if err != nil {

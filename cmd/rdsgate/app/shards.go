@@ -77,7 +77,7 @@ func planFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "inventory", EnvVars: []string{"RDSGATE_INVENTORY"}, Usage: "inventory `FILE` of databases (JSON; - for standard input)"},
 		&cli.StringFlag{Name: "previous", EnvVars: []string{"RDSGATE_PREVIOUS_PLAN"}, Usage: "the plan in effect, as `FILE`: databases stay where it put them"},
-		&cli.StringFlag{Name: "base-role", EnvVars: []string{"RDSGATE_BASE_ROLE"}, Usage: "the proxy's role, as a name or an ARN"},
+		&cli.StringFlag{Name: "base-role", Aliases: []string{"role"}, EnvVars: []string{"RDSGATE_BASE_ROLE"}, Usage: "the proxy's role, as a name or an ARN"},
 		&cli.StringFlag{Name: "user", EnvVars: []string{"RDSGATE_USER"}, Usage: "the proxy's IAM user, as a name or an ARN, instead of a role"},
 		&cli.StringFlag{Name: "path", Value: "/", Usage: "IAM path of the base role or user"},
 		&cli.StringFlag{Name: "account-id", EnvVars: []string{"RDSGATE_ACCOUNT_ID"}, Usage: "AWS account id (needed only for an empty inventory)"},
