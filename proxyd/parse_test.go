@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,3 +264,43 @@ type timeoutErr struct{}
 func (timeoutErr) Error() string   { return "i/o timeout" }
 func (timeoutErr) Timeout() bool   { return true }
 func (timeoutErr) Temporary() bool { return true }
+
+// FuzzJudgeMySQLQuery: a complete comment in front of a query changes none
+// of the gateway's judgement of it (a lexer state that leaks across a
+// comment would let a prefix hide a USE or a KILL), and the judgement never
+// panics on any bytes.
+func FuzzJudgeMySQLQuery(f *testing.F) {
+	for _, q := range []string{"USE shop", "select 1; use `other db`", "KILL QUERY 42", "/*!40101 USE x */", "SELECT 'a\\'; USE b; '", "# c\nUSE d",
+		"SELECT \"x\"; USE e", "-- x\nKILL 7", "USE"} {
+		f.Add([]byte(q))
+	}
+	f.Fuzz(func(t *testing.T, q []byte) {
+		v := judgeMySQLQuery(q)
+		w := judgeMySQLQuery(append([]byte("/* rdsgate */ "), q...))
+		if v.refuse != w.refuse || !slices.Equal(v.use, w.use) || (v.kill == nil) != (w.kill == nil) || (v.kill != nil && *v.kill != *w.kill) {
+			t.Fatalf("a leading comment changed the verdict on %q: %+v vs %+v", q, v, w)
+		}
+	})
+}
+
+// FuzzReadMySQLPacket: the packet reader returns exactly the declared
+// payload, never more than its limit, and never holds memory for a length
+// that was only claimed.
+func FuzzReadMySQLPacket(f *testing.F) {
+	f.Add([]byte{3, 0, 0, 1, 'a', 'b', 'c'}, 16)
+	f.Add([]byte{0xff, 0xff, 0xff, 0}, 16<<10)
+	f.Add([]byte{0, 0, 0, 9}, 1)
+	f.Fuzz(func(t *testing.T, data []byte, limit int) {
+		if limit < 0 || limit > 1<<20 {
+			return
+		}
+		seq, p, err := readMySQLPacket(bytes.NewReader(data), limit)
+		if err != nil {
+			return
+		}
+		n := int(data[0]) | int(data[1])<<8 | int(data[2])<<16
+		if n > limit || len(p) != n || seq != data[3] || !bytes.Equal(p, data[4:4+n]) {
+			t.Fatalf("read %d bytes (seq %d) from a packet declaring %d with limit %d", len(p), seq, n, limit)
+		}
+	})
+}
