@@ -41,11 +41,11 @@ type ProxyProcess struct {
 func (p *ProxyProcess) Logs() string { return p.logs.String() }
 
 // StartProxyProcess writes cfg (a proxyd.Config, or anything that marshals
-// to one) to a file and runs the binary with it. It returns once this
-// child's /startup endpoint answers 200 at healthAddress, and fails at once
-// if the child exits first: an answer from another process (a `make demo`
-// that is up) cannot be taken for it, because the port was free and the
-// child is alive and bound to it. The process is killed at cleanup.
+// to one) to a file and runs the binary with it. It returns once
+// /startup answers 200 at healthAddress (a free port the caller chose) while
+// the child is still running, and fails at once if the child exits first,
+// as it does when it cannot bind its ports. The process is killed at
+// cleanup.
 func StartProxyProcess(t T, bin string, cfg any, healthAddress string, env ...string) *ProxyProcess {
 	t.Helper()
 	data, err := json.MarshalIndent(cfg, "", "  ")
@@ -81,7 +81,12 @@ func StartProxyProcess(t T, bin string, cfg any, healthAddress string, env ...st
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				select {
+				case <-exited:
+					t.Fatalf("rdsgate proxy start exited, yet %s answered: another process holds the port:\n%s", healthAddress, p.Logs())
+				default:
+					return p
+				}
 			}
 		}
 		if time.Now().After(deadline) {

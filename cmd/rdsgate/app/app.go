@@ -139,7 +139,8 @@ func exitCode(err error) int {
 		return ee.Code
 	case errors.As(err, new(*bootstrap.LeaseHeldError)), errors.Is(err, bootstrap.ErrLeaseLost), errors.Is(err, bootstrap.ErrIAMChanged):
 		return ExitBusy
-	case errors.Is(err, policies.ErrInvalidInput), errors.Is(err, policies.ErrPlanFormat), errors.Is(err, errInputFile), isNoRegion(err):
+	case errors.Is(err, policies.ErrInvalidInput), errors.Is(err, policies.ErrPlanFormat), errors.Is(err, errInputFile), isNoRegion(err),
+		errors.Is(err, policies.ErrUnknownRegion):
 		return ExitUsage
 	}
 	return ExitFailure

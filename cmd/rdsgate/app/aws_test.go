@@ -305,18 +305,12 @@ func TestDriftAndDoctor(t *testing.T) {
 	}
 }
 
-// buildBinary builds rdsgate once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	return testenv.BuildRdsgate(t)
-}
-
 // TestConfirmAtATerminal runs create-iam under a pseudo-terminal (util-linux
 // script), where it must ask before writing and honour the answer.
 func TestConfirmAtATerminal(t *testing.T) {
 	c := awsEnv(t)
 	createRole(t, c, "rdsgate-proxy")
-	bin := buildBinary(t)
+	bin := testenv.BuildRdsgate(t)
 	ask := func(answer string) (string, int) {
 		cmd := exec.Command("script", "-qec", bin+" bootstrap create-iam --role rdsgate-proxy --manual", "/dev/null")
 		cmd.Stdin = strings.NewReader(answer + "\n")

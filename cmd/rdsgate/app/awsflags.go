@@ -3,7 +3,6 @@ package app
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
-	"github.com/rdsgate/rdsgate/policies"
 )
 
 // awsFlags are the flags of every command that calls AWS. Credentials come
@@ -35,11 +33,7 @@ func confirmFlags() []cli.Flag {
 }
 
 func connectAWS(c *cli.Context) (*bootstrap.Clients, error) {
-	clients, err := bootstrap.Connect(c.Context, bootstrap.Config{Region: c.String("region"), Profile: c.String("profile")})
-	if errors.Is(err, policies.ErrUnknownRegion) {
-		return nil, usageError("%v", err)
-	}
-	return clients, err
+	return bootstrap.Connect(c.Context, bootstrap.Config{Region: c.String("region"), Profile: c.String("profile")})
 }
 
 // awsIfAvailable connects when credentials can be had within a few seconds,

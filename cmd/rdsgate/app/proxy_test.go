@@ -119,7 +119,7 @@ func TestProxyConfigure(t *testing.T) {
 // behind the RDS emulator: it serves psql, drains on SIGTERM and exits 0,
 // and a second signal ends it at once.
 func TestProxyStartAndSignals(t *testing.T) {
-	bin := buildBinary(t)
+	bin := testenv.BuildRdsgate(t)
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	keys := &rdsemu.Keys{}
 	keys.Add("AKIDCLITEST", "cli-test-secret", "")

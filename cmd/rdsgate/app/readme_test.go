@@ -74,7 +74,7 @@ func TestREADMECommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := buildBinary(t)
+	bin := testenv.BuildRdsgate(t)
 	work := t.TempDir()
 	if err := os.CopyFS(filepath.Join(work, "examples"), os.DirFS(filepath.Join(testenv.RepoRoot(), "examples"))); err != nil {
 		t.Fatal(err)
