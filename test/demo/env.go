@@ -27,6 +27,7 @@ import (
 	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/test/iamcheck/iamread"
 	"github.com/rdsgate/rdsgate/test/rdsemu"
 )
 
@@ -173,17 +174,16 @@ func Authorize(ctx context.Context, c *bootstrap.Clients, sts *testenv.STSRecord
 		return err
 	}
 	role, _, _ := strings.Cut(n.Name, "/")
-	r, err := bootstrap.ReadRole(ctx, c.IAM, role)
-	if err != nil || r == nil {
+	// Judged by iamcheck, the model written from AWS's documentation, not
+	// by rdsgate's own evaluator: an emulator that shared the planner's
+	// reading of IAM could not catch a mistake in it.
+	w, err := iamread.ReadPrincipal(ctx, c.IAM, "role", role)
+	if err != nil {
 		return fmt.Errorf("role %s: %v", role, err)
 	}
-	pp, _, err := bootstrap.ReadPolicies(ctx, c.IAM, r.ARN)
-	if err != nil {
-		return err
-	}
 	arn := policies.DBUserARN{Partition: "aws", Region: Region, AccountID: Account, ResourceID: resourceID, DBUser: user}.String()
-	if !pp.Allows(policies.Request{Action: "rds-db:connect", Resource: arn}) {
-		return fmt.Errorf("%s may not rds-db:connect to %s", r.ARN, arn)
+	if !w.Allows(w.Base, "rds-db:connect", arn) {
+		return fmt.Errorf("%s may not rds-db:connect to %s", w.Base, arn)
 	}
 	return nil
 }

@@ -22,12 +22,15 @@ import (
 // Principal is a role or user with its identity and trust policies, each
 // kept as the JSON text that was written.
 type Principal struct {
-	Kind    string // "role" or "user"
-	Name    string
-	ARN     string
-	Trust   string            // roles: the trust policy
-	Inline  map[string]string // name -> document
-	Managed map[string]string // attached managed policies: ARN -> document
+	Kind  string // "role" or "user"
+	Name  string
+	ARN   string
+	Trust string // roles: the trust policy
+	// Boundary is the permissions boundary's document, "" when none: an
+	// action must be allowed by it too (and not denied by it).
+	Boundary string
+	Inline   map[string]string // name -> document
+	Managed  map[string]string // attached managed policies: ARN -> document
 	// OtherInlineSize and OtherAttached are what policies outside the model
 	// use of the principal's quotas.
 	OtherInlineSize, OtherAttached int
@@ -246,6 +249,15 @@ func (p *Principal) documents() []string {
 	return out
 }
 
+// Trusts reports whether a role's trust policy lets caller assume it,
+// passing externalID ("" for none).
+func Trusts(trust, caller, externalID string) bool {
+	w := New(caller, externalID, Quotas{})
+	r := w.Principal("role", "target", "target")
+	r.Trust = trust
+	return w.trusts(r)
+}
+
 // trusts reports whether a role's trust policy lets the base assume it with
 // the world's external id.
 func (w *World) trusts(r *Principal) bool {
@@ -262,11 +274,39 @@ func (w *World) trusts(r *Principal) bool {
 	return allowed
 }
 
+// Allows reports whether the principal with the ARN may perform action on
+// resource by its own policies (identity policies within its boundary).
+func (w *World) Allows(arn, action, resource string) bool {
+	p := w.Principals[arn]
+	return p != nil && w.allows(p, action, resource)
+}
+
+// Allows evaluates identity policy documents, and a permissions boundary
+// unless it is "", for one request, as IAM does within one account.
+func Allows(identity []string, boundary, action, resource string) bool {
+	w := New("", "", Quotas{})
+	p := w.Principal("role", "r", "r")
+	for i, d := range identity {
+		p.Inline[fmt.Sprint(i)] = d
+	}
+	p.Boundary = boundary
+	return w.allows(p, action, resource)
+}
+
 // allows is identity-policy evaluation: an explicit Deny wins, otherwise
-// some Allow must match action and resource.
+// some Allow must match action and resource; with a permissions boundary,
+// the boundary must allow it too (AWS: "the effective permissions are the
+// intersection of the identity-based policy and the boundary").
 func (w *World) allows(p *Principal, action, resource string) bool {
+	if p.Boundary != "" && !w.allowedBy([]string{p.Boundary}, action, resource) {
+		return false
+	}
+	return w.allowedBy(p.documents(), action, resource)
+}
+
+func (w *World) allowedBy(docs []string, action, resource string) bool {
 	allowed := false
-	for _, d := range p.documents() {
+	for _, d := range docs {
 		for _, st := range w.statements(d) {
 			if !st.matches(action, resource) {
 				continue
@@ -274,7 +314,9 @@ func (w *World) allows(p *Principal, action, resource string) bool {
 			if st.effect == "Deny" {
 				return false
 			}
-			allowed = true
+			if len(st.condition) == 0 { // an Allow with a condition is not counted on
+				allowed = true
+			}
 		}
 	}
 	return allowed
@@ -295,10 +337,7 @@ func (s statement) matches(action, resource string) bool {
 	if s.hasAction && !matchAny(s.action, action, true) || s.hasNotAction && matchAny(s.notAction, action, true) {
 		return false
 	}
-	if s.hasResource && !matchAny(s.resource, resource, false) || s.hasNotResrc && matchAny(s.notResource, resource, false) {
-		return false
-	}
-	return len(s.condition) == 0
+	return !(s.hasResource && !matchAny(s.resource, resource, false) || s.hasNotResrc && matchAny(s.notResource, resource, false))
 }
 
 func (s statement) principalNames(arn string) bool {

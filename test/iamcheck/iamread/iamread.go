@@ -90,7 +90,7 @@ func Read(ctx context.Context, api API, p Principal) (*iamcheck.World, error) {
 }
 
 func readOne(ctx context.Context, api API, w *iamcheck.World, kind, name string) error {
-	var arn, trust string
+	var arn, trust, boundary string
 	var inline, attached []string
 	if kind == "user" {
 		u, err := api.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(name)})
@@ -116,6 +116,9 @@ func readOne(ctx context.Context, api API, w *iamcheck.World, kind, name string)
 			return err
 		}
 		arn, trust = aws.ToString(r.Role.Arn), decode(r.Role.AssumeRolePolicyDocument)
+		if b := r.Role.PermissionsBoundary; b != nil {
+			boundary = aws.ToString(b.PermissionsBoundaryArn)
+		}
 		names, err := api.ListRolePolicies(ctx, &iam.ListRolePoliciesInput{RoleName: aws.String(name)})
 		if err != nil {
 			return err
@@ -131,6 +134,13 @@ func readOne(ctx context.Context, api API, w *iamcheck.World, kind, name string)
 	}
 	wp := w.Principal(kind, name, arn)
 	wp.Trust = trust
+	if boundary != "" {
+		doc, err := defaultVersion(ctx, api, boundary)
+		if err != nil {
+			return err
+		}
+		wp.Boundary = doc
+	}
 	for _, pn := range inline {
 		var doc *string
 		if kind == "user" {
@@ -149,15 +159,37 @@ func readOne(ctx context.Context, api API, w *iamcheck.World, kind, name string)
 		wp.Inline[pn] = decode(doc)
 	}
 	for _, a := range attached {
-		pol, err := api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(a)})
+		doc, err := defaultVersion(ctx, api, a)
 		if err != nil {
-			return fmt.Errorf("policy %s: %w", a, err)
+			return err
 		}
-		v, err := api.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(a), VersionId: pol.Policy.DefaultVersionId})
-		if err != nil {
-			return fmt.Errorf("policy %s: %w", a, err)
-		}
-		wp.Managed[a] = decode(v.PolicyVersion.Document)
+		wp.Managed[a] = doc
 	}
 	return nil
+}
+
+// defaultVersion is the document of a managed policy's default version.
+func defaultVersion(ctx context.Context, api API, arn string) (string, error) {
+	pol, err := api.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		return "", fmt.Errorf("policy %s: %w", arn, err)
+	}
+	v, err := api.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(arn), VersionId: pol.Policy.DefaultVersionId})
+	if err != nil {
+		return "", fmt.Errorf("policy %s: %w", arn, err)
+	}
+	return decode(v.PolicyVersion.Document), nil
+}
+
+// ReadPrincipal reads one role or user (its policies and boundary) as a
+// world of its own, for judging what it may do itself.
+func ReadPrincipal(ctx context.Context, api API, kind, name string) (*iamcheck.World, error) {
+	w := iamcheck.New("", "", iamcheck.Quotas{})
+	if err := readOne(ctx, api, w, kind, name); err != nil {
+		return nil, err
+	}
+	for arn := range w.Principals {
+		w.Base = arn
+	}
+	return w, nil
 }
