@@ -428,7 +428,7 @@ func preflight(obs *Observed, desired *policies.Plan) error {
 		}
 	}
 	if others > s.ReservedManaged {
-		return fmt.Errorf("%d managed policies that are not rdsgate's are attached to %s %s, but the plan reserved %d of its %d; plan again with --reserved-managed %d",
+		return fmt.Errorf("%d managed policies outside the plan are attached to %s %s, but the plan reserved %d of its %d; plan again with --reserved-managed %d",
 			others, base.Kind, base.Name, s.ReservedManaged, s.MaxManaged, others)
 	}
 	return nil

@@ -97,6 +97,7 @@ func CheckChain(ctx context.Context, api IAMAPI, chain []string, externalID stri
 		ctxKeys["sts:ExternalId"] = externalID
 	}
 	var hops []Hop
+	missing := map[string]bool{} // reported already, by the hop before
 	for i := 0; i+1 < len(chain); i++ {
 		from, to := chain[i], chain[i+1]
 		h := Hop{From: from, To: to}
@@ -108,13 +109,20 @@ func CheckChain(ctx context.Context, api IAMAPI, chain []string, externalID stri
 		if err != nil {
 			return nil, err
 		}
-		if src == nil {
+		switch {
+		case src == nil && missing[from]:
+			h.Problems = append(h.Problems, fmt.Sprintf("not checked: %s does not exist (see the hop before)", from))
+		case src == nil && i == 0:
+			h.Problems = append(h.Problems, fmt.Sprintf("the caller %s is not an IAM role or user rdsgate can read", from))
+			h.Fixes = append(h.Fixes, "check that the credentials are the ones you meant (the identity check above), and that they may call iam:GetRole or iam:GetUser on themselves")
+		case src == nil:
 			h.Problems = append(h.Problems, fmt.Sprintf("%s does not exist", from))
-			h.Fixes = append(h.Fixes, "create it, or fix the ARN")
+			h.Fixes = append(h.Fixes, fmt.Sprintf("create %s, or fix the ARN", from))
 		}
 		if dst == nil {
+			missing[to] = true
 			h.Problems = append(h.Problems, fmt.Sprintf("%s does not exist", to))
-			h.Fixes = append(h.Fixes, "create it (rdsgate shards apply creates shard roles), or fix the ARN")
+			h.Fixes = append(h.Fixes, fmt.Sprintf("create %s (rdsgate shards apply creates shard roles), or fix the ARN", to))
 		}
 		if src != nil && dst != nil {
 			caller := src.ARN

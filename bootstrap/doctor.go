@@ -224,7 +224,7 @@ func doctorPlan(ctx context.Context, c *Clients, pl *policies.Plan) []Finding {
 			total += d.Size()
 		}
 		out = append(out, headroom("inline "+pp.Name,
-			fmt.Sprintf("%s's inline policies use %d of %d characters (%d by policies that are not rdsgate's; the plan reserved %d)", who, total, live[inlineKey], others, reservedInline),
+			fmt.Sprintf("%s's inline policies use %d of %d characters (%d by policies outside the plan; the plan reserved %d)", who, total, live[inlineKey], others, reservedInline),
 			total, int(live[inlineKey]), others, reservedInline,
 			fmt.Sprintf("plan again with --reserved-inline %d, or move those inline policies into managed ones", others)))
 		otherManaged := 0
@@ -234,7 +234,7 @@ func doctorPlan(ctx context.Context, c *Clients, pl *policies.Plan) []Finding {
 			}
 		}
 		out = append(out, headroom("managed "+pp.Name,
-			fmt.Sprintf("%s has %d of %d managed policies attached (%d not rdsgate's; the plan reserved %d)", who, len(obs.Attached), live[attachedKey], otherManaged, reservedManaged),
+			fmt.Sprintf("%s has %d of %d managed policies attached (%d outside the plan; the plan reserved %d)", who, len(obs.Attached), live[attachedKey], otherManaged, reservedManaged),
 			len(obs.Attached), int(live[attachedKey]), otherManaged, reservedManaged,
 			fmt.Sprintf("plan again with --reserved-managed %d, or request a higher %s", otherManaged, attachedKey)))
 	}

@@ -31,6 +31,10 @@ type DriftReport struct {
 	// Unjudged lists policies on the plan's principals that rdsgate does not
 	// manage: listed so nothing is hidden, but they are not drift.
 	Unjudged []string `json:"not_managed,omitempty"`
+	// Bootstrap lists what `bootstrap create-iam` wrote on the base
+	// principal (its inline policy and permissions boundary): rdsgate's,
+	// but not the shard plan's, so drift of the plan does not judge them.
+	Bootstrap []string `json:"bootstrap,omitempty"`
 }
 
 // Drifted reports whether IAM differs from the plan.
@@ -87,6 +91,8 @@ func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftRepor
 			case name == policies.InlinePolicyName:
 				in, _ := PermissionDiff(nil, op.Inline[name])
 				add(DriftFinding{Principal: who, Policy: name, Problem: "inline policy is not in the plan", Added: in})
+			case name == policies.BootstrapPolicyName:
+				r.Bootstrap = append(r.Bootstrap, fmt.Sprintf("%s inline policy %s", who, name))
 			default:
 				r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s inline policy %s", who, name))
 			}
@@ -119,7 +125,11 @@ func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftRepor
 			}
 			r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s managed policy %s", who, arn))
 		}
-		if op.Boundary != "" {
+		switch {
+		case op.Boundary == "":
+		case policies.IsBootstrapBoundary(op.Boundary, pp.Name):
+			r.Bootstrap = append(r.Bootstrap, fmt.Sprintf("%s permissions boundary %s", who, op.Boundary))
+		default:
 			r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s permissions boundary %s", who, op.Boundary))
 		}
 	}

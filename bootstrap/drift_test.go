@@ -172,6 +172,19 @@ func TestCheckChain(t *testing.T) {
 			t.Errorf("fixes lack %q:\n%s", want, all)
 		}
 	}
+	// A role missing in the middle of a chain is reported once, with its
+	// name in the fix, and the hop from it says why it was not checked.
+	ghost := "arn:aws:iam::123456789012:role/ghost"
+	hops, err = CheckChain(ctx, c.IAM, []string{base, ghost, shard}, "")
+	if err != nil || len(hops) != 2 || hops[0].OK || hops[1].OK {
+		t.Fatalf("chain through a missing role: %+v %v", hops, err)
+	}
+	if got := strings.Join(hops[0].Problems, "; ") + " | " + strings.Join(hops[0].Fixes, "; "); got != ghost+" does not exist | create "+ghost+" (rdsgate shards apply creates shard roles), or fix the ARN" {
+		t.Errorf("first hop: %s", got)
+	}
+	if got := strings.Join(hops[1].Problems, "; ") + " | " + strings.Join(hops[1].Fixes, "; "); got != "not checked: "+ghost+" does not exist (see the hop before) | " {
+		t.Errorf("second hop repeats the first: %s", got)
+	}
 	if _, err := CheckChain(ctx, c.IAM, []string{base, shard, shard, shard}, ""); err == nil || !strings.Contains(err.Error(), "at most 2") {
 		t.Fatalf("three hops: %v", err)
 	}
@@ -209,8 +222,8 @@ func TestDoctor(t *testing.T) {
 		{"identity", StatusOK, "in account 123456789012", ""},
 		{"principal proxy", StatusOK, "role proxy exists", ""},
 		{"trust " + p.Principals[1].Name, StatusOK, "proxy may assume", ""},
-		{"inline proxy", StatusOK, "of 10240 characters (0 by policies that are not rdsgate's; the plan reserved 0)", ""},
-		{"managed proxy", StatusOK, "2 of 10 managed policies attached (0 not rdsgate's", ""},
+		{"inline proxy", StatusOK, "of 10240 characters (0 by policies outside the plan; the plan reserved 0)", ""},
+		{"managed proxy", StatusOK, "2 of 10 managed policies attached (0 outside the plan", ""},
 		{"database orders", StatusOK, "enabled", ""},
 		{"database billing", StatusFail, "disabled", "rdsgate enable-iam-auth --region us-east-1 --instance billing --apply-immediately"},
 		{"reach orders", StatusOK, "answers", ""},

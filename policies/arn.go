@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/rdsgate/rdsgate/internal/wildcard"
 )
 
 // Partitions rdsgate builds ARNs for.
@@ -73,39 +75,6 @@ func nearestRegion(s string) string {
 		all = append(all, rs...)
 	}
 	return Nearest(s, all, 2)
-}
-
-// Nearest is the candidate closest to s (case-insensitive), at most
-// maxEdits edits away, the first in sort order on a tie; "" when none is.
-// Error messages use it for "did you mean".
-func Nearest(s string, candidates []string, maxEdits int) string {
-	best, bestD := "", maxEdits+1
-	for _, c := range candidates {
-		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD || (d == bestD && c < best) {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // ARN is an Amazon Resource Name split into its parts.
@@ -362,31 +331,7 @@ func ValidateIAMPath(path string) error {
 
 // MatchWildcard reports whether s matches an IAM pattern where * matches any
 // run of characters and ? exactly one. IAM compares ARNs case-sensitively.
-func MatchWildcard(pattern, s string) bool {
-	// Iterative matcher with backtracking to the last star: linear in the
-	// common case and never exponential.
-	p, i, star, mark := 0, 0, -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+func MatchWildcard(pattern, s string) bool { return wildcard.Match(pattern, s) }
 
 // sortStrings sorts and deduplicates in place.
 func sortStrings(s []string) []string {

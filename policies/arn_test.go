@@ -158,3 +158,11 @@ func TestValidateIAMNameAndPath(t *testing.T) {
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int]string{0: "0 databases", 1: "1 database", 2: "2 databases", 1000: "1000 databases"} {
+		if got := Count(n, "database"); got != want {
+			t.Errorf("Count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}

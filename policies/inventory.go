@@ -119,7 +119,7 @@ func (e *InputErrors) Error() string {
 		fmt.Fprintf(&b, "%s: %s", e.Source, e.List[0])
 		return b.String()
 	}
-	fmt.Fprintf(&b, "%s: %d problems:", e.Source, len(e.List))
+	fmt.Fprintf(&b, "%s: %s:", e.Source, Count(len(e.List), "problem"))
 	for i, ie := range e.List {
 		if i == maxReportedErrors {
 			fmt.Fprintf(&b, "\n  ... and %d more", len(e.List)-i)

@@ -928,7 +928,7 @@ func (p *planner) noFit(gi int) error {
 	}
 	t := p.t
 	var b strings.Builder
-	fmt.Fprintf(&b, "cannot fit %d databases: their permissions need %d characters of policy, and the %s %q", len(p.in.Inventory.Databases), total, t.Kind, t.Name)
+	fmt.Fprintf(&b, "cannot fit %s: their permissions need %d characters of policy, and the %s %q", Count(len(p.in.Inventory.Databases), "database"), total, t.Kind, t.Name)
 	if t.MaxShardRoles > 0 {
 		fmt.Fprintf(&b, " with %d shard roles", t.MaxShardRoles)
 	}

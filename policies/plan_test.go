@@ -621,3 +621,69 @@ func TestSharedResourceIsWrittenOnce(t *testing.T) {
 		t.Fatalf("want one ARN for two names, got %d ARNs for %v", n, doc.Databases)
 	}
 }
+
+// FuzzPlan: random fleets and quotas from the fuzzer's numbers, planned and
+// then planned again over a changed fleet. Every plan passes checkPlan (sizes
+// counted through encoding/json, names, counts, reach); the independent
+// model (test/iamcheck) finds every database user reachable from the base
+// and every quota kept; and the steps between the two plans never leave a
+// gap, replayed write by write through the same model.
+func FuzzPlan(f *testing.F) {
+	f.Add(uint64(1), uint8(20), true)
+	f.Add(uint64(7), uint8(150), false)
+	f.Add(uint64(42), uint8(0), true)
+	f.Add(uint64(1<<40+3), uint8(90), true)
+	f.Fuzz(func(t *testing.T, seed uint64, n uint8, change bool) {
+		r := rand.New(rand.NewPCG(seed, uint64(n)))
+		g := &invGen{r: r}
+		in := randomInput(r)
+		in.Inventory = g.inventory(int(n))
+		plan, err := NewPlan(in)
+		if err != nil {
+			if nf := (*NoFitError)(nil); !errors.As(err, &nf) {
+				t.Fatalf("not a NoFitError: %v", err)
+			}
+			return
+		}
+		checkPlan(t, in, plan)
+		independentCoverage(t, in, plan)
+		if !change {
+			return
+		}
+		next := in
+		next.Inventory = g.mutate(in.Inventory)
+		next.Previous = roundTrip(t, plan)
+		plan2, err := NewPlan(next)
+		if err != nil {
+			if nf := (*NoFitError)(nil); !errors.As(err, &nf) {
+				t.Fatalf("not a NoFitError: %v", err)
+			}
+			return
+		}
+		checkPlan(t, next, plan2)
+		independentCoverage(t, next, plan2)
+		simulateApply(t, plan, plan2, in.Inventory, next.Inventory, in.Target.ExternalID)
+	})
+}
+
+// independentCoverage asks test/iamcheck, not rdsgate's evaluator, whether
+// the IAM a plan describes lets the base reach every database user of the
+// inventory, and keeps every quota.
+func independentCoverage(t *testing.T, in PlanInput, plan *Plan) {
+	t.Helper()
+	w := worldWith(plan, in.Target.ExternalID, plan.Settings)
+	if err := w.CheckQuotas(); err != nil {
+		t.Errorf("iamcheck: %v", err)
+	}
+	var want []string
+	for _, db := range in.Inventory.Databases {
+		for _, arn := range dbARNs(db, plan.Partition) {
+			if !strings.Contains(arn, "*") {
+				want = append(want, arn)
+			}
+		}
+	}
+	if missing := w.Missing(want); len(missing) > 0 {
+		t.Errorf("iamcheck: the base cannot reach %d of %d database users, such as %s", len(missing), len(want), missing[0])
+	}
+}

@@ -379,7 +379,7 @@ func planTable(p *policies.Plan) string {
 		}
 		fmt.Fprintf(&b, "%-40s %-8s %9d %10d\n", pp.Name, kind, len(pp.InlinePolicies)+len(pp.ManagedPolicies), len(pp.Databases))
 	}
-	fmt.Fprintf(&b, "%d databases in %d documents (lower bound %d), %d moved\n", p.Stats.Databases, p.Stats.Documents, p.Stats.LowerBound, p.Stats.Moved)
+	fmt.Fprintf(&b, "%s in %s (lower bound %d), %d moved\n", policies.Count(p.Stats.Databases, "database"), policies.Count(p.Stats.Documents, "document"), p.Stats.LowerBound, p.Stats.Moved)
 	return b.String()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
+	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
 )
 
@@ -113,8 +115,7 @@ func TestAccAccessEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var firstPlan string
-	var documents map[string]string
+	var firstDocuments, documents map[string]string
 
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
@@ -137,7 +138,10 @@ func TestAccAccessEndToEnd(t *testing.T) {
 					e.checkReachable("rdsgate-proxy", 302),
 					e.checkTrust("app-reader", 2),
 					func(s *terraform.State) error {
-						firstPlan = s.RootModule().Resources["rdsgate_policy_shards.fleet"].Primary.Attributes["documents.%"]
+						firstDocuments = prefixed(s.RootModule().Resources["rdsgate_policy_shards.fleet"].Primary.Attributes, "documents.")
+						if len(firstDocuments) == 0 {
+							return fmt.Errorf("no documents in state")
+						}
 						return nil
 					},
 				),
@@ -156,10 +160,7 @@ func TestAccAccessEndToEnd(t *testing.T) {
 					resource.TestCheckResourceAttrWith("rdsgate_access_role.proxy", "trust_policy", contains("arn:aws:iam::123456789012:role/ops")),
 					e.checkReachable("rdsgate-proxy", 312),
 					func(s *terraform.State) error {
-						if firstPlan == "" {
-							return fmt.Errorf("no documents recorded in step 1")
-						}
-						return nil
+						return incremental(firstDocuments, prefixed(s.RootModule().Resources["rdsgate_policy_shards.fleet"].Primary.Attributes, "documents."), 10)
 					},
 				),
 			},
@@ -220,6 +221,64 @@ func TestAccAccessEndToEnd(t *testing.T) {
 				}},
 		},
 	})
+}
+
+// incremental checks that adding added databases changed the documents
+// as the planner promises: every document is still there with every
+// resource it granted, the new grants are in one or two documents (new or
+// changed), and the rest are byte for byte the same.
+func incremental(before, after map[string]string, added int) error {
+	resources := func(doc string) ([]string, error) {
+		var d struct{ Statement []struct{ Resource any } }
+		if err := json.Unmarshal([]byte(doc), &d); err != nil {
+			return nil, err
+		}
+		var out []string
+		for _, st := range d.Statement {
+			switch r := st.Resource.(type) {
+			case string:
+				out = append(out, r)
+			case []any:
+				for _, x := range r {
+					out = append(out, fmt.Sprint(x))
+				}
+			}
+		}
+		return out, nil
+	}
+	touched, grown := 0, 0
+	for k, v := range after {
+		old, ok := before[k]
+		if ok && old == v {
+			continue
+		}
+		touched++
+		now, err := resources(v)
+		if err != nil {
+			return fmt.Errorf("document %s: %v", k, err)
+		}
+		was := []string{}
+		if ok {
+			if was, err = resources(old); err != nil {
+				return fmt.Errorf("document %s before: %v", k, err)
+			}
+		}
+		for _, r := range was {
+			if !slices.Contains(now, r) {
+				return fmt.Errorf("document %s lost %s although databases were only added", k, r)
+			}
+		}
+		grown += len(now) - len(was)
+	}
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			return fmt.Errorf("document %s is gone although databases were only added", k)
+		}
+	}
+	if touched == 0 || touched > 2 || grown < added {
+		return fmt.Errorf("adding %d databases changed %d documents and added %d resources; want 1 or 2 documents and at least %d resources", added, touched, grown, added)
+	}
+	return nil
 }
 
 func prefixed(attrs map[string]string, prefix string) map[string]string {
@@ -541,7 +600,7 @@ data "rdsgate_shard_plan" "p" {
 					}
 					return p.Check()
 				}),
-				resource.TestCheckResourceAttrWith("data.rdsgate_shard_plan.p", "table", contains("rdsgate-proxy", "1 databases in 1 documents")),
+				resource.TestCheckResourceAttrWith("data.rdsgate_shard_plan.p", "table", contains("rdsgate-proxy", "1 database in 1 document")),
 			),
 		}},
 	})
@@ -625,24 +684,51 @@ func TestAccProviderAssumeRole(t *testing.T) {
 		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
 		t.Fatal(err)
 	}
+	// moto lets anyone assume anything, so that apply succeeds proves
+	// little: IAM is reached through a proxy that records which key signed
+	// each request, and STS through one that records whose keys it issued.
+	stsRec := testenv.StartSTSRecorder(t, e.url, func(string, string, string) {})
+	iamRec := testenv.StartFaultProxy(t, e.url)
 	withRole := func(arn string) string {
-		return strings.Replace(e.providerHCL(), `region = "us-east-1"`, fmt.Sprintf(`region = "us-east-1"
+		return fmt.Sprintf(`
+provider "rdsgate" {
+  region = "us-east-1"
+  endpoints {
+    iam = %q
+    sts = %q
+    rds = %q
+  }
   assume_role {
     role_arn     = %q
     session_name = "acceptance"
-  }`, arn), 1) + `
+  }
+}
+
 resource "rdsgate_access_role" "r" {
   name             = "made-as-deployer"
   trusted_services = ["ec2.amazonaws.com"]
 }
-`
+`, iamRec.URL, stsRec.URL, e.url, arn)
 	}
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
 		Steps: []resource.TestStep{
 			{Config: withRole("deployer"), PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)Cannot assume the provider.s role.*role_arn\s+= "deployer".*the role to assume`)},
 			{Config: withRole("arn:aws:iam::123456789012:role/deployer"),
-				Check: resource.TestCheckResourceAttr("rdsgate_access_role.r", "arn", "arn:aws:iam::123456789012:role/made-as-deployer")},
+				Check: resource.ComposeTestCheckFunc(
+					resource.TestCheckResourceAttr("rdsgate_access_role.r", "arn", "arn:aws:iam::123456789012:role/made-as-deployer"),
+					func(*terraform.State) error {
+						creates := iamRec.Requests("CreateRole")
+						if len(creates) == 0 {
+							return fmt.Errorf("no CreateRole went through the recording proxy")
+						}
+						for _, r := range creates {
+							if got := stsRec.Role(r.KeyID); got != "arn:aws:sts::123456789012:assumed-role/deployer/acceptance" {
+								return fmt.Errorf("CreateRole was signed with key %q (issued for %q), not with the assumed deployer session's", r.KeyID, got)
+							}
+						}
+						return nil
+					})},
 		},
 	})
 }

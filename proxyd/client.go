@@ -1,6 +1,7 @@
 package proxyd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -13,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,7 +150,8 @@ type Tunnel struct {
 	Addr     string // 127.0.0.1:port
 	ln       net.Listener
 	c        *GatewayClient
-	database string // <database>/<db name>
+	database string // the gateway's name of the database
+	dbName   string // the database name psql starts with
 	wg       sync.WaitGroup
 }
 
@@ -161,7 +164,7 @@ func (c *GatewayClient) OpenTunnel(ctx context.Context, database, dbName string)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tunnel{Addr: ln.Addr().String(), ln: ln, c: c, database: database + "/" + dbName}
+	t := &Tunnel{Addr: ln.Addr().String(), ln: ln, c: c, database: database, dbName: dbName}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -245,7 +248,16 @@ func (t *Tunnel) serve(client net.Conn) {
 		for k, v := range req.Parameters {
 			params[k] = v
 		}
-		params["database"] = t.database
+		// psql's \c NAME opens a new connection naming another database
+		// on the same server: follow it (the gateway judges the name, as
+		// for any other connection); NAME alone, since the tunnel is for
+		// one gateway database.
+		dbName := cmp.Or(req.Parameters["database"], t.dbName)
+		if strings.Contains(dbName, "/") {
+			fail(fmt.Sprintf("this tunnel reaches %s only: name a database on it (%s/NAME is implied), not %q", t.database, t.database, dbName))
+			return
+		}
+		params["database"] = t.database + "/" + dbName
 		gw, err := t.dialGateway(ctx)
 		if err != nil {
 			fail(err.Error())

@@ -202,13 +202,11 @@ func LoadConfig(path string) (*Config, error) {
 // errors.
 func ParseConfig(data []byte, source string) (*Config, error) {
 	var c Config
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	if err := decodeStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, source, err)
 	}
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", source, err)
+		return nil, fmt.Errorf("%s%s: %w", source, atLine(err, data), err)
 	}
 	return &c, nil
 }

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/rdsgate/rdsgate/internal/wildcard"
 )
 
 // Identity is who a gateway client proved to be: an IAM caller (the ARN
@@ -41,11 +44,24 @@ func IdentityFromSubject(dn string) (Identity, error) {
 // ParseIdentity reads an identity given on the command line: an ARN, or a
 // certificate subject.
 func ParseIdentity(s string) (Identity, error) {
+	const forms = "arn:aws:iam::123456789012:role/NAME, arn:aws:iam::123456789012:user/NAME, " +
+		"arn:aws:sts::123456789012:assumed-role/ROLE/SESSION, or a certificate subject such as CN=alice,O=example"
 	if strings.HasPrefix(s, "arn:") {
+		if !identityARNRe.MatchString(s) {
+			return Identity{}, fmt.Errorf("not an IAM identity ARN: give %s", forms)
+		}
 		return IdentityFromARN(s), nil
 	}
-	return IdentityFromSubject(s)
+	id, err := IdentityFromSubject(s)
+	if err != nil {
+		return Identity{}, fmt.Errorf("neither an ARN nor a certificate subject (%v): give %s", err, forms)
+	}
+	return id, nil
 }
+
+// identityARNRe is what an IAM caller's ARN looks like: a role, a user, an
+// assumed-role session, an account's root, or a federated user.
+var identityARNRe = regexp.MustCompile(`^arn:aws(-cn|-us-gov|-iso|-iso-b)?:(iam::[0-9]{12}:(role/.+|user/.+|root)|sts::[0-9]{12}:(assumed-role/[^/]+/.+|federated-user/.+))$`)
 
 func (id Identity) String() string {
 	if id.Subject != nil {
@@ -163,7 +179,7 @@ func (ip *identityPattern) matches(id Identity) bool {
 		if ip.iam && strings.Contains(n, ":iam::") {
 			v = strings.ToLower(n)
 		}
-		if wildcard(ip.arn, v) {
+		if wildcard.Match(ip.arn, v) {
 			return true
 		}
 	}
@@ -179,7 +195,7 @@ func subjectMatches(pattern []dnAttr, subject *pkix.Name) bool {
 		found := false
 		for _, have := range subject.Names {
 			v, ok := have.Value.(string)
-			if ok && have.Type.Equal(want.oid) && wildcard(want.value, v) {
+			if ok && have.Type.Equal(want.oid) && wildcard.Match(want.value, v) {
 				found = true
 				break
 			}

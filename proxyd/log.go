@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"regexp"
+	"strconv"
 )
 
 // secretPatterns match what must never reach a log line: IAM tokens and
@@ -72,4 +73,12 @@ func redactAttr(a slog.Attr) slog.Attr {
 		}
 	}
 	return a
+}
+
+// count is n with its noun, singular for one ("1 rule", "2 rules").
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

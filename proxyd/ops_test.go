@@ -127,7 +127,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatalf("open session stopped working while draining: %v", err)
 	}
 	err = <-done
-	if err == nil || !strings.Contains(err.Error(), "closed 1 connections still open after the drain limit") || !strings.Contains(err.Error(), "user=app") {
+	if err == nil || !strings.Contains(err.Error(), "closed 1 connection still open after the drain limit") || !strings.Contains(err.Error(), "user=app") {
 		t.Fatalf("shutdown: %v", err)
 	}
 	if took := time.Since(start); took > 5*time.Second {

@@ -1,12 +1,14 @@
 package proxyd
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -301,6 +303,179 @@ func FuzzReadMySQLPacket(f *testing.F) {
 		n := int(data[0]) | int(data[1])<<8 | int(data[2])<<16
 		if n > limit || len(p) != n || seq != data[3] || !bytes.Equal(p, data[4:4+n]) {
 			t.Fatalf("read %d bytes (seq %d) from a packet declaring %d with limit %d", len(p), seq, n, limit)
+		}
+	})
+}
+
+// TestFileErrorsSayWhere: the configuration and the RBAC file are edited by
+// hand; an error in them names the line and column (or the line of the
+// list item) an editor jumps to.
+func TestFileErrorsSayWhere(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, tc := range map[string]struct{ rbac, want string }{
+		"syntax": {"{\"rules\": [\n  {\"name\": \"dev\",\n   \"identities\": [\"*\"]\n   \"databases\": [\"orders\"]}\n]}",
+			`rbac.json: line 4, column 4: invalid character '"' after object key:value pair`},
+		"unknown field": {"{\"rules\": [\n  {\"name\": \"dev\", \"identites\": [\"*\"], \"databases\": [\"x\"]}\n]}",
+			`rbac.json: line 2, column 19: unknown field "identites"`},
+		"type": {"{\"rules\": [\n  {\"name\": \"dev\",\n   \"identities\": \"*\", \"databases\": [\"x\"]}\n]}",
+			`rbac.json: line 3, column 20: rules.identities must be a list, not string`},
+		"rule": {"{\"rules\": [\n  {\"name\": \"dev\", \"identities\": [\"*\"], \"databases\": [\"x\"], \"db_users\": [\"*\"], \"db_names\": [\"*\"]},\n\n  {\"name\": \"ops\",\n   \"identities\": []}\n]}",
+			`rbac rules[1] (ops): identities is empty, so the rule matches no one (in ` + dir + `/rule.json at line 4)`},
+		"trailing": {"{\"rules\": []}\n{}", `rbac.json: line 2, column 1: more JSON after the end of the object`},
+	} {
+		file := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(file, []byte(tc.rbac), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		want := strings.Replace(tc.want, "rbac.json", file, 1)
+		if _, err := LoadRBAC(file); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v\nwant %q", name, err, want)
+		}
+	}
+	cfg := "{\"ca_bundle\": \"x\", \"region\": \"us-east-1\",\n \"databases\": [\n  {\"name\": \"a\", \"protocol\": \"mysql\", \"endpoint\": \"h:3306\", \"listen\": \"127.0.0.1:1\"},\n  {\"name\": \"b\", \"protocol\": \"oracle\", \"endpoint\": \"h:1\", \"listen\": \"127.0.0.1:2\"}\n]}"
+	if _, err := ParseConfig([]byte(cfg), "proxy.json"); err == nil || !strings.HasPrefix(err.Error(), "proxy.json at line 4: ") || !strings.Contains(err.Error(), `protocol "oracle"`) {
+		t.Errorf("config item error: %v", err)
+	}
+}
+
+// FuzzReadPGStartup: the first bytes a hostile client sends. readStartup
+// takes exactly one packet (what follows it is left for the next read),
+// never a length outside its bounds, and what it returns parses or is
+// refused without a panic.
+func FuzzReadPGStartup(f *testing.F) {
+	sm, _ := (&pgproto3.StartupMessage{ProtocolVersion: pgProtocol30, Parameters: map[string]string{"user": "app", "database": "orders/app"}}).Encode(nil)
+	f.Add(append(sm, 'p', 0, 0, 0, 5, 0))
+	f.Add([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f, 'x'})
+	f.Add([]byte{0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 1, 2, 3, 4})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		body, err := readStartup(r)
+		if err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint32(data))
+		if n < 8 || n > maxStartupPacket || len(body) != n-4 || r.Len() != len(data)-n || !bytes.Equal(body, data[4:n]) {
+			t.Fatalf("readStartup took %d bytes of %d for a packet of length %d (left %d)", len(body)+4, len(data), n, r.Len())
+		}
+		if req, err := ParseStartup(body); err == nil && req.Code == pgProtocol30 {
+			for k, v := range req.Parameters {
+				if strings.ContainsRune(k, 0) || strings.ContainsRune(v, 0) {
+					t.Fatalf("parameter %q=%q holds a NUL", k, v)
+				}
+			}
+		}
+	})
+}
+
+// FuzzReadPGMessages: what the proxy reads during a login, the client's
+// password message and the server's messages up to ReadyForQuery. Each
+// message is taken whole and exactly, lengths are bounded before anything
+// is allocated, and the messages the login decodes (ErrorResponse,
+// BackendKeyData) are refused, not panicked on, when malformed.
+func FuzzReadPGMessages(f *testing.F) {
+	pw, _ := (&pgproto3.PasswordMessage{Password: "rdsgate-iam-v1.token"}).Encode(nil)
+	f.Add(pw)
+	var login []byte
+	for _, m := range []pgproto3.BackendMessage{&pgproto3.AuthenticationCleartextPassword{}, &pgproto3.AuthenticationOk{},
+		&pgproto3.ParameterStatus{Name: "server_version", Value: "16.4"}, &pgproto3.BackendKeyData{ProcessID: 42, SecretKey: []byte{1, 2, 3, 4}},
+		&pgproto3.ErrorResponse{Severity: "FATAL", Code: "28000", Message: "PAM authentication failed"}, &pgproto3.ReadyForQuery{TxStatus: 'I'}} {
+		login, _ = m.Encode(login)
+	}
+	f.Add(login)
+	f.Add([]byte{'E', 0, 0, 0, 5, 'S'})
+	f.Add([]byte{'K', 0, 0, 0, 6, 0, 0})
+	f.Add([]byte{'p', 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		if pw, err := readPasswordMessage(r); err == nil {
+			n := int(binary.BigEndian.Uint32(data[1:]))
+			if data[0] != 'p' || n < 5 || n > 16<<10 || r.Len() != len(data)-n-1 || strings.HasSuffix(pw, "\x00") {
+				t.Fatalf("password message of length %d: took %d of %d bytes, password %q", n, len(data)-r.Len(), len(data), pw)
+			}
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(data), 64)
+		off := 0
+		for {
+			typ, body, raw, err := readMessage(br)
+			if err != nil {
+				break
+			}
+			n := int(binary.BigEndian.Uint32(data[off+1:]))
+			if n < 4 || n > maxLoginMessage || len(raw) != n+1 || !bytes.Equal(raw, data[off:off+n+1]) || typ != raw[0] || !bytes.Equal(body, raw[5:]) {
+				t.Fatalf("message at %d (length %d): raw %d bytes, body %d", off, n, len(raw), len(body))
+			}
+			off += n + 1
+			switch typ {
+			case 'E':
+				var e pgproto3.ErrorResponse
+				_ = e.Decode(body)
+			case 'K':
+				var k pgproto3.BackendKeyData
+				if k.Decode(body) == nil && (len(k.SecretKey) < 4 || len(k.SecretKey) > 256) {
+					t.Fatalf("BackendKeyData with a %d-byte key decoded", len(k.SecretKey))
+				}
+			}
+		}
+	})
+}
+
+// FuzzRBAC: an RBAC file from the fuzzer, and the requests of the shared
+// table. Whatever the rules say: an allow names an allow rule that exists,
+// removing the deny rules never takes an allow away, and a deny rule for
+// everyone, added anywhere, denies everything.
+func FuzzRBAC(f *testing.F) {
+	data, err := os.ReadFile("testdata/rbac/cases.json")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var table rbacTable
+	if err := json.Unmarshal(data, &table); err != nil {
+		f.Fatal(err)
+	}
+	f.Add([]byte(table.RBAC))
+	f.Add([]byte(`{"rules":[{"name":"a","identities":["*"],"databases":["*"],"db_users":["*"],"db_names":["*"]}]}`))
+	f.Add([]byte(`{"rules":[{"name":"a","identities":["CN=*,O=dba"],"labels":{"env":"prod"},"db_users":["app?"],"db_names":["*"]},{"name":"d","effect":"deny","identities":["arn:aws:iam::*:role/*"],"databases":["ledger"]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &RBAC{}
+		if decodeStrict(data, r) != nil || r.Validate() != nil || len(r.Rules) > 50 {
+			return
+		}
+		allows := &RBAC{}
+		denyAll := &RBAC{Rules: []Rule{{Name: "deny-everyone", Effect: "deny", Identities: []string{"*"}, Databases: []string{"*"}}}}
+		for _, rule := range r.Rules {
+			clean := rule
+			clean.ids = nil
+			if rule.Effect != "deny" {
+				allows.Rules = append(allows.Rules, clean)
+			}
+			denyAll.Rules = append(denyAll.Rules, clean)
+		}
+		if allows.Validate() != nil || denyAll.Validate() != nil {
+			return // a rule valid among others may not be alone (names)
+		}
+		for _, c := range table.Cases {
+			id, err := ParseIdentity(c.Identity)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range table.Databases {
+				req := AccessRequest{Identity: id, Database: &table.Databases[i], DBUser: c.User, DBName: c.Name}
+				d := r.Check(req)
+				if d.Allowed {
+					i := slices.IndexFunc(r.Rules, func(rule Rule) bool { return rule.Name == d.Rule })
+					if i < 0 || r.Rules[i].Effect == "deny" {
+						t.Fatalf("%+v allowed by %q, which is not an allow rule", req, d.Rule)
+					}
+					if !allows.Check(req).Allowed {
+						t.Fatalf("%+v: allowed, and denied once the deny rules are gone", req)
+					}
+				}
+				if dd := denyAll.Check(req); dd.Allowed || dd.Rule != "deny-everyone" {
+					t.Fatalf("%+v: %+v under a deny rule for everyone", req, dd)
+				}
+			}
 		}
 	})
 }

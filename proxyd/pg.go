@@ -287,8 +287,14 @@ func askPGPassword(conn net.Conn) (string, error) {
 	if _, err := conn.Write([]byte{'R', 0, 0, 0, 8, 0, 0, 0, 3}); err != nil {
 		return "", err
 	}
+	return readPasswordMessage(conn)
+}
+
+// readPasswordMessage reads a client's PasswordMessage, exactly (nothing
+// after it is consumed), at most 16 KiB.
+func readPasswordMessage(r io.Reader) (string, error) {
 	var hdr [5]byte
-	if _, err := io.ReadFull(conn, hdr[:]); err != nil {
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return "", err
 	}
 	n := binary.BigEndian.Uint32(hdr[1:])
@@ -296,7 +302,7 @@ func askPGPassword(conn net.Conn) (string, error) {
 		return "", fmt.Errorf("expected a password message")
 	}
 	body := make([]byte, n-4)
-	if _, err := io.ReadFull(conn, body); err != nil {
+	if _, err := io.ReadFull(r, body); err != nil {
 		return "", err
 	}
 	return strings.TrimRight(string(body), "\x00"), nil

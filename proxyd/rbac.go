@@ -3,7 +3,6 @@ package proxyd
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/rdsgate/rdsgate/internal/wildcard"
 )
 
 // RBAC says which identities may reach which databases, as which database
@@ -66,13 +67,11 @@ func LoadRBAC(path string) (*RBAC, error) {
 		return nil, fmt.Errorf("%w: rbac_file: %v", ErrConfig, err)
 	}
 	r := &RBAC{}
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(r); err != nil {
+	if err := decodeStrict(data, r); err != nil {
 		return nil, fmt.Errorf("%w: rbac_file %s: %v", ErrConfig, path, err)
 	}
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
+		return nil, fmt.Errorf("%w (in %s%s)", err, path, atLine(err, data))
 	}
 	return r, nil
 }
@@ -153,36 +152,11 @@ func (r *RBAC) Review(cfg *Config) []string {
 
 func matchAny(patterns []string, value string) bool {
 	for _, p := range patterns {
-		if wildcard(p, value) {
+		if wildcard.Match(p, value) {
 			return true
 		}
 	}
 	return false
-}
-
-// wildcard matches * (any run) and ? (one character).
-func wildcard(pattern, s string) bool {
-	p, i, star, mark := 0, 0, -1, 0
-	for i < len(s) {
-		switch {
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == s[i]):
-			p++
-			i++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, i
-			p++
-		case star >= 0:
-			p = star + 1
-			mark++
-			i = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
 }
 
 func (rule *Rule) matchesIdentity(id Identity) bool {
@@ -199,7 +173,7 @@ func (rule *Rule) matchesDatabase(db *Database) bool {
 		return false
 	}
 	for k, v := range rule.Labels {
-		if !wildcard(v, db.Labels[k]) {
+		if !wildcard.Match(v, db.Labels[k]) {
 			return false
 		}
 	}

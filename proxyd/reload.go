@@ -113,7 +113,7 @@ func (s *Server) Reload(cfg *Config) ([]string, error) {
 		changes = append(changes, "listening for "+name+" on "+ln.Addr().String())
 	}
 	if cfg.Gateway != nil {
-		changes = append(changes, fmt.Sprintf("rbac %s: %d rules", cfg.Gateway.RBACFile, len(st.rbac.Rules)))
+		changes = append(changes, fmt.Sprintf("rbac %s: %s", cfg.Gateway.RBACFile, count(len(st.rbac.Rules), "rule")))
 		for _, w := range st.rbac.Review(cfg) {
 			s.log.Warn(w)
 		}

@@ -386,7 +386,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		sort.Strings(open)
-		err = fmt.Errorf("closed %d connections still open after the drain limit: %s", len(open), strings.Join(open, "; "))
+		err = fmt.Errorf("closed %s still open after the drain limit: %s", count(len(open), "connection"), strings.Join(open, "; "))
 		s.log.Warn("drain limit reached", "closed", len(open), "connections", strings.Join(open, "; "))
 		<-done
 	}

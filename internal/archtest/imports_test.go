@@ -28,6 +28,10 @@ var rules = map[string][]string{
 	"bench": {"proxyd", "internal", "test"},
 }
 
+// leaves are packages of the standard library's alone that every part may
+// import: the wildcard matcher the planner and the proxy share.
+var leaves = []string{module + "/internal/wildcard"}
+
 func part(pkg string) string {
 	p, _, _ := strings.Cut(strings.TrimPrefix(pkg, module+"/"), "/")
 	return p
@@ -93,7 +97,7 @@ func TestPoliciesUsesTheStandardLibraryAlone(t *testing.T) {
 			continue
 		}
 		for _, imp := range p.imports {
-			if strings.HasPrefix(imp, module+"/policies") {
+			if strings.HasPrefix(imp, module+"/policies") || slices.Contains(leaves, imp) {
 				continue
 			}
 			if bp, err := build.Import(imp, p.dir, build.FindOnly); err != nil || !bp.Goroot {
@@ -122,7 +126,7 @@ func TestDependencyDirection(t *testing.T) {
 			continue
 		}
 		check := func(imp string, test bool) {
-			if !strings.HasPrefix(imp, module+"/") || test && testInfra(imp) {
+			if !strings.HasPrefix(imp, module+"/") || test && testInfra(imp) || slices.Contains(leaves, imp) {
 				return
 			}
 			if to := part(imp); to != from && !slices.Contains(allowed, to) {
@@ -135,5 +139,23 @@ func TestDependencyDirection(t *testing.T) {
 		for _, imp := range p.testImports {
 			check(imp, true)
 		}
+	}
+}
+
+func TestLeavesUseTheStandardLibraryAlone(t *testing.T) {
+	found := 0
+	for _, p := range packages(t) {
+		if !slices.Contains(leaves, p.path) {
+			continue
+		}
+		found++
+		for _, imp := range p.imports {
+			if bp, err := build.Import(imp, p.dir, build.FindOnly); err != nil || !bp.Goroot {
+				t.Errorf("%s imports %s; a leaf every part may import must use the standard library alone", p.path, imp)
+			}
+		}
+	}
+	if found != len(leaves) {
+		t.Errorf("found %d of the %d leaves %v", found, len(leaves), leaves)
 	}
 }

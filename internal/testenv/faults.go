@@ -45,10 +45,22 @@ type FaultProxy struct {
 	lag      *lag
 }
 
-// Request is one request that passed the proxy, with its form parameters.
+// Request is one request that passed the proxy, with its form parameters
+// and the access key id it was signed with.
 type Request struct {
-	Op   string
-	Form url.Values
+	Op    string
+	Form  url.Values
+	KeyID string
+}
+
+// signingKey is the access key id of a SigV4 Authorization header.
+func signingKey(auth string) string {
+	_, cred, ok := strings.Cut(auth, "Credential=")
+	if !ok {
+		return ""
+	}
+	id, _, _ := strings.Cut(cred, "/")
+	return id
 }
 
 // StartFaultProxy starts a proxy in front of target for the test.
@@ -82,7 +94,7 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 		}
 		fp.mu.Lock()
 		fp.seen[op]++
-		fp.requests = append(fp.requests, Request{Op: op, Form: form})
+		fp.requests = append(fp.requests, Request{Op: op, Form: form, KeyID: signingKey(r.Header.Get("Authorization"))})
 		var f *Fault
 		if fp.lag != nil {
 			f = fp.lag.decide(op, form)

@@ -194,6 +194,20 @@ func TestUsageErrors(t *testing.T) {
 	if err := os.WriteFile(unreadable, []byte("{}"), 0o000); err != nil {
 		t.Fatal(err)
 	}
+	gateway := filepath.Join(t.TempDir(), "gateway.json")
+	rbacFile := filepath.Join(t.TempDir(), "rbac.json")
+	if err := os.WriteFile(gateway, []byte(`{"ca_bundle": "ca.pem", "region": "us-east-1", "databases": [{"name": "orders", "protocol": "postgres", "endpoint": "h:5432"}],
+	  "gateway": {"listen_postgres": "127.0.0.1:0", "tls_cert": "c", "tls_key": "k", "client_ca": "ca", "rbac_file": "`+rbacFile+`"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rbacFile, []byte("{\"rules\": [\n  {\"name\": \"dev\", \"identities\": [\"*\"], \"databases\": [\"orders\"], \"db_users\": [\"app\"], \"db_names\": [\"*\"]}\n]}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	badRBAC := filepath.Join(t.TempDir(), "bad-rbac.json")
+	if err := os.WriteFile(badRBAC, []byte("{\"rules\": [\n  {\"name\": \"dev\",\n   \"identity\": [\"*\"]}\n]}"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	check := []string{"access", "check", "--config", gateway, "--db", "orders", "--db-user", "app", "--db-name", "x"}
 	newer := filepath.Join(t.TempDir(), "newer.json")
 	if err := os.WriteFile(newer, []byte(`{"format_version":9}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -226,6 +240,12 @@ func TestUsageErrors(t *testing.T) {
 		{"invalid entry", []string{"shards", "plan", "--inventory", inv, "--base-role", "p"}, 2, `databases[0] ("orders"): resource_id: "orders-prod"`},
 		{"newer plan", []string{"shards", "plan", "--inventory", sampleInventory, "--base-role", "p", "--previous", newer}, 2, "upgrade rdsgate"},
 		{"too many managed", []string{"shards", "plan", "--inventory", sampleInventory, "--base-role", "p", "--max-managed", "40"}, 2, "between 0 and 25"},
+		{"identity is not an ARN", append(check, "--identity", "notanarn"), 2,
+			`rdsgate: --identity "notanarn": neither an ARN nor a certificate subject ("notanarn" has no =: a subject is TYPE=value pairs separated by commas): give arn:aws:iam::123456789012:role/NAME, `},
+		{"identity ARN malformed", append(check, "--identity", "arn:aws:iam::12345:rol/dev"), 2,
+			`rdsgate: --identity "arn:aws:iam::12345:rol/dev": not an IAM identity ARN: give arn:aws:iam::123456789012:role/NAME, `},
+		{"rbac file error says where", append(check, "--identity", "CN=alice", "--rbac", badRBAC), 2,
+			"rbac_file " + badRBAC + `: line 3, column 4: unknown field "identity"`},
 		{"no fit", []string{"shards", "plan", "--inventory", sampleInventory, "--user", "alice", "--max-shard-roles", "0"}, 1, "cannot fit 508 databases"},
 	}
 	if os.Getuid() != 0 {

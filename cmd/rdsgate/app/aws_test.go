@@ -217,7 +217,7 @@ func TestDiscoverEnableAndPlan(t *testing.T) {
 	if err != nil || len(parsed.Databases) != 2 || parsed.Databases[0].DBUsers[0] != "app" {
 		t.Fatalf("discovered inventory: %+v %v", parsed, err)
 	}
-	if r = run(t, "", "shards", "plan", "--inventory", inv, "--base-role", "proxy", "--format", "table"); r.code != 0 || !strings.Contains(r.stdout, "2 databases on 1 principals") {
+	if r = run(t, "", "shards", "plan", "--inventory", inv, "--base-role", "proxy", "--format", "table"); r.code != 0 || !strings.Contains(r.stdout, "2 databases on 1 principal in 1 document") {
 		t.Fatalf("planning the discovered inventory: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 
@@ -249,12 +249,20 @@ func TestDBUserSQL(t *testing.T) {
 func TestDriftAndDoctor(t *testing.T) {
 	c := awsEnv(t)
 	createRole(t, c, "rdsgate-proxy")
+	if r := run(t, "", "bootstrap", "create-iam", "--role", "rdsgate-proxy", "--account-id", "123456789012", "--yes",
+		"--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/rdsgate-proxy/*"); r.code != 0 {
+		t.Fatalf("create-iam: %d %s", r.code, r.stderr)
+	}
 	applied := filepath.Join(t.TempDir(), "plan.json")
 	if r := run(t, "", "shards", "apply", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--yes", "--output", applied); r.code != 0 {
 		t.Fatalf("apply: %d %s", r.code, r.stderr)
 	}
+	// What create-iam wrote is rdsgate's, named as such, not "not managed".
 	r := run(t, "", "drift", "--plan", applied)
-	if r.code != 0 || !strings.Contains(r.stdout, "No drift: IAM holds the plan") {
+	if r.code != 0 || !strings.Contains(r.stdout, "No drift: IAM holds the plan") || strings.Contains(r.stdout, "Not managed") ||
+		!strings.Contains(r.stdout, "\nWritten by rdsgate bootstrap create-iam, not part of the plan (its --dry-run says whether they are current):\n"+
+			"  role rdsgate-proxy inline policy rdsgate-bootstrap\n"+
+			"  role rdsgate-proxy permissions boundary arn:aws:iam::123456789012:policy/rdsgate/rdsgate-proxy-boundary\n") {
 		t.Fatalf("drift after apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if r = run(t, "", "drift", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy"); r.code != 0 {
@@ -295,6 +303,24 @@ func TestDriftAndDoctor(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "[ ok ] trust rdsgate-proxy-shard-001") || !strings.Contains(r.stdout, "All ") {
 		t.Fatalf("doctor: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// With no arguments, doctor says what it did not check and how to;
+	// it takes plan.json from the working directory, as the README writes it.
+	t.Chdir(t.TempDir())
+	r = run(t, "", "doctor")
+	if r.code != 0 || !strings.HasSuffix(r.stdout, "\nAll 2 checks passed.\nNot checked: roles, databases (see [skip] above for what to give).\n") ||
+		!strings.Contains(r.stdout, "[skip] roles        not checked: no plan") ||
+		!strings.Contains(r.stdout, "fix: give --inventory FILE (what rdsgate discover --output wrote), or run doctor where inventory.json is") {
+		t.Fatalf("doctor with no arguments: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	data, _ := os.ReadFile(applied)
+	if err := os.WriteFile("plan.json", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = run(t, "", "doctor")
+	if r.code != 0 || r.stderr != "doctor: using the plan plan.json in the working directory (--plan FILE names another)\n" ||
+		!strings.Contains(r.stdout, "[ ok ] trust rdsgate-proxy-shard-001") || !strings.HasSuffix(r.stdout, "Not checked: databases (see [skip] above for what to give).\n") {
+		t.Fatalf("doctor with plan.json here: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	if _, err := c.IAM.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String("rdsgate-proxy-shard-001"),
 		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
 		t.Fatal(err)
@@ -324,13 +350,13 @@ func TestConfirmAtATerminal(t *testing.T) {
 		return string(out), code
 	}
 	out, code := ask("n")
-	if code != 1 || !strings.Contains(out, "Make 1 changes in account 123456789012? [y/N]") || !strings.Contains(out, "cancelled: nothing was changed") {
+	if code != 1 || !strings.Contains(out, "Make 1 change in account 123456789012? [y/N]") || !strings.Contains(out, "cancelled: nothing was changed") {
 		t.Fatalf("answering n: exit %d\n%s", code, out)
 	}
 	if _, err := c.IAM.GetRolePolicy(context.Background(), &iam.GetRolePolicyInput{RoleName: aws.String("rdsgate-proxy"), PolicyName: aws.String("rdsgate-bootstrap")}); err == nil {
 		t.Fatal("answering n still wrote the policy")
 	}
-	if out, code = ask("y"); code != 0 || !strings.Contains(out, "Done: 1 changes made.") {
+	if out, code = ask("y"); code != 0 || !strings.Contains(out, "Done: 1 change made.") {
 		t.Fatalf("answering y: exit %d\n%s", code, out)
 	}
 }

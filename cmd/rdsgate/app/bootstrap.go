@@ -113,13 +113,13 @@ func createIAM(c *cli.Context, cfg *config) error {
 		fmt.Fprintln(out, "Dry run: nothing was written.")
 		return nil
 	}
-	if err := confirm(c, cfg, fmt.Sprintf("Make %d changes in account %s?", pending, o.AccountID)); err != nil {
+	if err := confirm(c, cfg, fmt.Sprintf("Make %s in account %s?", policies.Count(pending, "change"), o.AccountID)); err != nil {
 		return err
 	}
 	if err := bootstrap.ApplyChanges(c.Context, changes); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Done: %d changes made.\n", pending)
+	fmt.Fprintf(out, "Done: %s made.\n", policies.Count(pending, "change"))
 	return nil
 }
 

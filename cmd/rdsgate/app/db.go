@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -152,54 +153,63 @@ func dbList(c *cli.Context, cfg *config) error {
 	return w.Flush()
 }
 
-// dbArgs reads NAME and the --db-user/--db-name flags that follow it (the
-// form `rdsgate db connect orders --db-user app` reads naturally, and
-// urfave/cli stops parsing flags at the first argument), and what follows
-// "--" for the client.
-func dbArgs(c *cli.Context) (name, user, dbName string, extra []string, err error) {
-	user, dbName = c.String("db-user"), c.String("db-name")
+// dbArgs reads NAME, the command's own flags written after it (the form
+// `rdsgate db connect orders --db-user app --gateway-ca ca.pem` reads
+// naturally, and urfave/cli stops parsing flags at the first argument), and
+// what follows "--" for the client. Flags after NAME are set on c, so it
+// runs before anything reads them.
+func dbArgs(c *cli.Context) (name string, extra []string, err error) {
 	args := c.Args().Slice()
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
-			return name, user, dbName, args[i+1:], nil
-		case strings.HasPrefix(a, "-"):
+			return name, args[i+1:], nil
+		case strings.HasPrefix(a, "-") && len(a) > 1:
 			flag, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+			f := commandFlag(c.Command.Flags, flag)
+			if f == nil {
+				msg := fmt.Sprintf("unknown flag %s after the database name", a)
+				if near := nearestFlag(c.Command.Flags, flag); near != "" {
+					msg += "; did you mean --" + near + "?"
+				}
+				return "", nil, usageError("%s (client arguments go after --)", msg)
+			}
+			if _, isBool := f.(*cli.BoolFlag); isBool && !hasValue {
+				value, hasValue = "true", true
+			}
 			if !hasValue {
 				if i+1 >= len(args) {
-					return "", "", "", nil, usageError("%s needs a value", a)
+					return "", nil, usageError("%s needs a value", a)
 				}
 				i++
 				value = args[i]
 			}
-			switch flag {
-			case "db-user", "u":
-				user = value
-			case "db-name", "d":
-				dbName = value
-			case "format":
-				if err := c.Set("format", value); err != nil {
-					return "", "", "", nil, usageError("--format: %v", err)
-				}
-			default:
-				return "", "", "", nil, usageError("unknown flag %s after the database name (client arguments go after --)", a)
+			if err := c.Set(f.Names()[0], value); err != nil {
+				return "", nil, usageError("%s: %v", a, err)
 			}
 		case name == "":
 			name = a
 		default:
-			return "", "", "", nil, usageError("unexpected argument %q (client arguments go after --)", a)
+			return "", nil, usageError("unexpected argument %q (client arguments go after --)", a)
 		}
 	}
-	return name, user, dbName, nil, nil
+	return name, nil, nil
+}
+
+// commandFlag is the flag one of whose names is name, or nil.
+func commandFlag(flags []cli.Flag, name string) cli.Flag {
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
 }
 
 // target finds the database and settles the db user and name.
-func target(c *cli.Context, gc *proxyd.GatewayClient) (*proxyd.DatabaseAccess, string, string, error) {
-	name, givenUser, givenName, _, err := dbArgs(c)
-	if err != nil {
-		return nil, "", "", err
-	}
+func target(c *cli.Context, gc *proxyd.GatewayClient, name string) (*proxyd.DatabaseAccess, string, string, error) {
+	givenUser, givenName := c.String("db-user"), c.String("db-name")
 	if name == "" {
 		return nil, "", "", usageError("name the database: rdsgate db %s NAME (rdsgate db ls lists them)", c.Command.Name)
 	}
@@ -216,7 +226,14 @@ func target(c *cli.Context, gc *proxyd.GatewayClient) (*proxyd.DatabaseAccess, s
 		}
 	}
 	if db == nil {
-		return nil, "", "", &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s may not reach a database %q through this gateway; you may reach: %s", resp.Identity, name, strings.Join(names, ", "))}
+		if len(names) == 0 {
+			return nil, "", "", &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s may not reach %q, nor any other database, through this gateway: ask its administrator for a rule in its RBAC file that names you", resp.Identity, name)}
+		}
+		msg := fmt.Sprintf("%s may not reach a database %q through this gateway; you may reach: %s", resp.Identity, name, strings.Join(names, ", "))
+		if near := policies.Nearest(name, names, 2); near != "" {
+			msg += "; did you mean " + near + "?"
+		}
+		return nil, "", "", &ExitError{Code: ExitFailure, Err: errors.New(msg)}
 	}
 	pick := func(flag, given string, allowed []string) (string, error) {
 		if given != "" {
@@ -257,15 +274,18 @@ func mysqlClient() (string, []string) {
 }
 
 func dbConnect(c *cli.Context, cfg *config) error {
+	name, extra, err := dbArgs(c)
+	if err != nil {
+		return err
+	}
 	gc, err := gatewayClient(c)
 	if err != nil {
 		return err
 	}
-	db, user, dbName, err := target(c, gc)
+	db, user, dbName, err := target(c, gc, name)
 	if err != nil {
 		return err
 	}
-	_, _, _, extra, _ := dbArgs(c)
 	var cmd *exec.Cmd
 	switch db.Protocol {
 	case proxyd.ProtocolPostgres:
@@ -308,17 +328,21 @@ func dbConnect(c *cli.Context, cfg *config) error {
 }
 
 func dbEnv(c *cli.Context, cfg *config) error {
-	gc, err := gatewayClient(c)
+	name, extra, err := dbArgs(c)
 	if err != nil {
 		return err
 	}
-	if _, _, _, _, err := dbArgs(c); err != nil {
-		return err
+	if len(extra) > 0 {
+		return usageError("db env takes no client arguments: it prints settings (found %q after --)", strings.Join(extra, " "))
 	}
 	if err := oneOf("format", c.String("format"), "sh", "json"); err != nil {
 		return err
 	}
-	db, user, dbName, err := target(c, gc)
+	gc, err := gatewayClient(c)
+	if err != nil {
+		return err
+	}
+	db, user, dbName, err := target(c, gc, name)
 	if err != nil {
 		return err
 	}

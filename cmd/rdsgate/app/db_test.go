@@ -44,13 +44,18 @@ func startCLIGateway(t *testing.T, stsEndpoint string) *cliGateway {
 	pgEmu := rdsemu.Postgres(t, pg, rdsemu.Options{Keys: keys})
 	myEmu := rdsemu.MySQL(t, my, "inner-pw", rdsemu.Options{Keys: keys})
 	pg.SQL(t, "postgres", "CREATE USER app; GRANT rds_iam TO app")
+	pg.SQL(t, "postgres", "CREATE DATABASE shop")
 	my.SQL(t, "CREATE USER 'app'@'%' IDENTIFIED BY 'inner-pw'; CREATE DATABASE shop; GRANT ALL ON shop.* TO 'app'@'%'")
 	callers := &rdsemu.Keys{}
 	callers.Add("ASIAALICE", "alice-secret", "alice-session")
+	callers.Add("ASIABOB", "bob-secret", "bob-session")
 	if stsEndpoint == "" {
 		stsEndpoint = rdsemu.StartSTS(t, callers, func(id string) string {
-			if id == "ASIAALICE" {
+			switch id {
+			case "ASIAALICE":
 				return "arn:aws:sts::123456789012:assumed-role/dev/alice"
+			case "ASIABOB": // no rule names bob's role
+				return "arn:aws:sts::123456789012:assumed-role/visitor/bob"
 			}
 			return ""
 		}, nil).URL
@@ -108,10 +113,16 @@ func startCLIGateway(t *testing.T, stsEndpoint string) *cliGateway {
 // rdsgate runs the binary as alice; it returns stdout and stderr together.
 func (g *cliGateway) rdsgate(t *testing.T, args ...string) (string, int) {
 	t.Helper()
+	return g.rdsgateWith(t, nil, args...)
+}
+
+// rdsgateWith runs the binary as alice with env added last (so it wins).
+func (g *cliGateway) rdsgateWith(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, g.bin, args...)
-	cmd.Env = append(os.Environ(), g.env...)
+	cmd.Env = append(append(os.Environ(), g.env...), env...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -145,8 +156,41 @@ func TestDBCommands(t *testing.T) {
 	if code != 0 || strings.TrimSpace(out) != "app@%\tshop" {
 		t.Fatalf("db connect shop (%d):\n%s", code, out)
 	}
-	if out, code = rdsgate("db", "connect", "ledger", "--db-name", "postgres"); code != 1 || !strings.Contains(out, `may not reach a database "ledger"`) {
+	if out, code = rdsgate("db", "connect", "ledger", "--db-name", "postgres"); code != 1 ||
+		!strings.Contains(out, `arn:aws:sts::123456789012:assumed-role/dev/alice may not reach a database "ledger" through this gateway; you may reach: orders, shop`) {
 		t.Fatalf("db connect ledger (%d):\n%s", code, out)
+	}
+	if out, code = rdsgate("db", "connect", "order", "--db-name", "postgres"); code != 1 || !strings.Contains(out, "you may reach: orders, shop; did you mean orders?") {
+		t.Fatalf("db connect order (%d):\n%s", code, out)
+	}
+	bob := []string{"AWS_ACCESS_KEY_ID=ASIABOB", "AWS_SECRET_ACCESS_KEY=bob-secret", "AWS_SESSION_TOKEN=bob-session", "XDG_CACHE_HOME=" + filepath.Join(dir, "bob-cache")}
+	if out, code = g.rdsgateWith(t, bob, "db", "connect", "orders"); code != 1 ||
+		strings.TrimSpace(out) != `rdsgate: arn:aws:sts::123456789012:assumed-role/visitor/bob may not reach "orders", nor any other database, through this gateway: ask its administrator for a rule in its RBAC file that names you` {
+		t.Fatalf("db connect as someone no rule names (%d):\n%s", code, out)
+	}
+	// psql's \c follows to another database name the rules allow on the
+	// same server, and is refused, by the gateway, for one they do not.
+	out, code = rdsgate("db", "connect", "orders", "--db-name", "postgres", "--", "-X", "-A", "-t", "-c", `\c shop`, "-c", "select current_database()")
+	if code != 0 || !strings.Contains(out, `You are now connected to database "shop" as user "app"`) || !strings.HasSuffix(strings.TrimSpace(out), "\nshop") {
+		t.Fatalf(`\c shop through db connect (%d):\n%s`, code, out)
+	}
+	out, code = rdsgate("db", "connect", "orders", "--db-name", "postgres", "--", "-X", "-A", "-t", "-c", `\c template1`, "-c", "select current_database()")
+	if code == 0 || !strings.Contains(out, `database "template1"`) || strings.Contains(out, "You are now connected") {
+		t.Fatalf(`\c template1 through db connect (%d):\n%s`, code, out)
+	}
+	// Flags after the database name are the command's flags, wherever
+	// they are written; a mistyped one gets a suggestion.
+	noCA := []string{"RDSGATE_GATEWAY_CA="}
+	if out, code = g.rdsgateWith(t, noCA, "db", "connect", "orders", "--db-name", "postgres", "--", "-X", "-A", "-t", "-c", "select 1"); code == 0 {
+		t.Fatalf("db connect without the gateway's CA connected (%d):\n%s", code, out)
+	}
+	out, code = g.rdsgateWith(t, noCA, "db", "connect", "orders", "--gateway-ca", g.ca.PEMFile, "--db-name", "postgres", "--", "-X", "-A", "-t", "-c", "select current_user")
+	if code != 0 || strings.TrimSpace(out) != "app" {
+		t.Fatalf("db connect orders --gateway-ca after the name (%d):\n%s", code, out)
+	}
+	if out, code = rdsgate("db", "connect", "orders", "--db-nam", "postgres"); code != 2 ||
+		strings.TrimSpace(out) != "rdsgate: unknown flag --db-nam after the database name; did you mean --db-name? (client arguments go after --)" {
+		t.Fatalf("db connect with a mistyped flag (%d):\n%s", code, out)
 	}
 	if out, code = rdsgate("db", "connect", "orders", "--db-user", "admin", "--db-name", "postgres"); code != 1 || !strings.Contains(out, `only with --db-user app, not "admin"`) {
 		t.Fatalf("db connect as admin (%d):\n%s", code, out)
@@ -197,11 +241,15 @@ func TestDBCommands(t *testing.T) {
 	if st, _ := os.Stat(cache[0]); st.Mode().Perm() != 0o600 {
 		t.Fatalf("the token cache is mode %v", st.Mode())
 	}
-	if out, code = rdsgate("db", "logout"); code != 0 {
-		t.Fatalf("db logout (%d): %s", code, out)
+	if out, code = rdsgate("db", "logout"); code != 0 || out != "Forgot the identity token for "+strings.TrimPrefix(g.env[len(g.env)-2], "RDSGATE_GATEWAY=")+".\n" {
+		t.Fatalf("db logout (%d): %q", code, out)
 	}
 	if cache, _ = filepath.Glob(filepath.Join(dir, "cache", "rdsgate", "gateways", "*.json")); len(cache) != 0 {
 		t.Fatalf("db logout left %v", cache)
+	}
+	if out, code = g.rdsgateWith(t, []string{"RDSGATE_GATEWAY="}, "db", "logout"); code != 0 ||
+		out != "Forgot the identity tokens of every gateway. Your AWS credentials are the SDK's: aws sso logout ends those.\n" {
+		t.Fatalf("db logout of every gateway (%d): %q", code, out)
 	}
 
 	// access check explains decisions the way the gateway makes them.

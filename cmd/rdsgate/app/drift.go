@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -81,6 +82,9 @@ func drift(c *cli.Context, cfg *config) error {
 			}
 			fmt.Fprintf(out, "::error title=%s::%s\n", ghEscape("rdsgate drift", true), ghEscape(msg, false))
 		}
+		for _, u := range r.Bootstrap {
+			fmt.Fprintf(out, "::notice title=%s::%s\n", ghEscape("rdsgate", true), ghEscape(u+": written by rdsgate bootstrap create-iam, not part of the plan", false))
+		}
 		for _, u := range r.Unjudged {
 			fmt.Fprintf(out, "::notice title=%s::%s\n", ghEscape("rdsgate", true), ghEscape(u+": not managed by rdsgate, not judged", false))
 		}
@@ -138,9 +142,9 @@ func desiredPlan(c *cli.Context, cfg *config) (*bootstrap.Clients, *policies.Pla
 
 func writeDriftText(w io.Writer, plan *policies.Plan, r *bootstrap.DriftReport) {
 	if !r.Drifted() {
-		fmt.Fprintf(w, "No drift: IAM holds the plan (%d principals, %d documents).\n", len(plan.Principals), plan.Stats.Documents)
+		fmt.Fprintf(w, "No drift: IAM holds the plan (%s, %s).\n", policies.Count(len(plan.Principals), "principal"), policies.Count(plan.Stats.Documents, "document"))
 	} else {
-		fmt.Fprintf(w, "Drift: %d differences between IAM and the plan\n", len(r.Findings))
+		fmt.Fprintf(w, "Drift: %s between IAM and the plan\n", policies.Count(len(r.Findings), "difference"))
 		for _, f := range r.Findings {
 			fmt.Fprintf(w, "  %s\n", f)
 			for _, a := range f.Added {
@@ -149,6 +153,12 @@ func writeDriftText(w io.Writer, plan *policies.Plan, r *bootstrap.DriftReport) 
 			for _, d := range f.Removed {
 				fmt.Fprintf(w, "      - %s   (in the plan, not in AWS)\n", d)
 			}
+		}
+	}
+	if len(r.Bootstrap) > 0 {
+		fmt.Fprintln(w, "Written by rdsgate bootstrap create-iam, not part of the plan (its --dry-run says whether they are current):")
+		for _, u := range r.Bootstrap {
+			fmt.Fprintf(w, "  %s\n", u)
 		}
 	}
 	if len(r.Unjudged) > 0 {
@@ -160,6 +170,23 @@ func writeDriftText(w io.Writer, plan *policies.Plan, r *bootstrap.DriftReport) 
 	if r.Drifted() {
 		fmt.Fprintln(w, "Bring IAM back to the plan with: rdsgate shards apply --plan FILE")
 	}
+}
+
+// statusSkip marks a group of doctor's checks that had nothing to check.
+const statusSkip = "skip"
+
+// doctorInput is the file doctor reads for --plan or --inventory: the flag,
+// or else the file of that name in the working directory, which is where
+// the README's commands write it (doctor says it used it).
+func doctorInput(c *cli.Context, cfg *config, flag, name string) (string, error) {
+	if p := c.String(flag); p != "" {
+		return p, nil
+	}
+	if st, err := os.Stat(name); err != nil || !st.Mode().IsRegular() {
+		return "", nil
+	}
+	fmt.Fprintf(cfg.stderr, "doctor: using the %s %s in the working directory (--%s FILE names another)\n", flag, name, flag)
+	return name, nil
 }
 
 // ghEscape escapes a GitHub Actions workflow command's message or property.
@@ -194,21 +221,29 @@ func doctorCommand(cfg *config) *cli.Command {
 				return err
 			}
 			o := bootstrap.DoctorOptions{DialTimeout: c.Duration("timeout")}
-			if p := c.String("plan"); p != "" {
-				data, err := readInput(cfg, "plan", p)
+			planPath, err := doctorInput(c, cfg, "plan", "plan.json")
+			if err != nil {
+				return err
+			}
+			if planPath != "" {
+				data, err := readInput(cfg, "plan", planPath)
 				if err != nil {
 					return err
 				}
-				if o.Plan, err = policies.ReadPlan(data, p); err != nil {
+				if o.Plan, err = policies.ReadPlan(data, planPath); err != nil {
 					return err
 				}
 			}
-			if p := c.String("inventory"); p != "" {
-				data, err := readInput(cfg, "inventory", p)
+			invPath, err := doctorInput(c, cfg, "inventory", "inventory.json")
+			if err != nil {
+				return err
+			}
+			if invPath != "" {
+				data, err := readInput(cfg, "inventory", invPath)
 				if err != nil {
 					return err
 				}
-				if o.Inventory, err = policies.ParseInventory(data, p); err != nil {
+				if o.Inventory, err = policies.ParseInventory(data, invPath); err != nil {
 					return err
 				}
 			}
@@ -218,10 +253,24 @@ func doctorCommand(cfg *config) *cli.Command {
 			}
 			o.Chain, o.ExternalID = splitList(c.StringSlice("chain")), c.String("external-id")
 			findings := bootstrap.Doctor(c.Context, aws, o)
-			failed := 0
+			// Say what was not checked, and how to check it.
+			if o.Plan == nil {
+				findings = append(findings, bootstrap.Finding{Check: "roles", Status: statusSkip,
+					Detail: "not checked: no plan (the roles, trust, quota headroom and account of a plan)",
+					Fix:    "give --plan FILE (what rdsgate shards plan --output wrote), or run doctor where plan.json is"})
+			}
+			if o.Inventory == nil {
+				findings = append(findings, bootstrap.Finding{Check: "databases", Status: statusSkip,
+					Detail: "not checked: no inventory (IAM authentication and TCP reach of each database)",
+					Fix:    "give --inventory FILE (what rdsgate discover --output wrote), or run doctor where inventory.json is"})
+			}
+			failed, skipped := 0, 0
 			for _, f := range findings {
-				if f.Status == bootstrap.StatusFail {
+				switch f.Status {
+				case bootstrap.StatusFail:
 					failed++
+				case statusSkip:
+					skipped++
 				}
 			}
 			if format == "json" {
@@ -234,20 +283,33 @@ func doctorCommand(cfg *config) *cli.Command {
 					width = max(width, len(f.Check))
 				}
 				for _, f := range findings {
-					label := map[string]string{bootstrap.StatusOK: "[ ok ]", bootstrap.StatusWarn: "[warn]", bootstrap.StatusFail: "[FAIL]"}[f.Status]
+					label := map[string]string{bootstrap.StatusOK: "[ ok ]", bootstrap.StatusWarn: "[warn]", bootstrap.StatusFail: "[FAIL]", statusSkip: "[skip]"}[f.Status]
 					fmt.Fprintf(cfg.stdout, "%s %-*s  %s\n", label, width, f.Check, f.Detail)
 					if f.Fix != "" {
 						fmt.Fprintf(cfg.stdout, "       %-*s  fix: %s\n", width, "", f.Fix)
 					}
 				}
-				if failed > 0 {
-					fmt.Fprintf(cfg.stdout, "\n%d of %d checks failed.\n", failed, len(findings))
-				} else {
-					fmt.Fprintf(cfg.stdout, "\nAll %d checks passed.\n", len(findings))
+				ran := len(findings) - skipped
+				switch {
+				case failed > 0:
+					fmt.Fprintf(cfg.stdout, "\n%d of %s failed.\n", failed, policies.Count(ran, "check"))
+				case ran == 1:
+					fmt.Fprint(cfg.stdout, "\nThe one check passed.\n")
+				default:
+					fmt.Fprintf(cfg.stdout, "\nAll %s passed.\n", policies.Count(ran, "check"))
+				}
+				if skipped > 0 {
+					var names []string
+					for _, f := range findings {
+						if f.Status == statusSkip {
+							names = append(names, f.Check)
+						}
+					}
+					fmt.Fprintf(cfg.stdout, "Not checked: %s (see [skip] above for what to give).\n", strings.Join(names, ", "))
 				}
 			}
 			if failed > 0 {
-				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%d checks failed", failed), Silent: true}
+				return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s failed", policies.Count(failed, "check")), Silent: true}
 			}
 			return nil
 		},

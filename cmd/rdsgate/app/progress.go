@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
+	"github.com/rdsgate/rdsgate/policies"
 )
 
 // newProgress picks a bar for a terminal and plain lines otherwise (CI logs).
@@ -25,7 +26,7 @@ type lines struct {
 func (l *lines) Start(total int) { l.total = total }
 
 func (l *lines) Step(i int, r bootstrap.StepResult, err error) {
-	status := fmt.Sprintf("%d writes, %s", r.Writes, r.Elapsed.Round(time.Millisecond))
+	status := fmt.Sprintf("%s, %s", policies.Count(r.Writes, "write"), r.Elapsed.Round(time.Millisecond))
 	if r.Writes == 0 {
 		status = "already done"
 	}
@@ -65,6 +66,6 @@ func (b *bar) Note(msg string) { fmt.Fprintf(b.w, "\r\033[K... %s\n", msg) }
 
 func (b *bar) Done() {
 	if b.total > 0 {
-		fmt.Fprintf(b.w, "\r\033[K%d steps in %s\n", b.total, time.Since(b.start).Round(time.Millisecond))
+		fmt.Fprintf(b.w, "\r\033[K%s in %s\n", policies.Count(b.total, "step"), time.Since(b.start).Round(time.Millisecond))
 	}
 }

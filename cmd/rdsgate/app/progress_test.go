@@ -27,7 +27,7 @@ func TestProgress(t *testing.T) {
 		pr.p.Note("waiting for IAM")
 		pr.p.Done()
 	}
-	wantLines := "[1/3] prepare create_role role p-shard-001: 1 writes, 0s\n" +
+	wantLines := "[1/3] prepare create_role role p-shard-001: 1 write, 0s\n" +
 		"[2/3] grant   put_managed_policy role p / p-connect-01 (+2): 2 writes, 0s\n" +
 		"[3/3] revoke  delete_inline_policy role p / rdsgate-connect (-1): already done\n" +
 		"... waiting for IAM\n"

@@ -231,7 +231,7 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 	if err := writeOutput(out, data); err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.stdout, "Wrote %s: %d databases.\n", out, len(pc.Databases))
+	fmt.Fprintf(cfg.stdout, "Wrote %s: %s.\n", out, policies.Count(len(pc.Databases), "database"))
 	for _, d := range pc.Databases {
 		via := "the proxy's own credentials"
 		if d.AssumeRoleARN != "" {

@@ -156,7 +156,7 @@ func discover(c *cli.Context, cfg *config) error {
 		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s:%d\t%s\n", db.Name, db.Engine, db.Kind, db.Region, db.Endpoint, db.Port, strings.Join(db.DBUsers, ","))
 	}
 	t.Flush()
-	fmt.Fprintf(cfg.stdout, "\n%d databases", len(inv.Databases))
+	fmt.Fprintf(cfg.stdout, "\n%s", policies.Count(len(inv.Databases), "database"))
 	if len(inv.Skipped) > 0 {
 		fmt.Fprintf(cfg.stdout, "; %d skipped:\n", len(inv.Skipped))
 		for _, s := range inv.Skipped {

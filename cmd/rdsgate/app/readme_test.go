@@ -74,8 +74,8 @@ func TestREADMECommands(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	bin := testenv.BuildRdsgate(t)
 	work := t.TempDir()
+	bin := "" // what the README's make install installs
 	if err := os.CopyFS(filepath.Join(work, "examples"), os.DirFS(filepath.Join(testenv.RepoRoot(), "examples"))); err != nil {
 		t.Fatal(err)
 	}
@@ -87,18 +87,37 @@ func TestREADMECommands(t *testing.T) {
 		fields := strings.Fields(cmd)
 		switch fields[0] {
 		case "make":
+			if fields[1] == "install" {
+				// Installed for real, where the reader's PATH would find it.
+				prefix := filepath.Join(work, "prefix")
+				install := exec.Command("make", "install", "PREFIX="+prefix, "BIN="+filepath.Join(work, "build"))
+				install.Dir = testenv.RepoRoot()
+				if out, err := install.CombinedOutput(); err != nil {
+					t.Fatalf("README: %s: %v\n%s", cmd, err, out)
+				}
+				bin = filepath.Join(prefix, "bin", "rdsgate")
+				continue
+			}
 			check := exec.Command("make", "-n", fields[1])
 			check.Dir = testenv.RepoRoot()
 			if out, err := check.CombinedOutput(); err != nil {
 				t.Errorf("README: %s: no such make target: %v\n%s", cmd, err, out)
 			}
 		case "rdsgate":
+			if bin == "" {
+				t.Fatalf("README: %s comes before the make install that puts rdsgate on the PATH", cmd)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			run := exec.CommandContext(ctx, "bash", "-c", "set -o pipefail; "+cmd)
 			run.Dir = work
 			run.Env = append(os.Environ(), "PATH="+filepath.Dir(bin)+":"+os.Getenv("PATH"))
 			out, err := run.CombinedOutput()
 			cancel()
+			if err != nil && strings.HasPrefix(cmd, "rdsgate doctor") && onlyReachFails(string(out)) {
+				// moto's endpoints resolve nowhere: doctor finding them
+				// unreachable is the truth here, and its other checks passed.
+				err = nil
+			}
 			if err != nil {
 				t.Fatalf("README: %s\nfailed: %v\n%s", cmd, err, out)
 			}
@@ -113,6 +132,21 @@ func TestREADMECommands(t *testing.T) {
 			t.Errorf("after the README's commands, %s is missing: %v", f, err)
 		}
 	}
+}
+
+// onlyReachFails reports whether doctor's output failed reach checks and
+// nothing else.
+func onlyReachFails(out string) bool {
+	fails := 0
+	for _, line := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(line, "[FAIL] "); ok {
+			if !strings.HasPrefix(rest, "reach ") {
+				return false
+			}
+			fails++
+		}
+	}
+	return fails > 0
 }
 
 func firstLines(s string, n int) string {

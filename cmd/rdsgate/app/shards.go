@@ -323,11 +323,11 @@ func shardsApply(c *cli.Context, cfg *config) error {
 		if format == "json" {
 			return writeJSON(out, applyJSON(desired, dry, false))
 		}
-		fmt.Fprintf(out, "IAM already holds this plan (%d databases on %d principals): nothing to write.\n", desired.Stats.Databases, len(desired.Principals))
+		fmt.Fprintf(out, "IAM already holds this plan (%s on %s): nothing to write.\n", policies.Count(desired.Stats.Databases, "database"), policies.Count(len(desired.Principals), "principal"))
 		return writePlanOutput(c, desired)
 	}
 	if format == "text" {
-		fmt.Fprintf(out, "%d steps to make account %s hold the plan for %d databases:\n", len(dry.Steps), desired.AccountID, desired.Stats.Databases)
+		fmt.Fprintf(out, "%s to make account %s hold the plan for %s:\n", policies.Count(len(dry.Steps), "step"), desired.AccountID, policies.Count(desired.Stats.Databases, "database"))
 		writeSteps(out, stepsOf(dry))
 	}
 	if c.Bool("dry-run") {
@@ -337,7 +337,7 @@ func shardsApply(c *cli.Context, cfg *config) error {
 		fmt.Fprintln(out, "Dry run: nothing was written.")
 		return nil
 	}
-	if err := confirm(c, cfg, fmt.Sprintf("Apply %d steps to account %s?", len(dry.Steps), desired.AccountID)); err != nil {
+	if err := confirm(c, cfg, fmt.Sprintf("Apply %s to account %s?", policies.Count(len(dry.Steps), "step"), desired.AccountID)); err != nil {
 		return err
 	}
 	report, err := bootstrap.ApplyPlan(c.Context, aws, desired, bootstrap.ApplyOptions{Progress: newProgress(cfg.stderr, isTerminal(cfg.stderr)),
@@ -366,7 +366,7 @@ func shardsApply(c *cli.Context, cfg *config) error {
 				fmt.Fprintf(cfg.stderr, "  fix: %s\n", f)
 			}
 		}
-		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("applied, but the base principal cannot assume %d shard roles; the proxy cannot reach their databases until that is fixed", len(broken))}
+		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("applied, but the base principal cannot assume %s; the proxy cannot reach their databases until that is fixed", policies.Count(len(broken), "shard role"))}
 	}
 	return nil
 }
@@ -456,7 +456,7 @@ func writeApplySummary(w io.Writer, plan *policies.Plan, r *bootstrap.ApplyRepor
 		fmt.Fprintf(t, "%s\t%s\t%d\t%d\t%d\n", k, rw.role, rw.written, rw.deleted, max(0, rw.total-rw.written))
 	}
 	t.Flush()
-	fmt.Fprintf(w, "\nApplied %d steps: %d API calls (%d writes) in %s.\n", len(r.Steps), r.Calls, r.Writes, r.Elapsed.Round(time.Millisecond))
+	fmt.Fprintf(w, "\nApplied %s: %s (%s) in %s.\n", policies.Count(len(r.Steps), "step"), policies.Count(r.Calls, "API call"), policies.Count(r.Writes, "write"), r.Elapsed.Round(time.Millisecond))
 }
 
 // writePlanTable shows a plan for people: every document with its fill, the
@@ -485,9 +485,9 @@ func writePlanTable(w io.Writer, plan *policies.Plan) error {
 	}
 	t.Flush()
 	s := plan.Stats
-	fmt.Fprintf(&b, "\n%d databases on %d principals in %d documents (lower bound %d), %d of %d characters used\n",
-		s.Databases, s.Principals, s.Documents, s.LowerBound, s.Characters, s.Capacity)
-	fmt.Fprintf(&b, "since the previous plan: %d added, %d removed, %d moved; %d documents to write\n", s.Added, s.Removed, s.Moved, s.Written)
+	fmt.Fprintf(&b, "\n%s on %s in %s (lower bound %d), %d of %d characters used\n",
+		policies.Count(s.Databases, "database"), policies.Count(s.Principals, "principal"), policies.Count(s.Documents, "document"), s.LowerBound, s.Characters, s.Capacity)
+	fmt.Fprintf(&b, "since the previous plan: %d added, %d removed, %d moved; %s to write\n", s.Added, s.Removed, s.Moved, policies.Count(s.Written, "document"))
 	if len(plan.Steps) == 0 {
 		b.WriteString("\nNo changes: AWS needs no writes for this plan.\n")
 	} else {
