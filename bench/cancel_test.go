@@ -24,8 +24,11 @@ type cancelResult struct {
 // sessions) while one more client runs `SELECT pg_sleep(30)` and cancels it
 // (CancelRequest, encrypted when the session is), trials times. A cancel
 // counts when the query ends with SQLSTATE 57014 within 5 seconds; latency is
-// from sending the cancel request to the query's end.
-func cancelUnderLoad(b *testing.B, target, dsn string, trials int) cancelResult {
+// from sending the cancel request to the query's end. The cancel is sent once
+// the server shows the query running (pg_stat_activity, read over direct, a
+// connection straight to the server), so no trial cancels a query that has
+// not started and none waits longer than it must.
+func cancelUnderLoad(b *testing.B, target, dsn, direct string, trials int) cancelResult {
 	b.Helper()
 	ctx := context.Background()
 	load := exec.Command("pgbench", "-n", "-S", "-c", itoa(clients), "-j", "2", "-T", "3600", dsn)
@@ -40,10 +43,18 @@ func cancelUnderLoad(b *testing.B, target, dsn string, trials int) cancelResult 
 	if err != nil {
 		b.Fatalf("cancel client for %s: %v", target, err)
 	}
-	for range trials {
+	observer, err := pgx.Connect(ctx, direct)
+	if err != nil {
+		b.Fatalf("observer for %s: %v", target, err)
+	}
+	defer observer.Close(ctx)
+	for trial := range trials {
 		done := make(chan error, 1)
-		go func() { _, err := conn.Exec(ctx, "SELECT pg_sleep(30)"); done <- err }()
-		time.Sleep(50 * time.Millisecond) // the query is running by now
+		tag := fmt.Sprintf("SELECT pg_sleep(30) -- cancel trial %d", trial)
+		go func() { _, err := conn.Exec(ctx, tag); done <- err }()
+		if err := waitRunning(ctx, observer, tag); err != nil {
+			b.Fatalf("%s: %v", target, err)
+		}
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		cerr := conn.PgConn().CancelRequest(cctx)
@@ -73,6 +84,23 @@ func cancelUnderLoad(b *testing.B, target, dsn string, trials int) cancelResult 
 	fmt.Printf("%-42s %-18s %d/%d cancelled, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", "cancel under select-only load", target,
 		res.ok, res.trials, ms(res.p50), ms(res.p99), ms(res.max))
 	return res
+}
+
+// waitRunning polls pg_stat_activity until a backend runs query, for at
+// most 10 seconds (a query that never shows is the harness's failure).
+func waitRunning(ctx context.Context, observer *pgx.Conn, query string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var n int
+		if err := observer.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = $1", query).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return nil
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return fmt.Errorf("the query %q did not show as running in 10s", query)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -372,7 +372,7 @@ func BenchmarkProxy(b *testing.B) {
 	var cancels []cancelResult
 	if want("cancel") {
 		for _, tg := range targets[:3] { // direct, rdsgate, pgbouncer
-			cancels = append(cancels, cancelUnderLoad(b, tg.name, tg.dsn, envInt("BENCH_CANCELS", 100)))
+			cancels = append(cancels, cancelUnderLoad(b, tg.name, tg.dsn, targets[0].dsn, envInt("BENCH_CANCELS", 100)))
 		}
 	}
 
