@@ -168,7 +168,7 @@ func ValidateResourceID(kind ResourceKind, id string) error {
 	}
 	for other, ore := range resourceIDPatterns {
 		if ore.MatchString(id) {
-			return fmt.Errorf("%w %q: that is the id of a %s, not of a %s; fix kind or resource_id", ErrResourceID, id, other, kind)
+			return fmt.Errorf("%w %q: that is the id of %s, not of %s; fix kind or resource_id", ErrResourceID, id, article(string(other)), article(string(kind)))
 		}
 	}
 	return fmt.Errorf("%w %q: %s", ErrResourceID, id, resourceIDHints[kind])

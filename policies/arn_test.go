@@ -94,7 +94,7 @@ func TestValidateResourceID(t *testing.T) {
 		{KindProxy, "prx-0123456789abcdef0", ""},
 		{KindInstance, "orders-db", "describe-db-instances"},
 		{KindInstance, "db-abcdefghijklmnop", "DbiResourceId"},
-		{KindCluster, "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ", "that is the id of a instance, not of a cluster"},
+		{KindCluster, "db-ABCDEFGHIJKLMNOPQRSTUVWXYZ", "that is the id of an instance, not of a cluster"},
 		{KindProxy, "prx-XYZ", "RDS Proxy"},
 		{"aurora", "cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ", "unknown kind"},
 	}

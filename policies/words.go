@@ -7,6 +7,14 @@ import (
 
 // Words for messages people read: counts and "did you mean".
 
+// article is a noun with "a" or "an" before it, by its first letter.
+func article(noun string) string {
+	if noun != "" && strings.ContainsRune("aeiou", rune(noun[0])) {
+		return "an " + noun
+	}
+	return "a " + noun
+}
+
 // Count is n with its noun, singular for one: "1 database", "3 databases".
 // The noun is given in the singular and takes a plain "s".
 func Count(n int, noun string) string {

@@ -398,6 +398,7 @@ type proxyConfigModel struct {
 	CABundle      types.String    `tfsdk:"ca_bundle"`
 	ListenHost    types.String    `tfsdk:"listen_host"`
 	FirstPort     types.Int64     `tfsdk:"first_port"`
+	Ports         types.Map       `tfsdk:"ports"`
 	HealthAddress types.String    `tfsdk:"health_address"`
 	Addresses     types.Map       `tfsdk:"addresses"`
 	AssumeRoleARN types.String    `tfsdk:"assume_role_arn"`
@@ -463,7 +464,9 @@ func (d *proxyConfigDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			"region":         schema.StringAttribute{Optional: true, MarkdownDescription: "Default region for tokens."},
 			"ca_bundle":      schema.StringAttribute{Required: true, MarkdownDescription: "Path of the RDS CA bundle on the proxy's host."},
 			"listen_host":    schema.StringAttribute{Optional: true, MarkdownDescription: "Listen address of the sidecar listeners (default `127.0.0.1`; `unix:/dir` for sockets)."},
-			"first_port":     schema.Int64Attribute{Optional: true, MarkdownDescription: "Port of the first database in name order (default 15432)."},
+			"first_port":     schema.Int64Attribute{Optional: true, MarkdownDescription: "Ports not given in `ports` are the free ones from this, in name order (default 15432)."},
+			"ports": schema.MapAttribute{Optional: true, ElementType: types.Int64Type,
+				MarkdownDescription: "Listener port by database name: give `rdsgate_listener_ports.ports`, which keeps each database's port from one apply to the next. Without it, ports follow name order from `first_port`, and adding a database can move others."},
 			"health_address": schema.StringAttribute{Optional: true, MarkdownDescription: "Address of /startup, /readiness, /liveness and /metrics."},
 			"gateway": schema.SingleNestedAttribute{Optional: true,
 				MarkdownDescription: "Run the proxy as a gateway: clients connect over TLS and prove who they are with a client certificate (`client_ca`) or their AWS identity (`iam_audience`); `rbac_rules` decide what each may reach.",
@@ -515,6 +518,14 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	var entries []dbEntryModel
 	resp.Diagnostics.Append(m.Databases.ElementsAs(ctx, &entries, false)...)
 	roles, _ := mapOf(ctx, m.DatabaseRoles, &resp.Diagnostics)
+	pins := map[string]int{}
+	if !m.Ports.IsNull() && !m.Ports.IsUnknown() {
+		var elems map[string]types.Int64
+		resp.Diagnostics.Append(m.Ports.ElementsAs(ctx, &elems, false)...)
+		for k, v := range elems {
+			pins[k] = int(v.ValueInt64())
+		}
+	}
 	addresses, _ := mapOf(ctx, m.Addresses, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return
@@ -538,7 +549,7 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	}
 	cfg, err := proxyconf.FromInventory(inv, chained, m.ExternalID.ValueString(), proxyconf.Options{
 		CABundle: m.CABundle.ValueString(), Region: m.Region.ValueString(), HealthAddress: m.HealthAddress.ValueString(),
-		ListenHost: m.ListenHost.ValueString(), FirstPort: int(m.FirstPort.ValueInt64()), Addresses: addresses,
+		ListenHost: m.ListenHost.ValueString(), FirstPort: int(m.FirstPort.ValueInt64()), Ports: pins, Addresses: addresses,
 		AssumeRoleARN: m.AssumeRoleARN.ValueString()})
 	if err != nil {
 		resp.Diagnostics.AddAttributeError(path.Root("databases"), "Invalid proxy configuration", err.Error())

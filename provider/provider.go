@@ -9,6 +9,7 @@ package provider
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"sync"
 
 	"github.com/hashicorp/terraform-plugin-framework/datasource"
@@ -31,6 +32,11 @@ func New(version string) func() provider.Provider {
 }
 
 type rdsgateProvider struct{ version string }
+
+var (
+	_ provider.Provider                   = (*rdsgateProvider)(nil)
+	_ provider.ProviderWithValidateConfig = (*rdsgateProvider)(nil)
+)
 
 type providerModel struct {
 	Region      types.String      `tfsdk:"region"`
@@ -99,6 +105,40 @@ func (p *rdsgateProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 				},
 			},
 		},
+	}
+}
+
+// ValidateConfig refuses at plan (terraform validate, even) what AWS would
+// refuse at apply: a region that does not exist, a role ARN that is not
+// one, an endpoint that is not a URL. Values not known yet are left to
+// Configure.
+func (p *rdsgateProvider) ValidateConfig(ctx context.Context, req provider.ValidateConfigRequest, resp *provider.ValidateConfigResponse) {
+	var m providerModel
+	resp.Diagnostics.Append(req.Config.Get(ctx, &m)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if r := m.Region; !r.IsNull() && !r.IsUnknown() {
+		if _, err := policies.PartitionOf(r.ValueString()); err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("region"), "Unknown region", err.Error())
+		}
+	}
+	if a := m.AssumeRole; a != nil && !a.RoleARN.IsNull() && !a.RoleARN.IsUnknown() && a.RoleARN.ValueString() != "" {
+		if n, err := policies.ParseIAMARN(a.RoleARN.ValueString()); err != nil || n.Type != "role" {
+			resp.Diagnostics.AddAttributeError(path.Root("assume_role").AtName("role_arn"), "Not a role ARN",
+				fmt.Sprintf("%q is not an IAM role ARN: give the role to assume as arn:aws:iam::123456789012:role/NAME", a.RoleARN.ValueString()))
+		}
+	}
+	if e := m.Endpoints; e != nil {
+		for name, v := range map[string]types.String{"iam": e.IAM, "sts": e.STS, "rds": e.RDS} {
+			if v.IsNull() || v.IsUnknown() || v.ValueString() == "" {
+				continue
+			}
+			if u, err := url.Parse(v.ValueString()); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				resp.Diagnostics.AddAttributeError(path.Root("endpoints").AtName(name), "Not an endpoint URL",
+					fmt.Sprintf("%q is not an http(s) URL such as https://%s.amazonaws.com or http://localhost:5000", v.ValueString(), name))
+			}
+		}
 	}
 }
 
@@ -171,6 +211,7 @@ func (p *rdsgateProvider) Resources(context.Context) []func() resource.Resource 
 		newRoleTrustResource,
 		newPolicyShardsResource,
 		newBootstrapPolicyResource,
+		newListenerPortsResource,
 	}
 }
 

@@ -713,7 +713,7 @@ resource "rdsgate_access_role" "r" {
 	resource.Test(t, resource.TestCase{
 		ProtoV6ProviderFactories: factories,
 		Steps: []resource.TestStep{
-			{Config: withRole("deployer"), PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)Cannot assume the provider.s role.*role_arn\s+= "deployer".*the role to assume`)},
+			{Config: withRole("deployer"), PlanOnly: true, ExpectError: regexp.MustCompile(`(?s)Not a role ARN.*role_arn\s+= "deployer".*give the role to assume as\s+arn:aws:iam::123456789012:role/NAME`)},
 			{Config: withRole("arn:aws:iam::123456789012:role/deployer"),
 				Check: resource.ComposeTestCheckFunc(
 					resource.TestCheckResourceAttr("rdsgate_access_role.r", "arn", "arn:aws:iam::123456789012:role/made-as-deployer"),

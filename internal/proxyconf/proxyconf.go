@@ -6,7 +6,9 @@ package proxyconf
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -23,9 +25,15 @@ type Options struct {
 	Region        string
 	HealthAddress string
 	// ListenHost and FirstPort give sidecar listeners host:port, one port per
-	// database in name order; ListenHost "unix:<dir>" gives sockets instead.
+	// database; ListenHost "unix:<dir>" gives sockets instead. A port, once
+	// given, never moves (clients would land on another database, perhaps of
+	// another engine): Ports pins ports by database name, every database of
+	// Previous keeps the port it had, and a new one takes the lowest free
+	// port from FirstPort, in name order.
 	ListenHost string
 	FirstPort  int
+	Ports      map[string]int
+	Previous   *proxyd.Config
 	// DBUsers limits the users of every database (default: the inventory's).
 	DBUsers []string
 	// Addresses are where to connect instead of a database's endpoint, by
@@ -74,8 +82,24 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 	}
 	dbs := slices.Clone(inv.Databases)
 	sort.Slice(dbs, func(i, j int) bool { return dbs[i].Name < dbs[j].Name })
-	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress, AssumeRoleARN: o.AssumeRoleARN}
+	names := make([]string, len(dbs))
 	for i, db := range dbs {
+		names[i] = db.Name
+	}
+	previous := map[string]int{}
+	if o.Previous != nil {
+		for _, d := range o.Previous.Databases {
+			if port := ListenPort(d.Listen); port != 0 {
+				previous[d.Name] = port
+			}
+		}
+	}
+	ports, err := AssignPorts(names, o.FirstPort, o.Ports, previous)
+	if err != nil {
+		return nil, err
+	}
+	cfg := &proxyd.Config{Region: o.Region, CABundle: o.CABundle, HealthAddress: o.HealthAddress, AssumeRoleARN: o.AssumeRoleARN}
+	for _, db := range dbs {
 		name := db.Name
 		if db.Endpoint == "" || db.Port == 0 {
 			return nil, fmt.Errorf("%w: database %s has no endpoint and port in the inventory (rdsgate discover fills them in)", policies.ErrInvalidInput, name)
@@ -102,9 +126,9 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 		if dir, ok := strings.CutPrefix(o.ListenHost, "unix:"); ok {
 			// Where clients look: libpq and pgx at <dir>/.s.PGSQL.<port>
 			// (host=<dir> port=<port>); mysql wherever --socket says.
-			entry.Listen = "unix:" + proxyd.SocketPath(strings.TrimSuffix(dir, "/"), entry.Protocol, name, o.FirstPort+i)
+			entry.Listen = "unix:" + proxyd.SocketPath(strings.TrimSuffix(dir, "/"), entry.Protocol, name, ports[name])
 		} else {
-			entry.Listen = net.JoinHostPort(o.ListenHost, strconv.Itoa(o.FirstPort+i))
+			entry.Listen = net.JoinHostPort(o.ListenHost, strconv.Itoa(ports[name]))
 		}
 		cfg.Databases = append(cfg.Databases, entry)
 	}
@@ -115,6 +139,76 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// AssignPorts gives each database (names, sorted) its listener port: its
+// pin, else the port previous gave it, else the lowest port from first that
+// no other database holds. Two databases asking for one port is an error
+// that names both and what to change; nothing is moved to resolve it.
+func AssignPorts(names []string, first int, pins, previous map[string]int) (map[string]int, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s", policies.ErrInvalidInput, fmt.Sprintf(format, args...))
+	}
+	ports, owner := map[string]int{}, map[int]string{}
+	for _, name := range slices.Sorted(maps.Keys(pins)) {
+		port := pins[name]
+		switch {
+		case !slices.Contains(names, name):
+			return nil, bad("a port is pinned for %s, which is not one of the databases: remove the pin", name)
+		case port < 1 || port > 65535:
+			return nil, bad("the port pinned for %s, %d, is not a TCP port (1-65535)", name, port)
+		case owner[port] != "":
+			return nil, bad("port %d is pinned for both %s and %s: give one of them another port", port, owner[port], name)
+		}
+		ports[name], owner[port] = port, name
+	}
+	for _, name := range slices.Sorted(maps.Keys(previous)) {
+		port := previous[name]
+		if port == 0 || !slices.Contains(names, name) {
+			continue
+		}
+		if _, pinned := pins[name]; pinned {
+			continue
+		}
+		if other := owner[port]; other != "" {
+			return nil, bad("port %d is pinned for %s, but %s listens on it already: clients of %s would reach %s. Pin %s to another port, "+
+				"or pin %s elsewhere first if moving it is meant", port, other, name, name, other, other, name)
+		}
+		ports[name], owner[port] = port, name
+	}
+	next := first
+	for _, name := range names {
+		if _, ok := ports[name]; ok {
+			continue
+		}
+		for owner[next] != "" {
+			next++
+		}
+		if next > 65535 {
+			return nil, bad("no free port from %d for %s: lower the first port, or pin ports", first, name)
+		}
+		ports[name], owner[next] = next, name
+	}
+	return ports, nil
+}
+
+// ListenPort is the port of a listener address: host:port, or a PostgreSQL
+// socket's .s.PGSQL.<port>; 0 when it names none (a MySQL socket).
+func ListenPort(listen string) int {
+	if path, ok := strings.CutPrefix(listen, "unix:"); ok {
+		_, port, found := strings.Cut(filepath.Base(path), ".s.PGSQL.")
+		if !found {
+			return 0
+		}
+		n, _ := strconv.Atoi(port)
+		return n
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(port)
+	return n
 }
 
 // Merge adds or replaces databases (by name) in a configuration.

@@ -1,6 +1,13 @@
 # The proxy's configuration and how to deploy it: the configuration file,
 # a systemd unit, and cloud-init user data for a launch template.
 
+# Each database keeps its listener port from one apply to the next.
+resource "rdsgate_listener_ports" "this" {
+  databases  = [for d in var.databases : d.name]
+  first_port = var.first_port
+  pinned     = var.ports
+}
+
 data "rdsgate_proxy_config" "this" {
   databases       = var.databases
   database_roles  = var.database_roles
@@ -10,6 +17,7 @@ data "rdsgate_proxy_config" "this" {
   ca_bundle       = var.ca_bundle
   listen_host     = var.listen_host
   first_port      = var.first_port
+  ports           = rdsgate_listener_ports.this.ports
   health_address  = var.health_address
   binary_url      = var.binary_url
   addresses       = var.addresses

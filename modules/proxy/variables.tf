@@ -60,8 +60,14 @@ variable "listen_host" {
   default     = "127.0.0.1"
 }
 
+variable "ports" {
+  description = "Listener ports pinned by database name. Unpinned databases keep the port they were given (rdsgate_listener_ports); new ones take the free ports from first_port."
+  type        = map(number)
+  default     = {}
+}
+
 variable "first_port" {
-  description = "Port of the first database in name order; the others follow."
+  description = "Where new databases' listener ports start; a database keeps its port while it exists."
   type        = number
   default     = 15432
   validation {

@@ -294,6 +294,20 @@ func TestProxyModule(t *testing.T) {
 		billing.AssumeRoleARN != "" || billing.Protocol != "mysql" || billing.Listen != "127.0.0.1:16000" || orders.Listen != "127.0.0.1:16001" {
 		t.Fatalf("config: %+v %+v", orders, billing)
 	}
+	// A database that sorts first joins: no listener moves (name order would
+	// have given it billing's port, and billing orders' MySQL-less one).
+	grown := w.options("modules/proxy", map[string]any{
+		"databases": append([]map[string]any{{"name": "analytics", "engine": "postgres", "kind": "instance", "region": "us-east-1",
+			"endpoint": "analytics.abc.us-east-1.rds.amazonaws.com", "port": 5432, "db_users": []string{"app"}}}, dbs...),
+		"database_roles": map[string]string{"orders": "arn:aws:iam::123456789012:role/rdsgate/p/p-shard-001", "billing": "arn:aws:iam::123456789012:role/p"},
+		"proxy_role_arn": "arn:aws:iam::123456789012:role/p", "external_id": "ext-1", "first_port": 16000,
+	})
+	grown.TerraformDir = opts.TerraformDir
+	terraform.Apply(t, grown)
+	if after, err := proxyd.ParseConfig([]byte(terraform.Output(t, grown, "config_json")), "config_json"); err != nil ||
+		after.Database("billing").Listen != billing.Listen || after.Database("orders").Listen != orders.Listen || after.Database("analytics").Listen != "127.0.0.1:16002" {
+		t.Fatalf("after adding analytics: %v %+v", err, after)
+	}
 	if unit := terraform.Output(t, opts, "systemd_unit"); !strings.Contains(unit, "proxy start --config /etc/rdsgate/proxy.json") {
 		t.Fatalf("unit:\n%s", unit)
 	}

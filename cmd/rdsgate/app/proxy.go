@@ -59,7 +59,8 @@ func proxyCommand(cfg *config) *cli.Command {
 					&cli.StringFlag{Name: "plan", Usage: "configure every database of this shard plan `FILE`"},
 					&cli.StringFlag{Name: "inventory", Usage: "the inventory `FILE` the plan was made from (endpoints and ports)"},
 					&cli.StringFlag{Name: "listen-host", Value: "127.0.0.1", Usage: "with --plan: host of the listeners, or unix:/dir for sockets"},
-					&cli.IntFlag{Name: "first-port", Value: 15432, Usage: "with --plan: port of the first database, in name order"},
+					&cli.IntFlag{Name: "first-port", Value: 15432, Usage: "with --plan: ports for new databases are the free ones from this, in name order (a database in --output keeps its port)"},
+					&cli.StringSliceFlag{Name: "port", Usage: "with --plan: pin a database's listener port, `NAME=PORT` (repeat, or a,b)"},
 					&cli.StringFlag{Name: "ca-bundle", Value: "/etc/rdsgate/rds-ca-bundle.pem", Usage: "PEM bundle that verifies the databases (the RDS CA bundle)"},
 					&cli.StringFlag{Name: "health-address", Value: "127.0.0.1:9801", Usage: "address of /startup, /readiness, /liveness and /metrics"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "configuration `FILE` to write (required)"},
@@ -190,9 +191,30 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		if err != nil {
 			return err
 		}
+		pins, err := parsePorts(splitList(c.StringSlice("port")))
+		if err != nil {
+			return err
+		}
+		// The configuration being replaced is the one clients use: its
+		// databases keep their ports.
+		var previous *proxyd.Config
+		if data, err := os.ReadFile(out); err == nil {
+			if previous, err = proxyd.ParseConfig(data, out); err != nil {
+				return usageError("%s exists but is not a valid configuration (%v): its ports are kept, so fix it, or move it away to assign ports afresh", out, err)
+			}
+		}
 		if pc, err = proxyconf.FromPlan(plan, inv, proxyconf.Options{CABundle: c.String("ca-bundle"), HealthAddress: c.String("health-address"),
-			ListenHost: c.String("listen-host"), FirstPort: c.Int("first-port"), DBUsers: splitList(c.StringSlice("db-user"))}); err != nil {
+			ListenHost: c.String("listen-host"), FirstPort: c.Int("first-port"), DBUsers: splitList(c.StringSlice("db-user")), Ports: pins, Previous: previous}); err != nil {
 			return usageError("%v", err)
+		}
+		if previous != nil {
+			kept := 0
+			for _, d := range pc.Databases {
+				if p := previous.Database(d.Name); p != nil && proxyconf.ListenPort(p.Listen) != 0 && proxyconf.ListenPort(p.Listen) == proxyconf.ListenPort(d.Listen) {
+					kept++
+				}
+			}
+			fmt.Fprintf(cfg.stderr, "Kept the listener ports of %s from %s (a port never moves; --port NAME=PORT pins one).\n", policies.Count(kept, "database"), out)
 		}
 	} else {
 		name, proto, uri, region := c.String("name"), c.String("protocol"), c.String("uri"), c.String("region")
@@ -249,6 +271,23 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
 	return nil
+}
+
+// parsePorts reads --port NAME=PORT pins.
+func parsePorts(list []string) (map[string]int, error) {
+	pins := map[string]int{}
+	for _, p := range list {
+		name, port, ok := strings.Cut(p, "=")
+		n, err := strconv.Atoi(port)
+		if !ok || name == "" || err != nil {
+			return nil, usageError("--port %q: write NAME=PORT, for example --port orders=15432", p)
+		}
+		if _, dup := pins[name]; dup {
+			return nil, usageError("--port pins %s twice", name)
+		}
+		pins[name] = n
+	}
+	return pins, nil
 }
 
 // nextListen picks a loopback port no database of the configuration uses.

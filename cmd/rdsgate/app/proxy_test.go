@@ -93,6 +93,60 @@ func TestProxyConfigure(t *testing.T) {
 	if len(fleet.Databases) != 508 || chained == 0 {
 		t.Fatalf("%d databases, %d chained", len(fleet.Databases), chained)
 	}
+	// The fleet grows by a database that sorts first: no existing database's
+	// port moves (clients would reach another database, perhaps of another
+	// engine); the new one takes a free port.
+	var inv struct {
+		Databases []map[string]any `json:"databases"`
+	}
+	data, _ = os.ReadFile(sampleInventory)
+	if err := json.Unmarshal(data, &inv); err != nil {
+		t.Fatal(err)
+	}
+	added := map[string]any{}
+	for k, v := range inv.Databases[0] {
+		added[k] = v
+	}
+	added["name"], added["identifier"], added["resource_id"] = "aaa-first", "aaa-first", "cluster-AAAAAAAAAAAAAAAAAAAAAAAAAA"
+	inv.Databases = append(inv.Databases, added)
+	grown := filepath.Join(dir, "grown.json")
+	writeJSONFile(t, grown, inv)
+	grownPlan := filepath.Join(dir, "grown-plan.json")
+	if r := run(t, "", "shards", "plan", "--inventory", grown, "--base-role", "rdsgate-proxy", "--previous", planFile, "--output", grownPlan); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = run(t, "", "proxy", "configure", "--plan", grownPlan, "--inventory", grown, "--output", fromPlan)
+	if r.code != 0 || r.stderr != "Kept the listener ports of 508 databases from "+fromPlan+" (a port never moves; --port NAME=PORT pins one).\n" {
+		t.Fatalf("grown fleet: exit %d %s", r.code, r.stderr)
+	}
+	regrown, err := proxyd.LoadConfig(fromPlan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range fleet.Databases {
+		if got := regrown.Database(d.Name); got == nil || got.Listen != d.Listen {
+			t.Fatalf("%s moved from %s to %+v", d.Name, d.Listen, got)
+		}
+	}
+	if got := regrown.Database("aaa-first").Listen; got != "127.0.0.1:15940" {
+		t.Fatalf("the new database listens on %s, want the first free port 15940", got)
+	}
+	// Pins: a port for a database, and a pin that would take another's port.
+	first := fleet.Databases[0]
+	r = run(t, "", "proxy", "configure", "--plan", grownPlan, "--inventory", grown, "--output", fromPlan, "--port", "aaa-first=15432")
+	if r.code != 2 || !strings.Contains(r.stderr, "port 15432 is pinned for aaa-first, but "+first.Name+" listens on it already: clients of "+first.Name+" would reach aaa-first") {
+		t.Fatalf("conflicting pin: exit %d %s", r.code, r.stderr)
+	}
+	if r = run(t, "", "proxy", "configure", "--plan", grownPlan, "--inventory", grown, "--output", fromPlan, "--port", "aaa-first=20000"); r.code != 0 {
+		t.Fatalf("pin: exit %d %s", r.code, r.stderr)
+	}
+	if pinned, _ := proxyd.LoadConfig(fromPlan); pinned.Database("aaa-first").Listen != "127.0.0.1:20000" || pinned.Database(first.Name).Listen != first.Listen {
+		t.Fatalf("after the pin: %s, %s", pinned.Database("aaa-first").Listen, pinned.Database(first.Name).Listen)
+	}
+	if r = run(t, "", "proxy", "configure", "--plan", grownPlan, "--inventory", grown, "--output", fromPlan, "--port", "aaa-first"); r.code != 2 ||
+		!strings.Contains(r.stderr, `--port "aaa-first": write NAME=PORT, for example --port orders=15432`) {
+		t.Fatalf("malformed pin: exit %d %s", r.code, r.stderr)
+	}
 	// Sockets, where libpq (host=/run/rdsgate port=N) and mysql --socket look.
 	sockets := filepath.Join(dir, "sockets.json")
 	if r := run(t, "", "proxy", "configure", "--plan", planFile, "--inventory", sampleInventory, "--listen-host", "unix:/run/rdsgate", "--output", sockets); r.code != 0 {
