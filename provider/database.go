@@ -147,7 +147,41 @@ func (r *databaseResource) ModifyPlan(ctx context.Context, req resource.ModifyPl
 			m.Name = types.StringValue(m.Identifier.ValueString())
 		}
 	}
+	if !req.State.Raw.IsNull() {
+		r.keepRead(ctx, req, &m, &resp.Diagnostics)
+	}
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
+}
+
+// keepRead plans what RDS reported at the last refresh for what an update
+// does not change (engine, version, port, and IAM authentication unless it
+// is being turned on), rather than "known after apply": a label or a db
+// user changed on one database then plans as exactly that, and
+// rdsgate_policy_shards and the proxy configuration downstream show the
+// exact ARNs added and removed instead of turning unknown.
+func (r *databaseResource) keepRead(ctx context.Context, req resource.ModifyPlanRequest, m *databaseModel, diags *diagsT) {
+	var st databaseModel
+	diags.Append(req.State.Get(ctx, &st)...)
+	if diags.HasError() || st.ARN.IsNull() {
+		return
+	}
+	if m.Engine.IsUnknown() {
+		m.Engine = st.Engine
+	}
+	if m.EngineVersion.IsUnknown() {
+		m.EngineVersion = st.EngineVersion
+	}
+	if m.Port.IsUnknown() {
+		m.Port = st.Port
+	}
+	if m.IAMAuthEnabled.IsUnknown() {
+		switch {
+		case !m.EnableIAMAuth.ValueBool() || st.IAMAuthEnabled.ValueBool():
+			m.IAMAuthEnabled = st.IAMAuthEnabled
+		case m.ApplyImmediately.ValueBool():
+			m.IAMAuthEnabled = types.BoolValue(true) // turned on now
+		}
+	}
 }
 
 func (r *databaseResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {

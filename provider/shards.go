@@ -204,22 +204,61 @@ func (in *shardInputs) planInput(ctx context.Context, diags *diagsT) (policies.P
 	if err := inv.Validate(); err != nil {
 		var ie *policies.InputErrors
 		if errors.As(err, &ie) {
-			for _, e := range ie.List {
-				p := path.Root("databases")
-				if e.Index >= 0 {
-					p = p.AtListIndex(e.Index)
-					if e.Field != "" {
-						p = p.AtName(e.Field)
-					}
-				}
-				diags.AddAttributeError(p, "Invalid database", e.Error())
-			}
+			addInputErrors(diags, ie.List)
 		} else {
 			diags.AddAttributeError(path.Root("databases"), "Invalid databases", err.Error())
 		}
 		return pi, false
 	}
 	return policies.PlanInput{Inventory: inv, Target: t, Quotas: q}, true
+}
+
+// groupAfter is how many databases with the same kind of problem are
+// reported one by one; the rest are one error that lists them.
+const groupAfter = 3
+
+// addInputErrors reports problems with databases: each at its attribute,
+// and, when many databases share one problem (300 resource ids from a
+// broken expression), the first few so plus one error that lists the
+// others, rather than hundreds of errors that say the same thing.
+func addInputErrors(diags *diagsT, list []*policies.InputError) {
+	byField := map[string][]*policies.InputError{}
+	var fields []string
+	for _, e := range list {
+		if _, seen := byField[e.Field]; !seen {
+			fields = append(fields, e.Field)
+		}
+		byField[e.Field] = append(byField[e.Field], e)
+	}
+	for _, f := range fields {
+		group := byField[f]
+		for i, e := range group {
+			if i == groupAfter && len(group) > groupAfter+1 {
+				var entries []string
+				for _, rest := range group[groupAfter:] {
+					entries = append(entries, rest.Entry)
+				}
+				if len(entries) > 20 {
+					entries = append(entries[:20], fmt.Sprintf("and %d more", len(entries)-20))
+				}
+				what := f
+				if what == "" {
+					what = "their entries"
+				}
+				diags.AddAttributeError(path.Root("databases"), "Invalid databases",
+					fmt.Sprintf("%d more databases have a problem with %s like the ones above: %s", len(group)-groupAfter, what, strings.Join(entries, ", ")))
+				break
+			}
+			p := path.Root("databases")
+			if e.Index >= 0 {
+				p = p.AtListIndex(e.Index)
+				if e.Field != "" {
+					p = p.AtName(e.Field)
+				}
+			}
+			diags.AddAttributeError(p, "Invalid database", e.Error())
+		}
+	}
 }
 
 // outputs renders a plan into the computed attributes.

@@ -1,5 +1,8 @@
 package provider
 
+// The provider plans what apply will do: stable listener ports, the
+// provider block checked at plan time, and plans with no needless unknowns.
+
 import (
 	"fmt"
 	"regexp"
@@ -10,6 +13,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
+
+	"github.com/rdsgate/rdsgate/policies"
 )
 
 // portsConfig is a proxy configuration for databases (shop* are MySQL)
@@ -130,4 +135,133 @@ resource "rdsgate_listener_ports" "p" {
 				ExpectError: regexp.MustCompile(`(?s)Not a role ARN`)},
 		},
 	})
+}
+
+// TestAccQuietPlans: a label or db user changed on one database plans as
+// exactly that. rdsgate_database keeps what RDS reported (engine, version,
+// port, IAM authentication) instead of "known after apply", so the shard
+// documents and the proxy configuration downstream are known at plan
+// time, and the reviewer sees the exact ARN added.
+func TestAccQuietPlans(t *testing.T) {
+	e := newEnv(t)
+	e.instance(t, "orders", "postgres", true)
+	e.instance(t, "billing", "mysql", true)
+	config := func(ordersUsers, billingEnv string) string {
+		return e.providerHCL() + fmt.Sprintf(`
+resource "rdsgate_access_role" "proxy" {
+  name             = "quiet-proxy"
+  trusted_services = ["ec2.amazonaws.com"]
+}
+
+resource "rdsgate_database" "orders" {
+  identifier = "orders"
+  db_users   = %s
+}
+
+resource "rdsgate_database" "billing" {
+  identifier = "billing"
+  db_users   = ["app"]
+  labels     = { env = %q }
+}
+
+locals {
+  dbs = [for d in [rdsgate_database.orders, rdsgate_database.billing] : {
+    name = d.name, identifier = d.identifier, engine = d.engine, kind = d.kind, resource_id = d.resource_id,
+    region = d.region, account_id = d.account_id, endpoint = d.endpoint, port = d.port, db_users = d.db_users, labels = d.labels
+  }]
+}
+
+resource "rdsgate_policy_shards" "p" {
+  base_role = rdsgate_access_role.proxy.name
+  databases = local.dbs
+}
+
+data "rdsgate_proxy_config" "c" {
+  databases = local.dbs
+  ca_bundle = "/etc/rdsgate/global-bundle.pem"
+}
+
+output "config" {
+  value = data.rdsgate_proxy_config.c.config_json
+}
+`, ordersUsers, billingEnv)
+	}
+	known := func(addr, attr string) plancheck.PlanCheck {
+		return plancheck.ExpectKnownValue(addr, tfjsonpath.New(attr), knownvalue.NotNull())
+	}
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: config(`["app"]`, "dev")},
+			{
+				// A label: the database updates in place, nothing turns unknown.
+				Config: config(`["app"]`, "prod"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("rdsgate_database.billing", plancheck.ResourceActionUpdate),
+					known("rdsgate_database.billing", "engine"), known("rdsgate_database.billing", "engine_version"),
+					known("rdsgate_database.billing", "port"), known("rdsgate_database.billing", "iam_auth_enabled"),
+					known("rdsgate_policy_shards.p", "documents"), known("rdsgate_policy_shards.p", "database_roles"),
+					plancheck.ExpectKnownOutputValue("config", knownvalue.StringRegexp(regexp.MustCompile(`"env": "prod"`))),
+				}},
+			},
+			{
+				// A db user: the shard document plans with the exact ARN added.
+				Config: config(`["app", "readonly"]`, "prod"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("rdsgate_policy_shards.p", plancheck.ResourceActionUpdate),
+					plancheck.ExpectKnownValue("rdsgate_policy_shards.p", tfjsonpath.New("documents"),
+						knownvalue.MapPartial(map[string]knownvalue.Check{"role/quiet-proxy/inline/rdsgate-connect": knownvalue.StringRegexp(regexp.MustCompile(`dbuser:db-[A-Za-z0-9]+/readonly`))})),
+					known("rdsgate_database.orders", "port"),
+				}},
+			},
+			{Config: config(`["app", "readonly"]`, "prod"), PlanOnly: true},
+		},
+	})
+}
+
+// TestAccManyBadDatabasesOneError: 300 databases with a malformed resource
+// id (one broken expression) are three errors and one that lists the rest,
+// not 300 that say the same thing.
+func TestAccManyBadDatabasesOneError(t *testing.T) {
+	t.Parallel()
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{
+			Config: `
+provider "rdsgate" {
+  region = "us-east-1"
+}
+
+resource "rdsgate_policy_shards" "p" {
+  base_role  = "proxy"
+  account_id = "123456789012"
+  databases = [for i in range(300) : {
+    name = format("db-%03d", i), engine = "postgres", kind = "instance", resource_id = format("orders-%d", i),
+    region = "us-east-1", account_id = "123456789012", db_users = ["app"]
+  }]
+}
+`,
+			PlanOnly:    true,
+			ExpectError: regexp.MustCompile(`(?s)databases\[2\] \("db-002"\): resource_id.*297 more databases have a problem with\s+resource_id like the ones above:\s+databases\[3\] \("db-003"\),.*and 277\s+more`),
+		}},
+	})
+}
+
+func TestAddInputErrorsGroups(t *testing.T) {
+	t.Parallel()
+	var list []*policies.InputError
+	for i := range 300 {
+		list = append(list, &policies.InputError{Entry: fmt.Sprintf("databases[%d]", i), Index: i, Field: "resource_id", Msg: "malformed"})
+	}
+	list = append(list, &policies.InputError{Entry: "databases[7]", Index: 7, Field: "port", Msg: "not a port"})
+	var diags diagsT
+	addInputErrors(&diags, list)
+	if n := diags.ErrorsCount(); n != 5 {
+		t.Fatalf("%d errors for 300 of one kind and 1 of another, want 3 + 1 grouped + 1", n)
+	}
+	diags = nil
+	addInputErrors(&diags, list[:4])
+	if n := diags.ErrorsCount(); n != 4 {
+		t.Fatalf("%d errors for 4, want each on its own (grouping one saves nothing)", n)
+	}
 }
