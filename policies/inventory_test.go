@@ -55,7 +55,7 @@ func TestParseInventoryErrors(t *testing.T) {
 		{"old mariadb", func(db map[string]any) { db["engine"], db["engine_version"] = "mariadb", "10.5.21" }, []string{"engine_version: MariaDB 10.5.21 does not support IAM", "10.6"}},
 		{"mariadb without version", func(db map[string]any) { db["engine"] = "mariadb" }, []string{"engine_version: is required for mariadb"}},
 		{"identifier instead of resource id", func(db map[string]any) { db["resource_id"] = "orders-prod" }, []string{"resource_id:", `"orders-prod"`, "describe-db-instances"}},
-		{"cluster id on instance", func(db map[string]any) { db["resource_id"] = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ" }, []string{"resource_id:", "not of a instance"}},
+		{"cluster id on instance", func(db map[string]any) { db["resource_id"] = "cluster-ABCDEFGHIJKLMNOPQRSTUVWXYZ" }, []string{"resource_id:", "not of an instance"}},
 		{"aurora instance", func(db map[string]any) { db["engine"] = "aurora-postgresql" }, []string{`kind: Aurora authorizes IAM users on the cluster`}},
 		{"unknown region", func(db map[string]any) { db["region"] = "us-east-7" }, []string{`region: unknown region "us-east-7"`}},
 		{"missing region", func(db map[string]any) { delete(db, "region") }, []string{"region: is required"}},

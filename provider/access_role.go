@@ -132,7 +132,7 @@ func (r *accessRoleResource) ModifyPlan(ctx context.Context, req resource.Modify
 		return
 	}
 	m.TagsAll = stringMap(spec.Tags)
-	m.TrustPolicy = types.StringValue(docJSON(spec.Trust.Document()))
+	m.TrustPolicy = types.StringValue(keepIfEquivalent(priorString(ctx, req.State, "trust_policy", &resp.Diagnostics), spec.Trust.Document()))
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
 }
 
@@ -158,7 +158,7 @@ func (r *accessRoleResource) apply(ctx context.Context, m *accessRoleModel, diag
 	m.ARN = types.StringValue(st.ARN)
 	m.UniqueID = types.StringValue(st.UniqueID)
 	m.TagsAll = stringMap(spec.Tags)
-	m.TrustPolicy = types.StringValue(docJSON(spec.Trust.Document()))
+	m.TrustPolicy = types.StringValue(keepIfEquivalent(m.TrustPolicy.ValueString(), spec.Trust.Document()))
 }
 
 func (r *accessRoleResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {

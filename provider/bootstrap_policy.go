@@ -217,6 +217,10 @@ func (r *bootstrapPolicyResource) ModifyPlan(ctx context.Context, req resource.M
 	}
 	if bp := r.build(ctx, &m, &resp.Diagnostics); bp != nil {
 		r.fill(&m, bp)
+		m.PolicyJSON = types.StringValue(keepIfEquivalent(priorString(ctx, req.State, "policy_json", &resp.Diagnostics), bp.Policy))
+		if bp.Boundary != nil {
+			m.BoundaryJSON = types.StringValue(keepIfEquivalent(priorString(ctx, req.State, "boundary_json", &resp.Diagnostics), bp.Boundary))
+		}
 		resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
 	}
 }
@@ -242,7 +246,12 @@ func (r *bootstrapPolicyResource) write(ctx context.Context, m *bootstrapPolicyM
 		diags.AddError("Cannot write the bootstrap policy", err.Error())
 		return
 	}
+	planned, plannedBoundary := m.PolicyJSON.ValueString(), m.BoundaryJSON.ValueString()
 	r.fill(m, bp)
+	m.PolicyJSON = types.StringValue(keepIfEquivalent(planned, bp.Policy))
+	if bp.Boundary != nil {
+		m.BoundaryJSON = types.StringValue(keepIfEquivalent(plannedBoundary, bp.Boundary))
+	}
 }
 
 func (r *bootstrapPolicyResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {

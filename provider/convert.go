@@ -117,6 +117,19 @@ func keepIfEquivalent(prior string, actual *policies.Document) string {
 	return docJSON(actual)
 }
 
+// priorString is a string attribute of the prior state ("" when there is
+// none: a create). Plans keep a document's prior text when it means the
+// same as the desired one, so a policy that IAM holds, or an import
+// brought in, in another form plans no diff.
+func priorString(ctx context.Context, state tfsdk.State, attr string, diags *diag.Diagnostics) string {
+	if state.Raw.IsNull() {
+		return ""
+	}
+	var v types.String
+	diags.Append(state.GetAttribute(ctx, path.Root(attr), &v)...)
+	return v.ValueString()
+}
+
 // mergeTags returns the provider's default tags overlaid with the resource's.
 func mergeTags(defaults, own map[string]string) map[string]string {
 	out := map[string]string{}

@@ -113,7 +113,7 @@ func (r *roleTrustResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	if resp.Diagnostics.HasError() || !known {
 		return
 	}
-	m.Statement = types.StringValue(docJSON(statementDoc(spec.Statements())))
+	m.Statement = types.StringValue(keepIfEquivalent(priorString(ctx, req.State, "statement", &resp.Diagnostics), statementDoc(spec.Statements())))
 	resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
 }
 
@@ -139,7 +139,7 @@ func (r *roleTrustResource) put(ctx context.Context, m *roleTrustModel, diags *d
 	}
 	m.ID = types.StringValue(role + "/" + spec.Sid)
 	m.RoleARN = types.StringValue(arn)
-	m.Statement = types.StringValue(docJSON(statementDoc(spec.Statements())))
+	m.Statement = types.StringValue(keepIfEquivalent(m.Statement.ValueString(), statementDoc(spec.Statements())))
 }
 
 func (r *roleTrustResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
