@@ -15,11 +15,6 @@ import (
 	"github.com/rdsgate/rdsgate/internal/proxyconf"
 )
 
-var (
-	_ resource.Resource               = (*listenerPortsResource)(nil)
-	_ resource.ResourceWithModifyPlan = (*listenerPortsResource)(nil)
-)
-
 func newListenerPortsResource() resource.Resource { return &listenerPortsResource{} }
 
 // listenerPortsResource remembers which listener port each database was
