@@ -117,6 +117,27 @@ func keepIfEquivalent(prior string, actual *policies.Document) string {
 	return docJSON(actual)
 }
 
+// intsOf reads a map of numbers; null reads as empty, and unknown (the
+// map or an element) as known=false.
+func intsOf(ctx context.Context, v types.Map, diags *diag.Diagnostics) (map[string]int, bool) {
+	out := map[string]int{}
+	if v.IsUnknown() {
+		return nil, false
+	}
+	if v.IsNull() {
+		return out, true
+	}
+	var elems map[string]types.Int64
+	diags.Append(v.ElementsAs(ctx, &elems, false)...)
+	for k, e := range elems {
+		if e.IsUnknown() {
+			return nil, false
+		}
+		out[k] = int(e.ValueInt64())
+	}
+	return out, true
+}
+
 // priorString is a string attribute of the prior state ("" when there is
 // none: a create). Plans keep a document's prior text when it means the
 // same as the desired one, so a policy that IAM holds, or an import

@@ -518,14 +518,7 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	var entries []dbEntryModel
 	resp.Diagnostics.Append(m.Databases.ElementsAs(ctx, &entries, false)...)
 	roles, _ := mapOf(ctx, m.DatabaseRoles, &resp.Diagnostics)
-	pins := map[string]int{}
-	if !m.Ports.IsNull() && !m.Ports.IsUnknown() {
-		var elems map[string]types.Int64
-		resp.Diagnostics.Append(m.Ports.ElementsAs(ctx, &elems, false)...)
-		for k, v := range elems {
-			pins[k] = int(v.ValueInt64())
-		}
-	}
+	pins, _ := intsOf(ctx, m.Ports, &resp.Diagnostics)
 	addresses, _ := mapOf(ctx, m.Addresses, &resp.Diagnostics)
 	if resp.Diagnostics.HasError() {
 		return

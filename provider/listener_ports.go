@@ -56,21 +56,8 @@ func (r *listenerPortsResource) Schema(_ context.Context, _ resource.SchemaReque
 // held; it reports whether everything it needs is known.
 func (r *listenerPortsResource) assign(ctx context.Context, m *listenerPortsModel, prior map[string]int, diags *diagsT) bool {
 	names, known := stringsOf(ctx, m.Databases, diags)
-	if !known || m.Pinned.IsUnknown() || m.FirstPort.IsUnknown() {
-		return false
-	}
-	pins := map[string]int{}
-	if !m.Pinned.IsNull() {
-		var elems map[string]types.Int64
-		diags.Append(m.Pinned.ElementsAs(ctx, &elems, false)...)
-		for k, v := range elems {
-			if v.IsUnknown() {
-				return false
-			}
-			pins[k] = int(v.ValueInt64())
-		}
-	}
-	if diags.HasError() {
+	pins, pinsKnown := intsOf(ctx, m.Pinned, diags)
+	if !known || !pinsKnown || m.FirstPort.IsUnknown() || diags.HasError() {
 		return false
 	}
 	slices.Sort(names)
@@ -96,14 +83,9 @@ func (r *listenerPortsResource) prior(ctx context.Context, state interface {
 }, diags *diagsT) map[string]int {
 	var ports types.Map
 	diags.Append(state.GetAttribute(ctx, path.Root("ports"), &ports)...)
-	out := map[string]int{}
-	if ports.IsNull() || ports.IsUnknown() {
-		return out
-	}
-	var elems map[string]types.Int64
-	diags.Append(ports.ElementsAs(ctx, &elems, false)...)
-	for k, v := range elems {
-		out[k] = int(v.ValueInt64())
+	out, known := intsOf(ctx, ports, diags)
+	if !known {
+		return map[string]int{}
 	}
 	return out
 }
