@@ -531,9 +531,19 @@ type Gap struct {
 // resource either world names that both worlds allow.
 func Survivors(before, after *World) []string {
 	cands := Concrete(append(before.Resources(), after.Resources()...))
+	// One Missing call per world: it indexes the world's statements
+	// once, where a CanConnect per candidate would index them again for
+	// every one.
+	lost := map[string]bool{}
+	for _, r := range before.Missing(cands) {
+		lost[r] = true
+	}
+	for _, r := range after.Missing(cands) {
+		lost[r] = true
+	}
 	var out []string
 	for _, r := range cands {
-		if before.CanConnect(r) && after.CanConnect(r) {
+		if !lost[r] {
 			out = append(out, r)
 		}
 	}
