@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -418,20 +419,78 @@ func preflight(obs *Observed, desired *policies.Plan) error {
 	base := obs.Principals[desired.Base.Name]
 	s := desired.Settings
 	if other := base.OtherInlineSize(); other > s.ReservedInline {
-		return fmt.Errorf("the other inline policies of %s %s use %d characters, but the plan reserved %d of its %d: IAM would refuse the connect policy; plan again with --reserved-inline %d",
-			base.Kind, base.Name, other, s.ReservedInline, s.InlineSize, other)
+		return &ReservationError{Kind: base.Kind, Name: base.Name, Inline: true, Used: other, Reserved: s.ReservedInline, Quota: s.InlineSize}
 	}
 	others := 0
 	for _, arn := range base.Attached {
-		if !strings.Contains(arn, ":policy"+policies.ManagedPolicyPath+base.Name+"-connect-") {
+		if !ownManagedARN(base.Name, arn) {
 			others++
 		}
 	}
 	if others > s.ReservedManaged {
-		return fmt.Errorf("%d managed policies outside the plan are attached to %s %s, but the plan reserved %d of its %d; plan again with --reserved-managed %d",
-			others, base.Kind, base.Name, s.ReservedManaged, s.MaxManaged, others)
+		return &ReservationError{Kind: base.Kind, Name: base.Name, Used: others, Reserved: s.ReservedManaged, Quota: s.MaxManaged}
 	}
 	return nil
+}
+
+// ReservationError says that the base principal's other policies take more
+// of a quota than the plan reserved for them: IAM would refuse a write of
+// the plan. The CLI's text names its flags; the provider names attributes.
+type ReservationError struct {
+	Kind     policies.PrincipalKind
+	Name     string
+	Inline   bool // the inline size budget; otherwise the managed attachments
+	Used     int  // what the other policies take now
+	Reserved int  // what the plan reserved for them
+	Quota    int
+}
+
+func (e *ReservationError) Error() string {
+	if e.Inline {
+		return fmt.Sprintf("the other inline policies of %s %s use %d characters, but the plan reserved %d of its %d: IAM would refuse the connect policy; plan again with --reserved-inline %d",
+			e.Kind, e.Name, e.Used, e.Reserved, e.Quota, e.Used)
+	}
+	return fmt.Sprintf("%d managed policies outside the plan are attached to %s %s, but the plan reserved %d of its %d; plan again with --reserved-managed %d",
+		e.Used, e.Kind, e.Name, e.Reserved, e.Quota, e.Used)
+}
+
+// Others is what a principal holds outside rdsgate's connect documents:
+// what a plan for it must reserve.
+type Others struct {
+	Exists bool
+	// Inline is the size of each other inline policy, by name.
+	Inline map[string]int
+	// Managed lists the ARNs of the other attached managed policies.
+	Managed []string
+}
+
+// ReadOthers reads the principal's policies that are not rdsgate's connect
+// documents. A principal that does not exist yet has none.
+func ReadOthers(ctx context.Context, api IAMAPI, kind policies.PrincipalKind, name string) (*Others, error) {
+	p, err := ReadPrincipal(ctx, api, kind, name)
+	if err != nil || p == nil {
+		return &Others{Inline: map[string]int{}}, err
+	}
+	o := &Others{Exists: true, Inline: map[string]int{}}
+	for n, d := range p.Inline {
+		if !ownInline(n) {
+			o.Inline[n] = d.Size()
+		}
+	}
+	for _, arn := range p.Attached {
+		if !ownManagedARN(p.Name, arn) {
+			o.Managed = append(o.Managed, arn)
+		}
+	}
+	sort.Strings(o.Managed)
+	return o, nil
+}
+
+// ownManagedARN reports whether an attached policy's ARN is one of
+// rdsgate's connect or parking documents for the principal.
+func ownManagedARN(principal, arn string) bool {
+	_, rest, ok := strings.Cut(arn, ":policy"+policies.ManagedPolicyPath)
+	return ok && !strings.Contains(rest, "/") && ownManaged(principal, rest)
 }
 
 // executor runs steps; every step reads before it writes.

@@ -281,3 +281,56 @@ func RemoveBootstrap(ctx context.Context, c *Clients, bp *policies.BootstrapPoli
 	}
 	return nil
 }
+
+// OtherDocuments reads the documents of a principal's policies that are not
+// rdsgate's (its connect documents, the bootstrap policy): its other inline
+// policies as "inline NAME", its other attached managed policies as
+// "managed ARN". A principal that does not exist has none.
+func OtherDocuments(ctx context.Context, api IAMAPI, kind policies.PrincipalKind, name string) (map[string]*policies.Document, error) {
+	p, err := ReadPrincipal(ctx, api, kind, name)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	docs := map[string]*policies.Document{}
+	for n, d := range p.Inline {
+		if !ownInline(n) && n != policies.BootstrapPolicyName {
+			docs["inline "+n] = d
+		}
+	}
+	for _, arn := range p.Attached {
+		if ownManagedARN(p.Name, arn) {
+			continue
+		}
+		if docs["managed "+arn], err = readDefaultVersion(ctx, api, arn); err != nil {
+			return nil, err
+		}
+	}
+	return docs, nil
+}
+
+// FitBoundary checks the bootstrap policy's permissions boundary against
+// what the principal holds: cuts lists the actions of its other policies
+// that the boundary would take away once set. With keep, the returned
+// policy's boundary also allows them (it caps, so that grants nothing new);
+// otherwise it is bp. Manual mode has no boundary and nothing to cut.
+func FitBoundary(ctx context.Context, c *Clients, bp *policies.BootstrapPolicy, keep bool) (*policies.BootstrapPolicy, []policies.Cut, error) {
+	if bp.Boundary == nil || bp.Options.Name == "" {
+		return bp, nil, nil
+	}
+	c.UseIAMRegion(bp.Options.Partition)
+	docs, err := OtherDocuments(ctx, c.IAM, bp.Options.Kind, bp.Options.Name)
+	if err != nil {
+		return nil, nil, err
+	}
+	cuts := policies.BoundaryCuts(bp.Boundary, docs)
+	if !keep || len(cuts) == 0 {
+		return bp, cuts, nil
+	}
+	o := bp.Options
+	o.Keep = policies.KeepStatements(bp.Boundary, docs)
+	kept, err := policies.NewBootstrapPolicy(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return kept, cuts, nil
+}

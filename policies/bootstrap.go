@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,6 +42,10 @@ type BootstrapOptions struct {
 	// Manual leaves out every IAM write: an administrator applies the
 	// connect policies (rdsgate shards apply) and enables IAM auth.
 	Manual bool
+	// Keep are statements of the principal's other policies to add to the
+	// boundary, so that setting it takes none of their actions away
+	// (KeepStatements finds them).
+	Keep []Statement
 }
 
 // Explanation says in a sentence why a statement is there.
@@ -207,6 +212,7 @@ func NewBootstrapPolicy(o BootstrapOptions) (*BootstrapPolicy, error) {
 		// The boundary allows the connect permissions the proxy grants itself;
 		// without it, writing its own policy would let it grant itself anything.
 		boundary = append(boundary, Statement{Sid: "RDSConnect", Effect: Allow, Action: One(connectAction), Resource: One(arn("rds-db", "*", "dbuser:*/*"))})
+		boundary = append(boundary, o.Keep...)
 		b.BoundaryName = o.Name + boundarySuffix
 		b.BoundaryARN = PolicyARN(o.Partition, o.AccountID, ManagedPolicyPath, b.BoundaryName)
 		b.Boundary = &Document{Version: PolicyVersion, Statements: boundary}
@@ -222,7 +228,11 @@ func (b *BootstrapPolicy) Check(q Quotas) error {
 	}
 	if b.Boundary != nil {
 		if size := b.Boundary.Size(); size > q.PolicySize {
-			return fmt.Errorf("the permissions boundary is %d characters, more than a managed policy's %d", size, q.PolicySize)
+			msg := fmt.Sprintf("the permissions boundary is %d characters, more than a managed policy's %d", size, q.PolicySize)
+			if len(b.Options.Keep) > 0 {
+				msg += fmt.Sprintf(" with the %s it keeps of the principal's other policies: move some of them to another role, or use --manual (no boundary)", Count(len(b.Options.Keep), "statement"))
+			}
+			return errors.New(msg)
 		}
 	}
 	return nil

@@ -171,7 +171,7 @@ func (r *accessRoleResource) Read(ctx context.Context, req resource.ReadRequest,
 	}
 	st, err := bootstrap.ReadRole(ctx, r.p.clients.IAM, m.Name.ValueString())
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read role "+m.Name.ValueString(), err.Error())
+		resp.Diagnostics.AddError("Cannot read role "+m.Name.ValueString(), tfText(err))
 		return
 	}
 	if st == nil {
@@ -224,7 +224,7 @@ func (r *accessRoleResource) Delete(ctx context.Context, req resource.DeleteRequ
 		return
 	}
 	if err := bootstrap.DeleteRole(ctx, r.p.clients.IAM, m.Name.ValueString()); err != nil {
-		resp.Diagnostics.AddError("Cannot delete role "+m.Name.ValueString(), err.Error())
+		resp.Diagnostics.AddError("Cannot delete role "+m.Name.ValueString(), tfText(err))
 	}
 }
 

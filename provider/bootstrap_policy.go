@@ -68,21 +68,19 @@ func (in *bootstrapInputs) options(ctx context.Context, account string, diags *d
 
 // bootstrapError points a NewBootstrapPolicy error at the attribute it is about.
 func bootstrapError(diags *diagsT, err error) {
-	msg := err.Error()
+	raw, msg := err.Error(), tfText(err)
 	at := path.Root("types")
 	switch {
-	case strings.Contains(msg, "assume-role-arn"):
+	case strings.Contains(raw, "assume-role-arn"):
 		at = path.Root("assume_role_arns")
-		msg = strings.ReplaceAll(msg, "--assume-role-arn", "assume_role_arns:")
-	case strings.Contains(msg, "account"):
+	case strings.Contains(raw, "account"):
 		at = path.Root("account_id")
-	case strings.Contains(msg, "partition"):
+	case strings.Contains(raw, "partition"):
 		at = path.Root("partition")
-	case strings.Contains(msg, "path"):
+	case strings.Contains(raw, "path"):
 		at = path.Root("path")
-	case strings.Contains(msg, "name"):
+	case strings.Contains(raw, "name"):
 		at = path.Root("role")
-		msg = strings.NewReplacer("--role NAME", "role", "--user NAME", "user", "--manual", "manual = true").Replace(msg)
 	}
 	diags.AddAttributeError(at, "Invalid bootstrap policy", msg)
 }
@@ -128,6 +126,8 @@ type bootstrapPolicyModel struct {
 	BoundaryARN  types.String `tfsdk:"boundary_arn"`
 	BoundaryJSON types.String `tfsdk:"boundary_json"`
 	Size         types.Int64  `tfsdk:"size"`
+	PolicyName   types.String `tfsdk:"policy_name"`
+	KeepExisting types.Bool   `tfsdk:"keep_existing_permissions"`
 }
 
 func (r *bootstrapPolicyResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -142,11 +142,21 @@ func (r *bootstrapPolicyResource) Schema(_ context.Context, _ resource.SchemaReq
 	attrs["policy_json"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The inline policy `rdsgate-bootstrap` in canonical JSON; after a refresh, what IAM holds when it means something else."}
 	attrs["boundary_arn"] = schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the permissions boundary (automatic mode; empty in manual mode)."}
 	attrs["boundary_json"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The permissions boundary in canonical JSON."}
-	attrs["size"] = schema.Int64Attribute{Computed: true, MarkdownDescription: "Characters the inline policy uses of the principal's inline budget, as IAM counts them: pass it to `rdsgate_policy_shards.reserved_inline`."}
+	attrs["size"] = schema.Int64Attribute{Computed: true, MarkdownDescription: "Characters the inline policy uses of the principal's inline budget, as IAM counts them."}
+	attrs["keep_existing_permissions"] = schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(false),
+		MarkdownDescription: "In automatic mode, also allow in the permissions boundary the actions of the principal's other policies (read from IAM at plan time), " +
+			"so that setting the boundary takes none of them away. A boundary only caps: the proxy still cannot grant itself anything the principal " +
+			"could not do before. Without it, the plan warns and lists the actions the boundary would cut."}
+	attrs["policy_name"] = schema.StringAttribute{Computed: true, Default: stringdefault.StaticString(policies.BootstrapPolicyName),
+		MarkdownDescription: "Name of the inline policy (`" + policies.BootstrapPolicyName + "`). With `size`, it tells `rdsgate_policy_shards` what to reserve before the policy exists: " +
+			"`pending_inline_policies = { (rdsgate_bootstrap_policy.proxy.policy_name) = rdsgate_bootstrap_policy.proxy.size }`."}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "What `rdsgate bootstrap create-iam` does, as a resource: the proxy's own permissions on its existing " +
 			"role or user. In automatic mode the proxy may write its own connect policy and nothing else: a permissions boundary " +
-			"(created first, then set on the principal, then the inline policy) caps what it can grant itself. " +
+			"(created first, then set on the principal, then the inline policy) caps what it can grant itself.\n\n" +
+			"A boundary caps everything the principal does, not only what rdsgate grants. When the principal has other policies, the plan " +
+			"reads them and warns with every action the boundary would take away (AWS would answer AccessDenied to them once it is set); " +
+			"`keep_existing_permissions = true` keeps them in the boundary, `manual = true` sets no boundary at all.\n\n" +
 			"`rdsgate_bootstrap_policy_document` shows the same documents without writing them.",
 		Attributes: attrs,
 	}
@@ -179,7 +189,7 @@ func (r *bootstrapPolicyResource) build(ctx context.Context, m *bootstrapPolicyM
 	if m.AccountID.IsUnknown() || m.AccountID.ValueString() == "" {
 		acct, err := r.p.accountID(ctx)
 		if err != nil {
-			diags.AddAttributeError(path.Root("account_id"), "Cannot tell the account", "set account_id, or fix the credentials: "+err.Error())
+			diags.AddAttributeError(path.Root("account_id"), "Cannot tell the account", "set account_id, or fix the credentials: "+tfText(err))
 			return nil
 		}
 		m.AccountID = types.StringValue(acct)
@@ -204,6 +214,7 @@ func (r *bootstrapPolicyResource) fill(m *bootstrapPolicyModel, bp *policies.Boo
 	m.BoundaryARN = types.StringValue(bp.BoundaryARN)
 	m.BoundaryJSON = types.StringValue(docJSON(bp.Boundary))
 	m.Size = types.Int64Value(int64(bp.Policy.Size()))
+	m.PolicyName = types.StringValue(policies.BootstrapPolicyName)
 }
 
 func (r *bootstrapPolicyResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
@@ -215,7 +226,7 @@ func (r *bootstrapPolicyResource) ModifyPlan(ctx context.Context, req resource.M
 	if resp.Diagnostics.HasError() {
 		return
 	}
-	if bp := r.build(ctx, &m, &resp.Diagnostics); bp != nil {
+	if bp := r.fitBoundary(ctx, &m, r.build(ctx, &m, &resp.Diagnostics), &resp.Diagnostics); bp != nil {
 		r.fill(&m, bp)
 		m.PolicyJSON = types.StringValue(keepIfEquivalent(priorString(ctx, req.State, "policy_json", &resp.Diagnostics), bp.Policy))
 		if bp.Boundary != nil {
@@ -233,17 +244,57 @@ func (r *bootstrapPolicyResource) Update(ctx context.Context, req resource.Updat
 	upsert(ctx, req.Plan, &resp.State, &resp.Diagnostics, func(m *bootstrapPolicyModel) { r.write(ctx, m, &resp.Diagnostics) })
 }
 
+// fitBoundary checks the boundary against the principal's other policies
+// at plan time: it warns with the actions the boundary would cut, or with
+// keep_existing_permissions returns the policy whose boundary keeps them.
+func (r *bootstrapPolicyResource) fitBoundary(ctx context.Context, m *bootstrapPolicyModel, bp *policies.BootstrapPolicy, diags *diagsT) *policies.BootstrapPolicy {
+	if bp == nil || bp.Boundary == nil || m.KeepExisting.IsUnknown() {
+		return bp
+	}
+	keep := m.KeepExisting.ValueBool()
+	fitted, cuts, err := bootstrap.FitBoundary(ctx, r.p.clients, bp, keep)
+	if err != nil {
+		diags.AddError("Cannot read the other policies of "+string(bp.Options.Kind)+" "+bp.Options.Name,
+			tfText(err)+"\n\nThe plan checks what the permissions boundary would take away from them.")
+		return nil
+	}
+	if len(cuts) > 0 && !keep {
+		diags.AddAttributeWarning(path.Root("keep_existing_permissions"), "The permissions boundary would cut the "+string(bp.Options.Kind)+"'s other permissions",
+			fmt.Sprintf("%s %s has policies that allow actions the boundary %s does not: %s.\n\n"+
+				"A permissions boundary caps everything the %s does, so once it is set AWS answers AccessDenied to these. "+
+				"Set keep_existing_permissions = true to keep them in the boundary (the proxy still cannot grant itself more than the %s has now), "+
+				"set manual = true to set no boundary (the proxy then cannot write its own connect policies; apply them with rdsgate_policy_shards), "+
+				"or move those policies to another role.",
+				bp.Options.Kind, bp.Options.Name, bp.BoundaryName, policies.DescribeCuts(cuts), bp.Options.Kind, bp.Options.Kind))
+	}
+	if err := fitted.Check(policies.DefaultQuotas()); err != nil {
+		diags.AddAttributeError(path.Root("keep_existing_permissions"), "Permissions boundary too large", tfText(err))
+		return nil
+	}
+	return fitted
+}
+
 func (r *bootstrapPolicyResource) write(ctx context.Context, m *bootstrapPolicyModel, diags *diagsT) {
 	bp := r.build(ctx, m, diags)
 	if bp == nil {
 		return
+	}
+	if m.KeepExisting.ValueBool() && bp.Boundary != nil {
+		// The boundary the plan showed, with what it kept as IAM held it
+		// then: a policy changed since shows at the next plan.
+		planned, err := policies.Parse([]byte(m.BoundaryJSON.ValueString()))
+		if err != nil {
+			diags.AddError("Unreadable planned boundary", tfText(err))
+			return
+		}
+		bp.Boundary = planned
 	}
 	changes, err := bootstrap.PlanBootstrap(ctx, r.p.clients, bp)
 	if err == nil {
 		err = bootstrap.ApplyChanges(ctx, changes)
 	}
 	if err != nil {
-		diags.AddError("Cannot write the bootstrap policy", err.Error())
+		diags.AddError("Cannot write the bootstrap policy", tfText(err))
 		return
 	}
 	planned, plannedBoundary := m.PolicyJSON.ValueString(), m.BoundaryJSON.ValueString()
@@ -278,13 +329,16 @@ func (r *bootstrapPolicyResource) Read(ctx context.Context, req resource.ReadReq
 	if m.Manual.IsNull() {
 		m.Manual = types.BoolValue(false)
 	}
+	if m.KeepExisting.IsNull() {
+		m.KeepExisting = types.BoolValue(false)
+	}
 	bp := r.build(ctx, &m, &resp.Diagnostics)
 	if bp == nil {
 		return
 	}
 	st, err := bootstrap.ReadBootstrap(ctx, r.p.clients, bp)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the bootstrap policy", err.Error())
+		resp.Diagnostics.AddError("Cannot read the bootstrap policy", tfText(err))
 		return
 	}
 	if !st.Exists || st.Policy == nil {
@@ -319,7 +373,7 @@ func (r *bootstrapPolicyResource) Delete(ctx context.Context, req resource.Delet
 		return
 	}
 	if err := bootstrap.RemoveBootstrap(ctx, r.p.clients, bp); err != nil {
-		resp.Diagnostics.AddError("Cannot remove the bootstrap policy", err.Error())
+		resp.Diagnostics.AddError("Cannot remove the bootstrap policy", tfText(err))
 	}
 }
 

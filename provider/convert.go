@@ -23,7 +23,7 @@ func addError(diags *diag.Diagnostics, summary string, err error) {
 		diags.AddAttributeError(path.Root(fe.Field), summary, fe.Reason)
 		return
 	}
-	diags.AddError(summary, err.Error())
+	diags.AddError(summary, tfText(err))
 }
 
 // strings reads a list or set of strings; unknown and null read as nil with

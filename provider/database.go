@@ -105,7 +105,7 @@ func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.Vali
 	}
 	if rg := m.Region.ValueString(); rg != "" && !m.Region.IsUnknown() {
 		if _, err := policies.PartitionOf(rg); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("region"), "Invalid region", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("region"), "Invalid region", tfText(err))
 		}
 	}
 	if e := m.Engine.ValueString(); e != "" && !m.Engine.IsUnknown() && !policies.ValidEngine(policies.Engine(e)) {
@@ -119,7 +119,7 @@ func (r *databaseResource) ValidateConfig(ctx context.Context, req resource.Vali
 	}
 	if n := m.Name.ValueString(); n != "" && !m.Name.IsUnknown() {
 		if err := policies.ValidateDatabaseName(n); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("name"), "Invalid name", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("name"), "Invalid name", tfText(err))
 		}
 	}
 }
@@ -203,13 +203,13 @@ func (r *databaseResource) apply(ctx context.Context, m *databaseModel, diags *d
 	region := r.region(m)
 	api, err := r.p.clients.RDS(region)
 	if err != nil {
-		diags.AddAttributeError(path.Root("region"), "No region", "set region on the resource or the provider: "+err.Error())
+		diags.AddAttributeError(path.Root("region"), "No region", "set region on the resource or the provider: "+tfText(err))
 		return
 	}
 	kind, id := policies.ResourceKind(m.Kind.ValueString()), m.Identifier.ValueString()
 	info, err := bootstrap.DescribeDatabase(ctx, api, kind, id)
 	if err != nil {
-		diags.AddError("Cannot read "+string(kind)+" "+id, err.Error())
+		diags.AddError("Cannot read "+string(kind)+" "+id, tfText(err))
 		return
 	}
 	if info == nil {
@@ -232,7 +232,7 @@ func (r *databaseResource) apply(ctx context.Context, m *databaseModel, diags *d
 	}
 	if m.EnableIAMAuth.ValueBool() && !info.IAMAuthEnabled {
 		if _, err := bootstrap.EnableIAMAuth(ctx, api, kind, id, m.ApplyImmediately.ValueBool()); err != nil {
-			diags.AddError("Cannot enable IAM authentication on "+string(kind)+" "+id, err.Error())
+			diags.AddError("Cannot enable IAM authentication on "+string(kind)+" "+id, tfText(err))
 			return
 		}
 		if info, err = bootstrap.DescribeDatabase(ctx, api, kind, id); err != nil || info == nil {
@@ -276,12 +276,12 @@ func (r *databaseResource) Read(ctx context.Context, req resource.ReadRequest, r
 	region := r.region(&m)
 	api, err := r.p.clients.RDS(region)
 	if err != nil {
-		resp.Diagnostics.AddError("No region", err.Error())
+		resp.Diagnostics.AddError("No region", tfText(err))
 		return
 	}
 	info, err := bootstrap.DescribeDatabase(ctx, api, policies.ResourceKind(m.Kind.ValueString()), m.Identifier.ValueString())
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read "+m.Kind.ValueString()+" "+m.Identifier.ValueString(), err.Error())
+		resp.Diagnostics.AddError("Cannot read "+m.Kind.ValueString()+" "+m.Identifier.ValueString(), tfText(err))
 		return
 	}
 	if info == nil {

@@ -199,13 +199,13 @@ func (d *databasesDataSource) Read(ctx context.Context, req datasource.ReadReque
 	if arn := m.AssumeRoleARN.ValueString(); arn != "" {
 		var err error
 		if c, err = c.AssumeRole(ctx, arn, m.ExternalID.ValueString()); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("assume_role_arn"), "Cannot assume the discovery role", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("assume_role_arn"), "Cannot assume the discovery role", tfText(err))
 			return
 		}
 	}
 	acct, _, err := bootstrap.CallerAccount(ctx, c)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot tell the account", err.Error())
+		resp.Diagnostics.AddError("Cannot tell the account", tfText(err))
 		return
 	}
 	inv, err := bootstrap.Discover(ctx, c, bootstrap.DiscoverOptions{Types: kinds, Regions: regions, Tags: tags, DBUsers: users, AccountID: acct})
@@ -225,7 +225,7 @@ func (d *databasesDataSource) Read(ctx context.Context, req datasource.ReadReque
 	m.Skipped = types.ListValueMust(types.ObjectType{AttrTypes: skippedTypes}, nonNil(skipped))
 	data, err := json.MarshalIndent(inv, "", "  ")
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot write the inventory", err.Error())
+		resp.Diagnostics.AddError("Cannot write the inventory", tfText(err))
 		return
 	}
 	m.InventoryJSON = types.StringValue(string(data))
@@ -306,7 +306,9 @@ func (d *shardPlanDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 		"table":     schema.StringAttribute{Computed: true, MarkdownDescription: "Principals and documents as a small table."},
 	}
 	resp.Schema = schema.Schema{
-		MarkdownDescription: "A shard plan made without writing anything (what `rdsgate shards plan` prints): to review, to " +
+		MarkdownDescription: "A shard plan made without writing anything (what `rdsgate shards plan` prints; the resource " +
+			"`rdsgate_policy_shards` is `rdsgate shards apply`, so the names follow the CLI's plan and apply). It reads nothing from IAM: " +
+			"`reserved_inline` and `reserved_managed` are 0 unless given. To review, to " +
 			"feed another tool, or to check in CI that a fleet still fits.",
 		Attributes: in,
 	}
@@ -338,7 +340,7 @@ func (d *shardPlanDataSource) Read(ctx context.Context, req datasource.ReadReque
 	if prev := m.Previous.ValueString(); prev != "" {
 		p, err := policies.ReadPlan([]byte(prev), "previous_plan_json")
 		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("previous_plan_json"), "Invalid previous plan", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("previous_plan_json"), "Invalid previous plan", tfText(err))
 			return
 		}
 		pi.Previous = p
@@ -346,7 +348,7 @@ func (d *shardPlanDataSource) Read(ctx context.Context, req datasource.ReadReque
 	if pi.Target.AccountID == "" && len(pi.Inventory.Databases) == 0 && d.p != nil {
 		acct, err := d.p.accountID(ctx)
 		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("account_id"), "Cannot tell the account", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("account_id"), "Cannot tell the account", tfText(err))
 			return
 		}
 		pi.Target.AccountID = acct
@@ -360,7 +362,7 @@ func (d *shardPlanDataSource) Read(ctx context.Context, req datasource.ReadReque
 	m.AccountID = types.StringValue(plan.AccountID)
 	data, err := plan.JSON()
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot write the plan", err.Error())
+		resp.Diagnostics.AddError("Cannot write the plan", tfText(err))
 		return
 	}
 	m.PlanJSON = types.StringValue(string(data))
@@ -545,7 +547,7 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 		ListenHost: m.ListenHost.ValueString(), FirstPort: int(m.FirstPort.ValueInt64()), Ports: pins, Addresses: addresses,
 		AssumeRoleARN: m.AssumeRoleARN.ValueString()})
 	if err != nil {
-		resp.Diagnostics.AddAttributeError(path.Root("databases"), "Invalid proxy configuration", err.Error())
+		resp.Diagnostics.AddAttributeError(path.Root("databases"), "Invalid proxy configuration", tfText(err))
 		return
 	}
 	files := map[string]string{}
@@ -565,14 +567,14 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 			cfg.Gateway.IAM = &proxyd.IAMAuth{Audience: a, STSEndpoint: g.STSEndpoint.ValueString()}
 		}
 		if err := cfg.Validate(); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("gateway"), "Invalid gateway", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("gateway"), "Invalid gateway", tfText(err))
 			return
 		}
 		files[rbacFile] = string(rbacJSON) + "\n"
 	}
 	data, err := proxyconf.JSON(cfg)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot write the configuration", err.Error())
+		resp.Diagnostics.AddError("Cannot write the configuration", tfText(err))
 		return
 	}
 	binary := valueOr(m.BinaryPath, "/usr/local/bin/rdsgate")
@@ -644,7 +646,7 @@ func rbacOf(ctx context.Context, rules []rbacRuleModel, gateway bool) (*proxyd.R
 			diags.AddAttributeWarning(at.AtName("identities"), "RBAC rule matches more widely than written", w)
 		}
 		if err := single.Validate(); err != nil {
-			msg := err.Error()
+			msg := tfText(err)
 			if _, after, ok := strings.Cut(msg, "rules[0]"); ok {
 				msg = fmt.Sprintf("rbac_rules[%d]", i) + after
 			}

@@ -67,7 +67,7 @@ func (r *listenerPortsResource) assign(ctx context.Context, m *listenerPortsMode
 		if strings.Contains(err.Error(), "no free port") {
 			attr = path.Root("first_port")
 		}
-		diags.AddAttributeError(attr, "Listener ports conflict", strings.TrimPrefix(err.Error(), "invalid input: "))
+		diags.AddAttributeError(attr, "Listener ports conflict", strings.TrimPrefix(tfText(err), "invalid input: "))
 		return false
 	}
 	vals := make(map[string]attr.Value, len(ports))

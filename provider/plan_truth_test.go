@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
+	"github.com/hashicorp/terraform-plugin-testing/terraform"
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -316,14 +317,7 @@ func TestAccImportIsQuiet(t *testing.T) {
 	}
 	e.reformatTrust(t, "imp-proxy")
 	e.reformatTrust(t, "imp-app")
-	// Import steps get no required_providers from the harness: name it.
-	config := `
-terraform {
-  required_providers {
-    rdsgate = { source = "registry.terraform.io/rdsgate/rdsgate" }
-  }
-}
-` + e.providerHCL() + `
+	config := e.importHCL() + `
 resource "rdsgate_access_role" "r" {
   name             = "imp-proxy"
   trusted_services = ["ec2.amazonaws.com"]
@@ -341,4 +335,197 @@ resource "rdsgate_role_trust" "t" {
 			Steps:                    []resource.TestStep{{Config: config, ResourceName: c.addr, ImportState: true, ImportStateKind: resource.ImportBlockWithID, ImportStateId: c.id}},
 		})
 	}
+}
+
+// importHCL is the provider block for import steps, which get no
+// required_providers from the harness: it names the provider.
+func (e *env) importHCL() string {
+	return `
+terraform {
+  required_providers {
+    rdsgate = { source = "registry.terraform.io/rdsgate/rdsgate" }
+  }
+}
+` + e.providerHCL()
+}
+
+// restyle writes a document in another form with the same meaning:
+// statements reversed, single actions as lists, indented.
+func restyle(t *testing.T, s string) string {
+	t.Helper()
+	doc := decode(t, s)
+	for i, j := 0, len(doc.Statements)-1; i < j; i, j = i+1, j-1 {
+		doc.Statements[i], doc.Statements[j] = doc.Statements[j], doc.Statements[i]
+	}
+	for i := range doc.Statements {
+		doc.Statements[i].Action.Single = false
+		doc.Statements[i].Resource.Single = false
+	}
+	var pretty map[string]any
+	_ = json.Unmarshal(doc.JSON(), &pretty)
+	text, _ := json.MarshalIndent(pretty, "", "    ")
+	return string(text)
+}
+
+// restyleInline rewrites a role's inline policy with restyle.
+func (e *env) restyleInline(t *testing.T, role, name string) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := e.c.IAM.GetRolePolicy(ctx, &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name),
+		PolicyDocument: aws.String(restyle(t, aws.ToString(out.PolicyDocument)))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restyleManaged makes a restyled copy of a managed policy's document its
+// default version.
+func (e *env) restyleManaged(t *testing.T, arn string) {
+	t.Helper()
+	ctx := context.Background()
+	p, err := e.c.IAM.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: aws.String(arn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := e.c.IAM.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: aws.String(arn), VersionId: p.Policy.DefaultVersionId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.IAM.CreatePolicyVersion(ctx, &iam.CreatePolicyVersionInput{PolicyArn: aws.String(arn), SetAsDefault: true,
+		PolicyDocument: aws.String(restyle(t, aws.ToString(v.PolicyVersion.Document)))}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestAccImportIsQuietPolicies: the bootstrap policy with its boundary (as
+// create-iam writes them) and connect shards (as shards apply writes them,
+// inline and managed) that IAM holds restyled import as a no-op: the
+// harness's import block step fails on any planned change.
+func TestAccImportIsQuietPolicies(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const role = "imp-pol"
+	if _, err := e.c.IAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(role),
+		AssumeRolePolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	bp, err := policies.NewBootstrapPolicy(policies.BootstrapOptions{Kind: policies.PrincipalRole, Name: role, AccountID: "123456789012", Path: "/",
+		AssumeRoleARNs: []string{policies.ShardRolesARN("aws", "123456789012", role)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := bootstrap.PlanBootstrap(ctx, e.c, bp)
+	if err == nil {
+		err = bootstrap.ApplyChanges(ctx, changes)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 120 databases: the inline policy and a managed one.
+	inv := &policies.Inventory{}
+	for i := range 120 {
+		inv.Databases = append(inv.Databases, policies.Database{Name: fmt.Sprintf("db-%03d", i), Engine: "postgres", Kind: policies.KindInstance,
+			ResourceID: fmt.Sprintf("db-%026d", i), Region: "us-east-1", AccountID: "123456789012", DBUsers: []string{"app"}})
+	}
+	plan, err := policies.NewPlan(policies.PlanInput{Inventory: inv, Quotas: policies.DefaultQuotas(),
+		Target: policies.Target{Kind: policies.PrincipalRole, Name: role, Path: "/", AccountID: "123456789012", MaxShardRoles: 10,
+			ReservedInline: bp.Policy.Size()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bootstrap.ApplyPlan(ctx, e.c, plan, bootstrap.ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	managed := 0
+	for _, pp := range plan.Principals {
+		for _, p := range pp.ManagedPolicies {
+			e.restyleManaged(t, p.ARN)
+			managed++
+		}
+	}
+	if managed == 0 {
+		t.Fatal("the plan has no managed policy: the fleet is too small to test one")
+	}
+	e.restyleInline(t, role, policies.InlinePolicyName)
+	e.restyleInline(t, role, policies.BootstrapPolicyName)
+	e.restyleManaged(t, bp.BoundaryARN)
+
+	config := e.importHCL() + `
+resource "rdsgate_bootstrap_policy" "b" {
+  role = "imp-pol"
+}
+
+resource "rdsgate_policy_shards" "s" {
+  base_role = "imp-pol"
+  databases = [for i in range(120) : {
+    name = format("db-%03d", i), engine = "postgres", kind = "instance", resource_id = format("db-%026d", i),
+    region = "us-east-1", account_id = "123456789012", db_users = ["app"]
+  }]
+}
+`
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{{Config: config, ResourceName: "rdsgate_bootstrap_policy.b", ImportState: true,
+			ImportStateKind: resource.ImportBlockWithID, ImportStateId: "role/imp-pol"}},
+	})
+	// IAM knows the databases by resource id only, so database_roles (by
+	// name) and stats come from the configuration at the first plan after
+	// an import: an update of those outputs alone, which writes nothing.
+	restyled := e.inlineText(t, role, policies.InlinePolicyName)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: factories,
+		Steps: []resource.TestStep{
+			{Config: config, ResourceName: "rdsgate_policy_shards.s", ImportState: true, ImportStateId: "role/imp-pol", ImportStatePersist: true},
+			{
+				Config: config,
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("rdsgate_policy_shards.s", plancheck.ResourceActionUpdate),
+					unchanged{addr: "rdsgate_policy_shards.s", attrs: []string{"documents", "shard_role_arns", "base_arn", "id", "account_id"}},
+				}},
+				Check: func(*terraform.State) error {
+					if now := e.inlineText(t, role, policies.InlinePolicyName); now != restyled {
+						return fmt.Errorf("the apply after the import rewrote the inline policy")
+					}
+					return nil
+				},
+			},
+			{Config: config, PlanOnly: true},
+		},
+	})
+}
+
+func (e *env) inlineText(t *testing.T, role, name string) string {
+	t.Helper()
+	out, err := e.c.IAM.GetRolePolicy(context.Background(), &iam.GetRolePolicyInput{RoleName: aws.String(role), PolicyName: aws.String(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aws.ToString(out.PolicyDocument)
+}
+
+// unchanged fails when a planned change of addr changes one of attrs.
+type unchanged struct {
+	addr  string
+	attrs []string
+}
+
+func (c unchanged) CheckPlan(_ context.Context, req plancheck.CheckPlanRequest, resp *plancheck.CheckPlanResponse) {
+	for _, rc := range req.Plan.ResourceChanges {
+		if rc.Address != c.addr {
+			continue
+		}
+		before, _ := rc.Change.Before.(map[string]any)
+		after, _ := rc.Change.After.(map[string]any)
+		for _, k := range c.attrs {
+			if a, b := fmt.Sprint(after[k]), fmt.Sprint(before[k]); a != b {
+				resp.Error = fmt.Errorf("%s.%s changes:\n%.300s\n->\n%.300s", c.addr, k, b, a)
+				return
+			}
+		}
+		return
+	}
+	resp.Error = fmt.Errorf("no planned change of %s", c.addr)
 }

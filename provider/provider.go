@@ -120,7 +120,7 @@ func (p *rdsgateProvider) ValidateConfig(ctx context.Context, req provider.Valid
 	}
 	if r := m.Region; !r.IsNull() && !r.IsUnknown() {
 		if _, err := policies.PartitionOf(r.ValueString()); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("region"), "Unknown region", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("region"), "Unknown region", tfText(err))
 		}
 	}
 	if a := m.AssumeRole; a != nil && !a.RoleARN.IsNull() && !a.RoleARN.IsUnknown() && a.RoleARN.ValueString() != "" {
@@ -178,7 +178,7 @@ func (p *rdsgateProvider) Configure(ctx context.Context, req provider.ConfigureR
 	}
 	c, err := bootstrap.Connect(ctx, cfg)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot load the AWS configuration", err.Error())
+		resp.Diagnostics.AddError("Cannot load the AWS configuration", tfText(err))
 		return
 	}
 	if c.Config.Region == "" {
@@ -192,7 +192,7 @@ func (p *rdsgateProvider) Configure(ctx context.Context, req provider.ConfigureR
 		}
 		c, err = c.AssumeRoleSession(ctx, m.AssumeRole.RoleARN.ValueString(), m.AssumeRole.ExternalID.ValueString(), session)
 		if err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("assume_role").AtName("role_arn"), "Cannot assume the provider's role", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("assume_role").AtName("role_arn"), "Cannot assume the provider's role", tfText(err))
 			return
 		}
 	}

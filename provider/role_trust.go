@@ -98,7 +98,7 @@ func (r *roleTrustResource) ValidateConfig(ctx context.Context, req resource.Val
 	}
 	if name := m.RoleName.ValueString(); !m.RoleName.IsUnknown() {
 		if err := policies.ValidateIAMName("role", name, 64); err != nil {
-			resp.Diagnostics.AddAttributeError(path.Root("role_name"), "Invalid rdsgate_role_trust", err.Error())
+			resp.Diagnostics.AddAttributeError(path.Root("role_name"), "Invalid rdsgate_role_trust", tfText(err))
 		}
 	}
 }
@@ -152,7 +152,7 @@ func (r *roleTrustResource) Read(ctx context.Context, req resource.ReadRequest, 
 	}
 	stmts, arn, exists, err := bootstrap.ReadRoleTrust(ctx, r.p.clients.IAM, m.RoleName.ValueString(), m.Sid.ValueString())
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read role "+m.RoleName.ValueString(), err.Error())
+		resp.Diagnostics.AddError("Cannot read role "+m.RoleName.ValueString(), tfText(err))
 		return
 	}
 	if !exists {
@@ -179,7 +179,7 @@ func (r *roleTrustResource) Delete(ctx context.Context, req resource.DeleteReque
 		return
 	}
 	if err := bootstrap.RemoveRoleTrust(ctx, r.p.clients.IAM, m.RoleName.ValueString(), m.Sid.ValueString()); err != nil {
-		resp.Diagnostics.AddError("Cannot remove rdsgate's trust from role "+m.RoleName.ValueString(), err.Error())
+		resp.Diagnostics.AddError("Cannot remove rdsgate's trust from role "+m.RoleName.ValueString(), tfText(err))
 	}
 }
 

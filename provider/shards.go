@@ -102,10 +102,12 @@ func shardInputAttrs() map[string]schema.Attribute {
 			MarkdownDescription: "External id the shard roles' trust policies require."},
 		"max_managed": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(10),
 			MarkdownDescription: "Managed policies per principal: 10 by default, up to 20 where the account's quota was raised."},
-		"reserved_inline": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
-			MarkdownDescription: "Characters of the base principal's inline budget (10,240 for a role) used by other inline policies, such as the bootstrap policy."},
-		"reserved_managed": schema.Int64Attribute{Optional: true, Computed: true, Default: int64default.StaticInt64(0),
-			MarkdownDescription: "Managed policies already attached to the base principal by others."},
+		"reserved_inline": schema.Int64Attribute{Optional: true, Computed: true,
+			MarkdownDescription: "Characters of the base principal's inline budget (10,240 for a role) that its other inline policies use. " +
+				"Leave it out and the provider reads them from IAM at every plan, adding `pending_inline_policies`; the plan shows the value it reserved."},
+		"reserved_managed": schema.Int64Attribute{Optional: true, Computed: true,
+			MarkdownDescription: "Managed policies attached to the base principal by others. Leave it out and the provider counts them in IAM at every plan, " +
+				"adding `pending_managed_policy_arns`."},
 		"databases": schema.ListNestedAttribute{Required: true,
 			MarkdownDescription: "The databases to grant `rds-db:connect` for. `rdsgate_database` resources and the `rdsgate_databases` data source's entries have these attributes, so `[for d in rdsgate_database.all : d]` works.",
 			NestedObject:        schema.NestedAttributeObject{Attributes: dbEntryAttrs}},
@@ -116,7 +118,10 @@ func shardOutputAttrs() map[string]schema.Attribute {
 	return map[string]schema.Attribute{
 		"base_arn": schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the base principal."},
 		"documents": schema.MapAttribute{Computed: true, ElementType: types.StringType,
-			MarkdownDescription: "Every policy document of the plan in canonical JSON, keyed `KIND/PRINCIPAL/inline|managed/POLICY`. After a refresh, a document IAM holds differently (by meaning) shows as what IAM holds, so the plan shows the change back."},
+			MarkdownDescription: "Every policy document of the plan in canonical JSON, keyed `KIND/PRINCIPAL/inline|managed/POLICY` " +
+				"(`role/proxy/managed/proxy-connect-01`). After a refresh, a document IAM holds differently (by meaning) shows as what IAM holds, " +
+				"so the plan shows the change back. A key `unattached/POLICY` is a connect policy rdsgate created but never attached (an apply " +
+				"stopped between the two): no plan has that key, so the plan shows it going; apply attaches the policy where the plan has it and deletes it otherwise."},
 		"database_roles": schema.MapAttribute{Computed: true, ElementType: types.StringType,
 			MarkdownDescription: "For each database, the ARN of the principal whose policy grants it: the base principal or a shard role the proxy assumes."},
 		"shard_role_arns": schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "ARNs of the shard roles."},
@@ -173,7 +178,7 @@ func (in *shardInputs) planInput(ctx context.Context, diags *diagsT) (policies.P
 	q.AttachedPoliciesPerRole = int(in.MaxManaged.ValueInt64())
 	q.AttachedPoliciesPerUser = min(20, q.AttachedPoliciesPerRole)
 	if err := q.Validate(); err != nil {
-		diags.AddAttributeError(path.Root("max_managed"), "Invalid max_managed", err.Error())
+		diags.AddAttributeError(path.Root("max_managed"), "Invalid max_managed", tfText(err))
 		return pi, false
 	}
 	var entries []dbEntryModel
@@ -206,7 +211,7 @@ func (in *shardInputs) planInput(ctx context.Context, diags *diagsT) (policies.P
 		if errors.As(err, &ie) {
 			addInputErrors(diags, ie.List)
 		} else {
-			diags.AddAttributeError(path.Root("databases"), "Invalid databases", err.Error())
+			diags.AddAttributeError(path.Root("databases"), "Invalid databases", tfText(err))
 		}
 		return pi, false
 	}
@@ -295,6 +300,10 @@ func outputs(plan *policies.Plan) shardOutputs {
 	}
 }
 
+// unattachedKey prefixes the documents key of a connect policy that
+// rdsgate created and never attached.
+const unattachedKey = "unattached/"
+
 func docKey(kind, principal string, managed bool, policy string) string {
 	slot := "inline"
 	if managed {
@@ -305,5 +314,5 @@ func docKey(kind, principal string, managed bool, policy string) string {
 
 // addPlanError reports a planner error; one that names a fix is shown as is.
 func addPlanError(diags *diagsT, err error) {
-	diags.AddAttributeError(path.Root("databases"), "No shard plan fits", err.Error())
+	diags.AddAttributeError(path.Root("databases"), "No shard plan fits", tfText(err))
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -23,6 +25,8 @@ type policyShardsResource struct{ p *providerData }
 type shardsModel struct {
 	ID types.String `tfsdk:"id"`
 	shardInputs
+	PendingInline  types.Map `tfsdk:"pending_inline_policies"`
+	PendingManaged types.Set `tfsdk:"pending_managed_policy_arns"`
 	shardOutputs
 }
 
@@ -44,6 +48,12 @@ func (r *policyShardsResource) Schema(_ context.Context, _ resource.SchemaReques
 	attrs := shardInputAttrs()
 	maps.Copy(attrs, shardOutputAttrs())
 	attrs["id"] = schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the base principal."}
+	attrs["pending_inline_policies"] = schema.MapAttribute{Optional: true, ElementType: types.Int64Type,
+		MarkdownDescription: "Inline policies of the base principal that this configuration writes in the same apply, by name, with their size as IAM " +
+			"counts it: `{ (rdsgate_bootstrap_policy.proxy.policy_name) = rdsgate_bootstrap_policy.proxy.size }`. The plan reserves them before " +
+			"they exist, at these sizes rather than what IAM holds. Ignored when `reserved_inline` is set."}
+	attrs["pending_managed_policy_arns"] = schema.SetAttribute{Optional: true, ElementType: types.StringType,
+		MarkdownDescription: "Managed policies that this configuration attaches to the base principal in the same apply. Ignored when `reserved_managed` is set."}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "The `rds-db:connect` permissions of a set of databases, packed into size-aware policy shards: the base " +
 			"principal's inline policy, then its managed policies, then shard roles the proxy reaches by role chaining, each " +
@@ -52,6 +62,9 @@ func (r *policyShardsResource) Schema(_ context.Context, _ resource.SchemaReques
 			"the document that holds it unless it must move. Apply orders its writes from what IAM holds, so that after every " +
 			"write each database user allowed before and after is still allowed: access never lapses mid-apply. Everything created carries the " +
 			"`rdsgate:managed` tag; nothing without it is changed or deleted.\n\n" +
+			"The base principal's other policies share its quotas. At every plan the provider reads them from IAM and reserves " +
+			"their inline characters and managed policy slots (`reserved_inline`, `reserved_managed` show what it reserved); " +
+			"policies that another resource writes in the same apply go in `pending_inline_policies` and `pending_managed_policy_arns`.\n\n" +
 			"Drift is judged by meaning: a document that IAM holds reordered or reformatted shows no diff, one that was " +
 			"widened or narrowed by hand does, and `terraform plan -detailed-exitcode` exits 2.",
 		Attributes: attrs,
@@ -107,6 +120,83 @@ func (r *policyShardsResource) ValidateConfig(ctx context.Context, req resource.
 	}
 }
 
+// automaticReservation reports whether the configuration leaves a
+// reservation to the provider.
+func automaticReservation(ctx context.Context, config tfsdk.Config, diags *diagsT) bool {
+	var inline, managed types.Int64
+	diags.Append(config.GetAttribute(ctx, path.Root("reserved_inline"), &inline)...)
+	diags.Append(config.GetAttribute(ctx, path.Root("reserved_managed"), &managed)...)
+	return inline.IsNull() || managed.IsNull()
+}
+
+// reserve fills in the reservations the configuration leaves out: what the
+// base principal's other policies take of its quotas, read from IAM, with
+// the pending policies this apply writes counted at their new sizes. A
+// principal that does not exist yet has nothing but the pending ones.
+func (r *policyShardsResource) reserve(ctx context.Context, config tfsdk.Config, m *shardsModel, diags *diagsT) {
+	var inline, managed types.Int64
+	diags.Append(config.GetAttribute(ctx, path.Root("reserved_inline"), &inline)...)
+	diags.Append(config.GetAttribute(ctx, path.Root("reserved_managed"), &managed)...)
+	if diags.HasError() || (!inline.IsNull() && !managed.IsNull()) {
+		return
+	}
+	if m.BaseRole.IsUnknown() || m.User.IsUnknown() || m.PendingInline.IsUnknown() || m.PendingManaged.IsUnknown() {
+		if inline.IsNull() {
+			m.ReservedInline = types.Int64Unknown()
+		}
+		if managed.IsNull() {
+			m.ReservedManaged = types.Int64Unknown()
+		}
+		return
+	}
+	kind, name := policies.PrincipalRole, m.BaseRole.ValueString()
+	if name == "" {
+		kind, name = policies.PrincipalUser, m.User.ValueString()
+	}
+	if n, err := policies.ParseIAMARN(name); err == nil && strings.HasPrefix(name, "arn:") {
+		name = n.Name
+	}
+	if name == "" {
+		return // planInput says what is missing
+	}
+	others, err := bootstrap.ReadOthers(ctx, r.p.clients.IAM, kind, name)
+	if err != nil {
+		diags.AddAttributeError(path.Root("reserved_inline"), "Cannot read the other policies of "+string(kind)+" "+name,
+			tfText(err)+"\n\nThe plan reserves their share of the quotas. Give the provider iam:List*Policies and iam:Get*Policy on the principal, or set reserved_inline and reserved_managed.")
+		return
+	}
+	pendingInline := map[string]int64{}
+	diags.Append(m.PendingInline.ElementsAs(ctx, &pendingInline, false)...)
+	var pendingManaged []string
+	diags.Append(m.PendingManaged.ElementsAs(ctx, &pendingManaged, false)...)
+	if diags.HasError() {
+		return
+	}
+	size := int64(0)
+	for n, v := range others.Inline {
+		if _, later := pendingInline[n]; !later {
+			size += int64(v)
+		}
+	}
+	for n, v := range pendingInline {
+		if v < 0 {
+			diags.AddAttributeError(path.Root("pending_inline_policies").AtMapKey(n), "Invalid size", fmt.Sprintf("%d: a policy's size is a count of characters", v))
+			return
+		}
+		size += v
+	}
+	attached := map[string]bool{}
+	for _, arn := range append(others.Managed, pendingManaged...) {
+		attached[arn] = true
+	}
+	if inline.IsNull() {
+		m.ReservedInline = types.Int64Value(size)
+	}
+	if managed.IsNull() {
+		m.ReservedManaged = types.Int64Value(int64(len(attached)))
+	}
+}
+
 // desired makes the plan for the inputs, with the previous plan from private
 // state; nil when an input is unknown.
 func (r *policyShardsResource) desired(ctx context.Context, in *shardInputs, private privateGetter, diags *diagsT) *policies.Plan {
@@ -117,7 +207,7 @@ func (r *policyShardsResource) desired(ctx context.Context, in *shardInputs, pri
 	if pi.Target.AccountID == "" && len(pi.Inventory.Databases) == 0 {
 		acct, err := r.p.accountID(ctx)
 		if err != nil {
-			diags.AddAttributeError(path.Root("account_id"), "Cannot tell the account", "with no databases the plan needs account_id: "+err.Error())
+			diags.AddAttributeError(path.Root("account_id"), "Cannot tell the account", "with no databases the plan needs account_id: "+tfText(err))
 			return nil
 		}
 		pi.Target.AccountID = acct
@@ -128,7 +218,7 @@ func (r *policyShardsResource) desired(ctx context.Context, in *shardInputs, pri
 		if len(data) > 0 {
 			prev, err := policies.ReadPlan(data, "the previous plan in state")
 			if err != nil {
-				diags.AddWarning("Previous plan unreadable", err.Error()+"; planning from scratch (more documents may change)")
+				diags.AddWarning("Previous plan unreadable", tfText(err)+"; planning from scratch (more documents may change)")
 			} else if prev.Base.Name == pi.Target.Name && prev.Base.Kind == pi.Target.Kind {
 				pi.Previous = prev
 			}
@@ -155,17 +245,28 @@ func (r *policyShardsResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if !req.State.Raw.IsNull() {
 		private = req.Private
 	}
+	r.reserve(ctx, req.Config, &m, &resp.Diagnostics)
+	if resp.Diagnostics.HasError() {
+		return
+	}
 	plan := r.desired(ctx, &m.shardInputs, private, &resp.Diagnostics)
 	if plan == nil {
+		resp.Diagnostics.Append(resp.Plan.Set(ctx, &m)...)
 		return
 	}
 	out := outputs(plan)
 	if !req.State.Raw.IsNull() {
 		var prior shardsModel
 		resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+		// A document IAM holds in another form with the same meaning (after
+		// an import, say) is not a change.
+		out.Documents = keepEquivalentDocs(ctx, prior.Documents, out.Documents, &resp.Diagnostics)
 		if prior.Documents.Equal(out.Documents) && prior.DatabaseRoles.Equal(out.DatabaseRoles) {
-			// Nothing to write: keep the outputs as they are (stats.moved
-			// describes the last change, not this empty one).
+			// Nothing to write: keep the outputs as they are, and stats.moved,
+			// which describes the last change, not this empty one. (After an
+			// import the other stats are counted now: IAM does not hold them.)
+			out.Stats = keepMoved(out.Stats, prior.Stats)
+			prior.shardOutputs.Stats = out.Stats
 			out = prior.shardOutputs
 		}
 	}
@@ -186,7 +287,7 @@ func (r *policyShardsResource) Create(ctx context.Context, req resource.CreateRe
 		stillUnknown(&resp.Diagnostics)
 		return
 	}
-	r.write(ctx, &m, plan, &resp.Diagnostics, resp.Private.SetKey)
+	r.write(ctx, &m, plan, automaticReservation(ctx, req.Config, &resp.Diagnostics), &resp.Diagnostics, resp.Private.SetKey)
 	if !resp.Diagnostics.HasError() {
 		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 	}
@@ -204,22 +305,57 @@ func (r *policyShardsResource) Update(ctx context.Context, req resource.UpdateRe
 		stillUnknown(&resp.Diagnostics)
 		return
 	}
-	r.write(ctx, &m, plan, &resp.Diagnostics, resp.Private.SetKey)
+	planned := m.Documents
+	r.write(ctx, &m, plan, automaticReservation(ctx, req.Config, &resp.Diagnostics), &resp.Diagnostics, resp.Private.SetKey)
 	if !resp.Diagnostics.HasError() {
-		out := outputs(plan)
-		if prior.Documents.Equal(out.Documents) && prior.DatabaseRoles.Equal(out.DatabaseRoles) {
-			m.Stats = prior.Stats
+		// As ModifyPlan planned it: documents as the plan wrote them when
+		// they mean the same, and no moves counted when nothing changed.
+		m.Documents = keepEquivalentDocs(ctx, planned, m.Documents, &resp.Diagnostics)
+		if prior.Documents.Equal(m.Documents) && prior.DatabaseRoles.Equal(m.DatabaseRoles) {
+			m.Stats = keepMoved(m.Stats, prior.Stats)
 		}
 		resp.Diagnostics.Append(resp.State.Set(ctx, &m)...)
 	}
 }
 
+// keepEquivalentDocs is desired with each document that means the same as
+// prior's under the same key written as prior has it.
+func keepEquivalentDocs(ctx context.Context, prior, desired types.Map, diags *diagsT) types.Map {
+	before, ok1 := mapOf(ctx, prior, diags)
+	after, ok2 := mapOf(ctx, desired, diags)
+	if !ok1 || !ok2 {
+		return desired
+	}
+	for k, v := range after {
+		if d, err := policies.Parse([]byte(v)); err == nil {
+			after[k] = keepIfEquivalent(before[k], d)
+		}
+	}
+	return stringMap(after)
+}
+
+// keepMoved is stats with prior's count of moved databases.
+func keepMoved(stats, prior types.Object) types.Object {
+	moved, ok := prior.Attributes()["moved"]
+	if prior.IsNull() || prior.IsUnknown() || !ok {
+		return stats
+	}
+	attrs := stats.Attributes()
+	attrs["moved"] = moved
+	return types.ObjectValueMust(statsTypes, attrs)
+}
+
 // write applies the plan in no-gap order and records it.
-func (r *policyShardsResource) write(ctx context.Context, m *shardsModel, plan *policies.Plan, diags *diagsT,
+func (r *policyShardsResource) write(ctx context.Context, m *shardsModel, plan *policies.Plan, automatic bool, diags *diagsT,
 	setPrivate func(context.Context, string, []byte) diag.Diagnostics) {
 	report, err := bootstrap.ApplyPlan(ctx, r.p.clients, plan, bootstrap.ApplyOptions{})
+	if re := (*bootstrap.ReservationError)(nil); errors.As(err, &re) {
+		at := map[bool]string{true: "reserved_inline", false: "reserved_managed"}[re.Inline]
+		diags.AddAttributeError(path.Root(at), "The base principal's other policies outgrew the reservation", reservationText(re, automatic))
+		return
+	}
 	if err != nil {
-		diags.AddError("Cannot apply the shard plan", err.Error()+
+		diags.AddError("Cannot apply the shard plan", tfText(err)+
 			"\n\nWhat was written stays (grants run before revokes, so access holds); run `terraform apply` again to converge once the cause is fixed.")
 		return
 	}
@@ -237,7 +373,7 @@ func (r *policyShardsResource) write(ctx context.Context, m *shardsModel, plan *
 	}
 	data, err := plan.JSON()
 	if err != nil {
-		diags.AddError("Cannot record the plan", err.Error())
+		diags.AddError("Cannot record the plan", tfText(err))
 		return
 	}
 	diags.Append(setPrivate(ctx, privatePlan, data)...)
@@ -261,7 +397,7 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 	if len(data) > 0 {
 		var err error
 		if prev, err = policies.ReadPlan(data, "the plan in state"); err != nil {
-			resp.Diagnostics.AddError("Unreadable plan in state", err.Error())
+			resp.Diagnostics.AddError("Unreadable plan in state", tfText(err))
 			return
 		}
 	} else {
@@ -273,7 +409,7 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 	}
 	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, prev.Base.Kind, prev.Base.Name)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, err.Error())
+		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, tfText(err))
 		return
 	}
 	if base == nil {
@@ -286,7 +422,7 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 	}
 	obs, err := bootstrap.ReadState(ctx, r.p.clients.IAM, prev)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read the shards from IAM", err.Error())
+		resp.Diagnostics.AddError("Cannot read the shards from IAM", tfText(err))
 		return
 	}
 	prior, _ := mapOf(ctx, m.Documents, &resp.Diagnostics)
@@ -302,7 +438,9 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 		}
 	}
 	for _, o := range obs.Orphans {
-		actual["orphan/"+o.ARN] = docJSON(o.Document)
+		// Created but never attached (an apply stopped in between): not
+		// in any plan, so the next plan shows it going away.
+		actual[unattachedKey+o.Name] = docJSON(o.Document)
 	}
 	m.Documents = stringMap(actual)
 	if len(data) == 0 {
@@ -317,8 +455,18 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 		m.ShardRolePrefix = types.StringValue(prefix)
 		m.MaxShardRoles = types.Int64Value(int64(prev.Settings.MaxShardRoles))
 		m.MaxManaged = types.Int64Value(int64(prev.Settings.MaxManaged))
-		m.ReservedInline = types.Int64Value(int64(prev.Settings.ReservedInline))
-		m.ReservedManaged = types.Int64Value(int64(prev.Settings.ReservedManaged))
+		// Reservations as a plan with them left out would read them.
+		others, err := bootstrap.ReadOthers(ctx, r.p.clients.IAM, prev.Base.Kind, prev.Base.Name)
+		if err != nil {
+			resp.Diagnostics.AddError("Cannot read the other policies of "+string(prev.Base.Kind)+" "+prev.Base.Name, tfText(err))
+			return
+		}
+		inline := 0
+		for _, v := range others.Inline {
+			inline += v
+		}
+		m.ReservedInline = types.Int64Value(int64(inline))
+		m.ReservedManaged = types.Int64Value(int64(len(others.Managed)))
 		out := outputs(obs.Plan)
 		m.DatabaseRoles, m.ShardRoleARNs, m.Stats, m.BaseARN = out.DatabaseRoles, out.ShardRoleARNs, out.Stats, out.BaseARN
 		m.ID, m.AccountID = out.BaseARN, types.StringValue(obs.Plan.AccountID)
@@ -361,7 +509,7 @@ func (r *policyShardsResource) Delete(ctx context.Context, req resource.DeleteRe
 	resp.Diagnostics.Append(d...)
 	prev, err := policies.ReadPlan(data, "the plan in state")
 	if err != nil {
-		resp.Diagnostics.AddError("Unreadable plan in state", err.Error())
+		resp.Diagnostics.AddError("Unreadable plan in state", tfText(err))
 		return
 	}
 	q := policies.DefaultQuotas()
@@ -372,12 +520,12 @@ func (r *policyShardsResource) Delete(ctx context.Context, req resource.DeleteRe
 			MaxShardRoles: prev.Settings.MaxShardRoles, ShardRolePrefix: prev.Settings.ShardRolePrefix, ExternalID: prev.Settings.ExternalID,
 			ReservedInline: prev.Settings.ReservedInline, ReservedManaged: prev.Settings.ReservedManaged}})
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot plan the removal", err.Error())
+		resp.Diagnostics.AddError("Cannot plan the removal", tfText(err))
 		return
 	}
 	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, prev.Base.Kind, prev.Base.Name)
 	if err != nil {
-		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, err.Error())
+		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, tfText(err))
 		return
 	}
 	if base == nil {
@@ -385,7 +533,7 @@ func (r *policyShardsResource) Delete(ctx context.Context, req resource.DeleteRe
 		return
 	}
 	if _, err := bootstrap.ApplyPlan(ctx, r.p.clients, empty, bootstrap.ApplyOptions{}); err != nil {
-		resp.Diagnostics.AddError("Cannot remove the shards", err.Error()+"\n\nRun `terraform destroy` again to finish; what is left is tagged rdsgate:managed.")
+		resp.Diagnostics.AddError("Cannot remove the shards", tfText(err)+"\n\nRun `terraform destroy` again to finish; what is left is tagged rdsgate:managed.")
 	}
 }
 

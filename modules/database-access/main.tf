@@ -60,7 +60,12 @@ resource "rdsgate_policy_shards" "this" {
   max_managed     = var.max_managed
   max_shard_roles = var.max_shard_roles
   external_id     = var.external_id
-  reserved_inline = rdsgate_bootstrap_policy.proxy.size
+
+  # The role's other policies are read from IAM at plan time; the bootstrap
+  # policy is written in this same apply, so it is reserved by name and size.
+  pending_inline_policies = {
+    (rdsgate_bootstrap_policy.proxy.policy_name) = rdsgate_bootstrap_policy.proxy.size
+  }
 
   # The proxy's sts:AssumeRole on its shard roles comes from the bootstrap
   # policy; with it in place first, apply's chain check passes.

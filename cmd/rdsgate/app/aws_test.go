@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/rdsgate/rdsgate/bootstrap"
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
+	"github.com/rdsgate/rdsgate/test/iamcheck"
 )
 
 // awsEnv points the SDK's own credential chain and endpoint resolution at a
@@ -170,6 +172,52 @@ func TestCreateIAM(t *testing.T) {
 	out, err := c.IAM.GetRole(context.Background(), &iam.GetRoleInput{RoleName: aws.String("rdsgate-proxy")})
 	if err != nil || out.Role.PermissionsBoundary == nil {
 		t.Fatalf("boundary not set: %v", err)
+	}
+}
+
+// TestCreateIAMBoundaryCuts: the role already lets its agents write logs.
+// create-iam warns that the boundary would take that away, names the
+// actions and both fixes; with --keep-existing-permissions the boundary it
+// writes keeps them (judged by test/iamcheck), and the warning is gone.
+func TestCreateIAMBoundaryCuts(t *testing.T) {
+	c := awsEnv(t)
+	createRole(t, c, "agent-proxy")
+	agents := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["logs:PutLogEvents","ssm:UpdateInstanceInformation"],"Resource":"*"}]}`
+	if _, err := c.IAM.PutRolePolicy(context.Background(), &iam.PutRolePolicyInput{RoleName: aws.String("agent-proxy"), PolicyName: aws.String("agents"),
+		PolicyDocument: aws.String(agents)}); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"bootstrap", "create-iam", "--role", "agent-proxy", "--dry-run"}
+	r := run(t, "", args...)
+	for _, want := range []string{"would cut what role agent-proxy's other policies allow: logs:PutLogEvents, ssm:UpdateInstanceInformation (inline agents)",
+		"--keep-existing-permissions", "--manual"} {
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
+			t.Fatalf("exit %d, stderr lacks %q:\n%s", r.code, want, r.stderr)
+		}
+	}
+	r = run(t, "", "bootstrap", "create-iam", "--role", "agent-proxy", "--keep-existing-permissions", "--yes")
+	if r.code != 0 || strings.Contains(r.stderr, "warning") || !strings.Contains(r.stderr, "keeps what role agent-proxy's other policies allow") {
+		t.Fatalf("keep: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	ctx := context.Background()
+	arn := aws.String("arn:aws:iam::123456789012:policy/rdsgate/agent-proxy-boundary")
+	p, err := c.IAM.GetPolicy(ctx, &iam.GetPolicyInput{PolicyArn: arn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.IAM.GetPolicyVersion(ctx, &iam.GetPolicyVersionInput{PolicyArn: arn, VersionId: p.Policy.DefaultVersionId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boundary, err := url.QueryUnescape(aws.ToString(v.PolicyVersion.Document))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !iamcheck.Allows([]string{agents}, boundary, "logs:PutLogEvents", "arn:aws:logs:us-east-1:123456789012:log-group:x:*") {
+		t.Fatalf("the boundary written cuts logs:PutLogEvents:\n%s", boundary)
+	}
+	if r = run(t, "", "bootstrap", "create-iam", "--role", "agent-proxy", "--keep-existing-permissions", "--yes"); r.code != 0 || !strings.Contains(r.stdout, "Nothing to change.") {
+		t.Fatalf("second run: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
 

@@ -49,6 +49,8 @@ func createIAMFlags() []cli.Flag {
 			flags = append(flags, f)
 		}
 	}
+	flags = append(flags, &cli.BoolFlag{Name: "keep-existing-permissions",
+		Usage: "also allow in the permissions boundary what the principal's other policies allow, so setting it takes nothing away"})
 	flags = append(flags, awsFlags()...)
 	return append(flags, confirmFlags()...)
 }
@@ -79,8 +81,22 @@ func createIAM(c *cli.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	keep := c.Bool("keep-existing-permissions")
+	bp, cuts, err := bootstrap.FitBoundary(c.Context, aws, bp, keep)
+	if err != nil {
+		return err
+	}
 	if err := bp.Check(policies.DefaultQuotas()); err != nil {
 		return err
+	}
+	switch {
+	case len(cuts) > 0 && keep:
+		fmt.Fprintf(cfg.stderr, "note: the permissions boundary keeps what %s %s's other policies allow: %s\n", o.Kind, o.Name, policies.DescribeCuts(cuts))
+	case len(cuts) > 0:
+		fmt.Fprintf(cfg.stderr, "warning: the permissions boundary %s would cut what %s %s's other policies allow: %s.\n"+
+			"  A boundary caps everything the %s does: once it is set, AWS answers AccessDenied to these.\n"+
+			"  Keep them with --keep-existing-permissions, set no boundary with --manual, or move those policies to another role.\n",
+			bp.BoundaryName, o.Kind, o.Name, policies.DescribeCuts(cuts), o.Kind)
 	}
 	changes, err := bootstrap.PlanBootstrap(c.Context, aws, bp)
 	if err != nil {

@@ -15,8 +15,12 @@ resource "rdsgate_database" "orders" {
 }
 
 resource "rdsgate_policy_shards" "fleet" {
-  base_role       = rdsgate_access_role.proxy.name
-  reserved_inline = rdsgate_bootstrap_policy.proxy.size
+  base_role = rdsgate_access_role.proxy.name
+  # The role's other policies are read from IAM at plan time; the bootstrap
+  # policy, written in this apply, is reserved before it exists.
+  pending_inline_policies = {
+    (rdsgate_bootstrap_policy.proxy.policy_name) = rdsgate_bootstrap_policy.proxy.size
+  }
   databases = [for d in [rdsgate_database.orders] : {
     name        = d.name
     engine      = d.engine
