@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -287,7 +288,7 @@ func (e expectation) verify(ctx context.Context, api IAMAPI, desired *policies.P
 	}
 	now := newExpectation(obs.Plan)
 	var diffs []string
-	for _, k := range sortedKeys(e) {
+	for _, k := range slices.Sorted(maps.Keys(e)) {
 		switch got := now[k]; {
 		case got == nil:
 			diffs = append(diffs, k+" is gone")
@@ -295,7 +296,7 @@ func (e expectation) verify(ctx context.Context, api IAMAPI, desired *policies.P
 			diffs = append(diffs, k+" was rewritten")
 		}
 	}
-	for _, k := range sortedKeys(now) {
+	for _, k := range slices.Sorted(maps.Keys(now)) {
 		if e[k] == nil {
 			diffs = append(diffs, k+" appeared")
 		}
@@ -581,21 +582,19 @@ func subjectOf(kind policies.PrincipalKind, name, policy string) string {
 // length to the plan's.
 func (e *executor) ensureRole(ctx context.Context, pp *policies.PlanPrincipal) error {
 	subject := subjectOf(pp.Kind, pp.Name, "")
-	trust := string(pp.TrustPolicy.JSON())
 	out, err := e.api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(pp.Name)})
 	if isNotFound(err) {
-		_, err = e.api.CreateRole(ctx, &iam.CreateRoleInput{
-			RoleName: aws.String(pp.Name), Path: aws.String(pp.Path), AssumeRolePolicyDocument: aws.String(trust),
+		existed, cerr := createRole(ctx, e.api, &iam.CreateRoleInput{
+			RoleName: aws.String(pp.Name), Path: aws.String(pp.Path), AssumeRolePolicyDocument: aws.String(string(pp.TrustPolicy.JSON())),
 			MaxSessionDuration: aws.Int32(int32(pp.MaxSessionDuration)), Tags: e.tags(),
 			Description: aws.String("rdsgate shard role: holds rds-db:connect permissions for " + e.desired.Base.ARN),
 		})
-		if errorCode(err) != "EntityAlreadyExists" {
-			return explain(err, "iam:CreateRole", subject)
+		if cerr != nil || !existed {
+			return cerr
 		}
 		// Created meanwhile: read it once more and bring it to the plan.
-		out, err = e.api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(pp.Name)})
-		if isNotFound(err) {
-			return fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
+		if out, err = e.api.GetRole(ctx, &iam.GetRoleInput{RoleName: aws.String(pp.Name)}); isNotFound(err) {
+			return existsUnseen(subject)
 		}
 	}
 	if err != nil {
@@ -605,18 +604,10 @@ func (e *executor) ensureRole(ctx context.Context, pp *policies.PlanPrincipal) e
 	if tagMap(r.Tags)[TagManaged] != TagManagedValue {
 		return fmt.Errorf("%s exists without the %s tag; rdsgate does not change roles it did not create", subject, TagManaged)
 	}
-	current, err := decodeDocument(r.AssumeRolePolicyDocument, subject+" trust policy")
-	if err != nil || !policies.Equivalent(current, pp.TrustPolicy) {
-		if _, err := e.api.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String(pp.Name), PolicyDocument: aws.String(trust)}); err != nil {
-			return explain(err, "iam:UpdateAssumeRolePolicy", subject)
-		}
-	}
-	if int(aws.ToInt32(r.MaxSessionDuration)) != pp.MaxSessionDuration {
-		if _, err := e.api.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: aws.String(pp.Name), MaxSessionDuration: aws.Int32(int32(pp.MaxSessionDuration))}); err != nil {
-			return explain(err, "iam:UpdateRole", subject)
-		}
-	}
-	return nil
+	current, _ := decodeDocument(r.AssumeRolePolicyDocument, subject+" trust policy")
+	return convergeRole(ctx, e.api, subject, pp.Name,
+		roleShape{trust: current, maxSession: int(aws.ToInt32(r.MaxSessionDuration))},
+		roleShape{trust: pp.TrustPolicy, maxSession: pp.MaxSessionDuration}, nil)
 }
 
 // putInline writes an inline policy unless IAM already holds an equivalent.

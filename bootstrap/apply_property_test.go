@@ -12,6 +12,7 @@ import (
 
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/iamcheck"
+	"github.com/rdsgate/rdsgate/test/iamcheck/planworld"
 	"github.com/rdsgate/rdsgate/test/iamfake"
 )
 
@@ -164,19 +165,7 @@ func TestApplyPropertyNoGap(t *testing.T) {
 			continue
 		}
 		before := worldOfFake(f, desired.Base.ARN, "")
-		after := worldOfFake(iamfake.New(account), desired.Base.ARN, "") // filled below from the plan
-		for _, pp := range desired.Principals {
-			wp := after.Principal(string(pp.Kind), pp.Name, pp.ARN)
-			if pp.TrustPolicy != nil {
-				wp.Trust = pp.TrustPolicy.String()
-			}
-			for _, pol := range pp.InlinePolicies {
-				wp.Inline[pol.Name] = pol.Document.String()
-			}
-			for _, pol := range pp.ManagedPolicies {
-				wp.Managed[pol.ARN] = pol.Document.String()
-			}
-		}
+		after := planworld.Add(worldOfFake(iamfake.New(account), desired.Base.ARN, ""), desired)
 		survivors := iamcheck.Survivors(before, after)
 		var gap error
 		writes := 0

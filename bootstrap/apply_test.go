@@ -18,6 +18,7 @@ import (
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/iamcheck"
 	"github.com/rdsgate/rdsgate/test/iamcheck/iamread"
+	"github.com/rdsgate/rdsgate/test/iamcheck/planworld"
 )
 
 const account = testenv.AccountID
@@ -157,32 +158,10 @@ func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 	t.Logf("first apply: %d calls (%d writes); second: %d calls, 0 writes", first.Calls, first.Writes, second.Calls)
 }
 
-// TestApplyNeverLeavesAGap moves databases between documents and roles and
-// checks, after every single write, that IAM (as moto holds it, judged by
-// rdsgate's evaluator) still lets the base reach every database both plans
-// serve.
 // worldOfIAM reads what IAM holds for a plan's principals into the
 // independent model, with plain IAM calls (not ReadState).
 func worldOfIAM(ctx context.Context, api iamread.API, p *policies.Plan) (*iamcheck.World, error) {
 	return iamread.Read(ctx, api, iamread.Principal{Kind: string(p.Base.Kind), Name: p.Base.Name, ShardPath: p.Settings.ShardRolePath, ExternalID: p.Settings.ExternalID})
-}
-
-// worldOfPlan is what a plan says IAM will hold, in the independent model.
-func worldOfPlan(p *policies.Plan) *iamcheck.World {
-	w := iamcheck.New(p.Base.ARN, p.Settings.ExternalID, iamcheck.Quotas{})
-	for _, pp := range p.Principals {
-		wp := w.Principal(string(pp.Kind), pp.Name, pp.ARN)
-		if pp.TrustPolicy != nil {
-			wp.Trust = pp.TrustPolicy.String()
-		}
-		for _, pol := range pp.InlinePolicies {
-			wp.Inline[pol.Name] = pol.Document.String()
-		}
-		for _, pol := range pp.ManagedPolicies {
-			wp.Managed[pol.ARN] = pol.Document.String()
-		}
-	}
-	return w
 }
 
 // TestApplyNeverLeavesAGap records every write an apply makes against moto
@@ -231,7 +210,7 @@ func TestApplyNeverLeavesAGap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			keep := iamcheck.Survivors(start, worldOfPlan(after))
+			keep := iamcheck.Survivors(start, planworld.Of(after))
 			if len(keep) < 500 {
 				t.Fatalf("only %d requests survive the change; the test would prove little", len(keep))
 			}
@@ -633,7 +612,7 @@ func TestApplyBreaksCyclesAgainstMoto(t *testing.T) {
 	apply(t, c, before)
 	after := swapped(t, before, 3)
 	ctx := context.Background()
-	keep := iamcheck.Survivors(worldOfPlan(before), worldOfPlan(after))
+	keep := iamcheck.Survivors(planworld.Of(before), planworld.Of(after))
 	checker := connect(t, m.URL)
 	var gaps []string
 	c.Calls.OnCall = func(call Call) {

@@ -3,6 +3,8 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,7 +38,7 @@ func ReadPolicies(ctx context.Context, api IAMAPI, arn string) (*policies.Princi
 		return nil, nil, err
 	}
 	pp := &policies.PrincipalPolicies{ARN: p.ARN, Trust: p.Trust}
-	for _, k := range sortedKeys(p.Inline) {
+	for _, k := range slices.Sorted(maps.Keys(p.Inline)) {
 		pp.Identity = append(pp.Identity, p.Inline[k])
 	}
 	for _, a := range p.Attached {

@@ -3,6 +3,8 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/rdsgate/rdsgate/policies"
@@ -82,7 +84,7 @@ func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftRepor
 				add(DriftFinding{Principal: who, Policy: pol.Name, Problem: "inline policy differs from the plan", Added: in, Removed: out})
 			}
 		}
-		for _, name := range sortedKeys(op.Inline) {
+		for _, name := range slices.Sorted(maps.Keys(op.Inline)) {
 			switch {
 			case wantInline[name]:
 			case policies.IsParkInline(name):
@@ -133,7 +135,7 @@ func Drift(ctx context.Context, c *Clients, desired *policies.Plan) (*DriftRepor
 			r.Unjudged = append(r.Unjudged, fmt.Sprintf("%s permissions boundary %s", who, op.Boundary))
 		}
 	}
-	for _, name := range sortedKeys(obs.Principals) {
+	for _, name := range slices.Sorted(maps.Keys(obs.Principals)) {
 		if !want[name] {
 			add(DriftFinding{Principal: "role " + name, Problem: "shard role made by rdsgate is not in the plan"})
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/iamcheck"
+	"github.com/rdsgate/rdsgate/test/iamcheck/planworld"
 	"github.com/rdsgate/rdsgate/test/iamfake"
 )
 
@@ -162,7 +163,7 @@ func TestApplyStopsWhenIAMChangesUnderIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	after := plan(t, fleet(300, 40), 1, nil)
-	keep := iamcheck.Survivors(worldOfFake(f, before.Base.ARN, ""), worldOfPlan(after))
+	keep := iamcheck.Survivors(worldOfFake(f, before.Base.ARN, ""), planworld.Of(after))
 	edited := false
 	start := len(f.Ops())
 	f.OnWrite = func(op string) {

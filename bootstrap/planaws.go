@@ -3,6 +3,8 @@ package bootstrap
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/rdsgate/rdsgate/policies"
@@ -73,7 +75,7 @@ func (obs *Observed) Reservations(base string) (inline, managed int, names []str
 		return 0, 0, nil
 	}
 	o := p.Other(obs.policiesByARN())
-	for _, n := range sortedKeys(p.Inline) {
+	for _, n := range slices.Sorted(maps.Keys(p.Inline)) {
 		if !ownInline(n) {
 			names = append(names, "inline "+n)
 		}

@@ -3,6 +3,8 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -134,24 +136,22 @@ func EnsureRole(ctx context.Context, api IAMAPI, spec RoleSpec) (*RoleState, err
 		if spec.PermissionsBoundary != "" {
 			in.PermissionsBoundary = aws.String(spec.PermissionsBoundary)
 		}
-		if _, err := api.CreateRole(ctx, in); err != nil {
-			if errorCode(err) != "EntityAlreadyExists" {
-				return nil, explain(err, "iam:CreateRole", subject)
-			}
-			// Created meanwhile (another run, or IAM had not shown it to
-			// the read above): read it once more, then treat it as existing.
-			if cur, err = ReadRole(ctx, api, spec.Name); err != nil {
-				return nil, err
-			}
-			if cur == nil {
-				return nil, fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
-			}
-		} else {
+		existed, err := createRole(ctx, api, in)
+		if err != nil {
+			return nil, err
+		}
+		if !existed {
 			st, err := ReadRole(ctx, api, spec.Name)
 			if err == nil && st == nil {
 				err = fmt.Errorf("%s was created, but IAM does not show it yet; run again in a minute", subject)
 			}
 			return st, err
+		}
+		if cur, err = ReadRole(ctx, api, spec.Name); err != nil {
+			return nil, err
+		}
+		if cur == nil {
+			return nil, existsUnseen(subject)
 		}
 	}
 	if !cur.Managed {
@@ -161,15 +161,9 @@ func EnsureRole(ctx context.Context, api IAMAPI, spec RoleSpec) (*RoleState, err
 	if cur.Path != spec.Path {
 		return nil, fmt.Errorf("%s exists with path %s, not %s; IAM cannot move a role, so it must be replaced", subject, cur.Path, spec.Path)
 	}
-	if !policies.Equivalent(cur.Trust, trust) {
-		if _, err := api.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String(spec.Name), PolicyDocument: aws.String(string(trust.JSON()))}); err != nil {
-			return nil, explain(err, "iam:UpdateAssumeRolePolicy", subject)
-		}
-	}
-	if cur.MaxSessionDuration != spec.MaxSessionDuration || cur.Description != spec.Description {
-		if _, err := api.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: aws.String(spec.Name), MaxSessionDuration: aws.Int32(int32(spec.MaxSessionDuration)), Description: aws.String(spec.Description)}); err != nil {
-			return nil, explain(err, "iam:UpdateRole", subject)
-		}
+	desc := spec.Description
+	if err := convergeRole(ctx, api, subject, spec.Name, roleShape{cur.Trust, cur.MaxSessionDuration, cur.Description}, roleShape{trust, spec.MaxSessionDuration, desc}, &desc); err != nil {
+		return nil, err
 	}
 	keepBootstrap := spec.PermissionsBoundary == "" && policies.IsBootstrapBoundary(cur.PermissionsBoundary, spec.Name)
 	if cur.PermissionsBoundary != spec.PermissionsBoundary && !keepBootstrap {
@@ -205,6 +199,47 @@ func EnsureRole(ctx context.Context, api IAMAPI, spec RoleSpec) (*RoleState, err
 		}
 	}
 	return ReadRole(ctx, api, spec.Name)
+}
+
+// createRole creates a role. When IAM says the role exists already (another
+// run made it, or IAM had not yet shown it to the caller's read), it reports
+// existed, and the caller reads the role and converges it.
+func createRole(ctx context.Context, api IAMAPI, in *iam.CreateRoleInput) (existed bool, err error) {
+	_, err = api.CreateRole(ctx, in)
+	if errorCode(err) == "EntityAlreadyExists" {
+		return true, nil
+	}
+	return false, explain(err, "iam:CreateRole", "role "+aws.ToString(in.RoleName))
+}
+
+func existsUnseen(subject string) error {
+	return fmt.Errorf("%s: IAM says it exists but does not show it; IAM is eventually consistent, so run again in a minute", subject)
+}
+
+// roleShape is what both of rdsgate's role writers (EnsureRole for declared
+// roles, the apply's executor for shard roles) converge: the trust policy,
+// the session length and the description.
+type roleShape struct {
+	trust       *policies.Document // nil: unreadable, so rewritten
+	maxSession  int
+	description string
+}
+
+// convergeRole writes what differs between the role IAM holds and the one
+// wanted: the trust policy compared by meaning, then session length and,
+// when description is given, the description (one UpdateRole for both).
+func convergeRole(ctx context.Context, api IAMAPI, subject, name string, cur, want roleShape, description *string) error {
+	if cur.trust == nil || !policies.Equivalent(cur.trust, want.trust) {
+		if _, err := api.UpdateAssumeRolePolicy(ctx, &iam.UpdateAssumeRolePolicyInput{RoleName: aws.String(name), PolicyDocument: aws.String(string(want.trust.JSON()))}); err != nil {
+			return explain(err, "iam:UpdateAssumeRolePolicy", subject)
+		}
+	}
+	if cur.maxSession != want.maxSession || (description != nil && cur.description != want.description) {
+		if _, err := api.UpdateRole(ctx, &iam.UpdateRoleInput{RoleName: aws.String(name), MaxSessionDuration: aws.Int32(int32(want.maxSession)), Description: description}); err != nil {
+			return explain(err, "iam:UpdateRole", subject)
+		}
+	}
+	return nil
 }
 
 func roleTags(user map[string]string) []iamtypes.Tag {
@@ -250,7 +285,7 @@ func DeleteRole(ctx context.Context, api IAMAPI, name string) error {
 		return fmt.Errorf("%s still holds %s, which rdsgate did not write; detach or delete them (or destroy what attached them first) before the role can go",
 			subject, strings.Join(foreign, ", "))
 	}
-	for _, pn := range sortedKeys(r.Inline) {
+	for _, pn := range slices.Sorted(maps.Keys(r.Inline)) {
 		if err := e.deleteInline(ctx, policies.PrincipalRole, name, pn); err != nil {
 			return err
 		}

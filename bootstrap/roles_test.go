@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/aws/smithy-go"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/policies"
@@ -153,5 +154,62 @@ func TestRoleTrust(t *testing.T) {
 	}
 	if err := PutRoleTrust(ctx, c.IAM, RoleTrust{RoleName: "missing", Spec: tr.Spec}); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("%v", err)
+	}
+}
+
+// unseenRole is IAM just after another run created a role: the first read
+// does not show it yet, so the writer's CreateRole meets EntityAlreadyExists.
+type unseenRole struct {
+	IAMAPI
+	name  string
+	shown bool
+}
+
+func (u *unseenRole) GetRole(ctx context.Context, in *iam.GetRoleInput, o ...func(*iam.Options)) (*iam.GetRoleOutput, error) {
+	if aws.ToString(in.RoleName) == u.name && !u.shown {
+		u.shown = true
+		return nil, &smithy.GenericAPIError{Code: "NoSuchEntity", Message: "The role with name " + u.name + " cannot be found."}
+	}
+	return u.IAMAPI.GetRole(ctx, in, o...)
+}
+
+// TestRoleWritersAdoptARoleCreatedMeanwhile: both role writers (EnsureRole
+// and the apply's shard-role step) meet a role another run created between
+// their read and their CreateRole, and bring it to what they want instead of
+// failing or leaving the other run's trust and session length.
+func TestRoleWritersAdoptARoleCreatedMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := connect(t, testenv.StartMoto(t).URL)
+	old := policies.TrustSpec{Services: []string{"ec2.amazonaws.com"}}.Document()
+	for _, name := range []string{"declared", "shard-1"} {
+		if _, err := c.IAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String(name), Path: aws.String("/rdsgate/"),
+			AssumeRolePolicyDocument: aws.String(string(old.JSON())), MaxSessionDuration: aws.Int32(3600), Tags: roleTags(nil)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	spec := RoleSpec{Name: "declared", Path: "/rdsgate/", Description: "ops", MaxSessionDuration: 7200,
+		Trust: policies.TrustSpec{RoleARNs: []string{"arn:aws:iam::123456789012:role/ops"}}}
+	got, err := EnsureRole(ctx, &unseenRole{IAMAPI: c.IAM, name: "declared"}, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MaxSessionDuration != 7200 || got.Description != "ops" || !policies.Equivalent(got.Trust, spec.Trust.Document()) {
+		t.Fatalf("declared role not converged: %+v %s", got, got.Trust.JSON())
+	}
+
+	trust := policies.TrustSpec{RoleARNs: []string{"arn:aws:iam::123456789012:role/proxy"}}.Document()
+	pp := &policies.PlanPrincipal{Kind: policies.PrincipalRole, Name: "shard-1", Path: "/rdsgate/", Shard: true, TrustPolicy: trust, MaxSessionDuration: 43200}
+	e := &executor{api: &unseenRole{IAMAPI: c.IAM, name: "shard-1"}, desired: &policies.Plan{Base: policies.PrincipalRef{ARN: "arn:aws:iam::123456789012:role/proxy"}}}
+	if err := e.ensureRole(ctx, pp); err != nil {
+		t.Fatal(err)
+	}
+	shard, err := ReadRole(ctx, c.IAM, "shard-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shard.MaxSessionDuration != 43200 || !policies.Equivalent(shard.Trust, trust) {
+		t.Fatalf("shard role not converged: %+v %s", shard, shard.Trust.JSON())
 	}
 }

@@ -3,7 +3,9 @@ package bootstrap
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -55,7 +57,7 @@ func (p *ObservedPrincipal) OtherInlineSize() int {
 // Other is what the principal holds outside rdsgate's documents.
 func (p *ObservedPrincipal) Other(policiesByARN map[string]*ObservedPolicy) policies.OtherPolicies {
 	o := policies.OtherPolicies{InlineSize: p.OtherInlineSize()}
-	for _, name := range sortedKeys(p.Inline) {
+	for _, name := range slices.Sorted(maps.Keys(p.Inline)) {
 		if !ownInline(name) {
 			o.Documents = append(o.Documents, p.Inline[name])
 		}
@@ -342,7 +344,7 @@ func ReadState(ctx context.Context, api IAMAPI, desired *policies.Plan) (*Observ
 		}
 		return "", false
 	}
-	for _, name := range sortedKeys(obs.Policies) {
+	for _, name := range slices.Sorted(maps.Keys(obs.Policies)) {
 		p := obs.Policies[name]
 		if _, ok := ours(name); !ok {
 			continue
@@ -392,7 +394,7 @@ func (obs *Observed) asPlan(desired *policies.Plan) *policies.Plan {
 	plan := &policies.Plan{FormatVersion: policies.PlanFormatVersion, Partition: desired.Partition, AccountID: desired.AccountID,
 		Base: desired.Base, Settings: desired.Settings}
 	attachedTo := map[string]bool{}
-	for _, name := range sortedKeys(obs.Principals) {
+	for _, name := range slices.Sorted(maps.Keys(obs.Principals)) {
 		op := obs.Principals[name]
 		pp := policies.PlanPrincipal{Kind: op.Kind, Name: op.Name, Path: op.Path, ARN: op.ARN, Shard: op.Name != desired.Base.Name,
 			InlinePolicies: []policies.PlanPolicy{}, ManagedPolicies: []policies.PlanPolicy{}}
@@ -400,7 +402,7 @@ func (obs *Observed) asPlan(desired *policies.Plan) *policies.Plan {
 			pp.TrustPolicy, pp.MaxSessionDuration = op.Trust, op.MaxSessionDuration
 		}
 		var all []string
-		for _, name := range sortedKeys(op.Inline) {
+		for _, name := range slices.Sorted(maps.Keys(op.Inline)) {
 			if !ownInline(name) {
 				continue
 			}
@@ -435,7 +437,7 @@ func (obs *Observed) asPlan(desired *policies.Plan) *policies.Plan {
 			plan.Principals = append([]policies.PlanPrincipal{pp}, plan.Principals...)
 		}
 	}
-	for _, name := range sortedKeys(obs.Policies) {
+	for _, name := range slices.Sorted(maps.Keys(obs.Policies)) {
 		p := obs.Policies[name]
 		if p.Document != nil && p.Managed() && !attachedTo[name] {
 			obs.Orphans = append(obs.Orphans, p)
@@ -461,13 +463,4 @@ func compact(s []string) []string {
 		}
 	}
 	return out
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -3,6 +3,7 @@ package policies
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"sort"
@@ -42,7 +43,7 @@ var (
 )
 
 // Partitions returns the partitions rdsgate knows, sorted.
-func Partitions() []string { return sortedKeys(regions) }
+func Partitions() []string { return slices.Sorted(maps.Keys(regions)) }
 
 // ValidatePartition checks a partition name.
 func ValidatePartition(p string) error {
@@ -65,9 +66,6 @@ func PartitionOf(region string) (string, error) {
 	}
 	return "", fmt.Errorf("%w %q%s: regions look like us-east-1", ErrUnknownRegion, region, hint)
 }
-
-// Regions returns the regions of a partition, sorted.
-func Regions(partition string) []string { return slices.Clone(regions[partition]) }
 
 func nearestRegion(s string) string {
 	var all []string
@@ -172,16 +170,6 @@ func ValidateResourceID(kind ResourceKind, id string) error {
 		}
 	}
 	return fmt.Errorf("%w %q: %s", ErrResourceID, id, resourceIDHints[kind])
-}
-
-// KindOfResourceID infers the kind from a resource id's prefix.
-func KindOfResourceID(id string) (ResourceKind, bool) {
-	for k, re := range resourceIDPatterns {
-		if re.MatchString(id) {
-			return k, true
-		}
-	}
-	return "", false
 }
 
 // DBUserARN is the resource of an rds-db:connect permission.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -115,7 +116,7 @@ func Parse(data []byte) (*Document, error) {
 		return nil, err
 	}
 	d := &Document{}
-	for _, key := range sortedKeys(top) {
+	for _, key := range slices.Sorted(maps.Keys(top)) {
 		raw := top[key]
 		switch key {
 		case "Version":
@@ -175,7 +176,7 @@ func parseStatement(data []byte, path string) (Statement, error) {
 	if err != nil {
 		return st, err
 	}
-	for _, key := range sortedKeys(fields) {
+	for _, key := range slices.Sorted(maps.Keys(fields)) {
 		raw := fields[key]
 		at := path + "." + key
 		switch key {
@@ -241,7 +242,7 @@ func parsePrincipal(raw json.RawMessage, path string) (*Principal, error) {
 		return nil, err
 	}
 	p := &Principal{Entries: make(map[string]Values, len(fields))}
-	for _, key := range sortedKeys(fields) {
+	for _, key := range slices.Sorted(maps.Keys(fields)) {
 		switch key {
 		case "AWS", "Service", "Federated", "CanonicalUser":
 		default:
@@ -262,13 +263,13 @@ func parseCondition(raw json.RawMessage, path string) (Condition, error) {
 		return nil, err
 	}
 	c := make(Condition, len(ops))
-	for _, op := range sortedKeys(ops) {
+	for _, op := range slices.Sorted(maps.Keys(ops)) {
 		keys, err := decodeObject(ops[op], path+"."+op)
 		if err != nil {
 			return nil, err
 		}
 		m := make(map[string]Values, len(keys))
-		for _, k := range sortedKeys(keys) {
+		for _, k := range slices.Sorted(maps.Keys(keys)) {
 			v, err := decodeValues(keys[k], path+"."+op+"."+k, true)
 			if err != nil {
 				return nil, err
@@ -359,15 +360,6 @@ func decodeScalar(raw []byte, path string, condition bool) (string, bool, error)
 	return "", false, malformed(path, "expected a string")
 }
 
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // JSON writes the document as canonical compact JSON: elements in IAM's
 // documented order, map keys sorted, no white space outside strings, and no
 // HTML escaping. Its length in characters is the size IAM counts.
@@ -455,13 +447,13 @@ func (s *Statement) appendJSON(b []byte) []byte {
 	if s.Condition != nil {
 		field("Condition")
 		b = append(b, '{')
-		for i, op := range sortedKeys(s.Condition) {
+		for i, op := range slices.Sorted(maps.Keys(s.Condition)) {
 			if i > 0 {
 				b = append(b, ',')
 			}
 			b = appendString(b, op)
 			b = append(b, ":{"...)
-			for j, k := range sortedKeys(s.Condition[op]) {
+			for j, k := range slices.Sorted(maps.Keys(s.Condition[op])) {
 				if j > 0 {
 					b = append(b, ',')
 				}
@@ -481,7 +473,7 @@ func (p *Principal) appendJSON(b []byte) []byte {
 		return append(b, `"*"`...)
 	}
 	b = append(b, '{')
-	for i, k := range sortedKeys(p.Entries) {
+	for i, k := range slices.Sorted(maps.Keys(p.Entries)) {
 		if i > 0 {
 			b = append(b, ',')
 		}

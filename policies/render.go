@@ -2,6 +2,7 @@ package policies
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 )
@@ -50,7 +51,7 @@ func (p *planner) render(lb int) (*Plan, error) {
 			used[b.principal] = true
 		}
 	}
-	principals := sortedIntKeys(used)
+	principals := slices.Sorted(maps.Keys(used))
 	hasShards := len(principals) > 1
 	inlineQuota := p.q.inlineSize(t.Kind) - t.ReservedInline
 	for _, pi := range principals {
@@ -138,15 +139,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func sortedIntKeys(m map[int]bool) []int {
-	keys := make([]int, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Ints(keys)
-	return keys
 }
 
 // difference returns the sorted elements of a that are not in b.

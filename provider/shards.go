@@ -81,7 +81,7 @@ var dbEntryAttrs = map[string]schema.Attribute{
 	"labels":         schema.MapAttribute{Optional: true, ElementType: types.StringType, MarkdownDescription: "Labels for RBAC."},
 }
 
-// shardInputSchema returns the input attributes, for a resource (with
+// shardInputAttrs returns the input attributes, for a resource (with
 // defaults) or a data source (the same names).
 func shardInputAttrs() map[string]schema.Attribute {
 	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}

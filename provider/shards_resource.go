@@ -34,8 +34,8 @@ type shardsModel struct {
 // plan of the next change, so changes are incremental.
 const privatePlan = "plan"
 
-// privateState is what Get/SetKey of a request's and response's private
-// state have in common.
+// privateGetter is what the private state of a plan request and of a state
+// response have in common: reading a key.
 type privateGetter interface {
 	GetKey(context.Context, string) ([]byte, diag.Diagnostics)
 }

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -263,9 +264,7 @@ func (c *Config) Validate() error {
 	if c.MaxIdlePerKey == 0 {
 		c.MaxIdlePerKey = 10
 	}
-	switch c.LogLevel {
-	case "", "debug", "info", "warn", "error":
-	default:
+	if _, ok := logLevels[c.LogLevel]; !ok {
 		return bad("log_level %q must be debug, info, warn or error", c.LogLevel)
 	}
 	if c.CABundle == "" {
@@ -399,3 +398,8 @@ func SocketPath(dir, protocol, name string, port int) string {
 	}
 	return filepath.Join(dir, name+".sock")
 }
+
+var logLevels = map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// Level is the slog level that log_level names (info when unset).
+func (c *Config) Level() slog.Level { return logLevels[c.LogLevel] }

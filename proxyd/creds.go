@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/feature/rds/auth"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"golang.org/x/sync/singleflight"
 )
 
 // Token lifetimes. RDS accepts a token for 15 minutes after signing; the
@@ -25,26 +26,29 @@ const (
 // roles are cached by the SDK and refreshed before they expire (STS calls
 // per credential lifetime, not per connection); tokens are cached per
 // endpoint, region, user and role; concurrent requests for one key share a
-// single signing.
+// single signing (singleflight).
 type credentials struct {
 	base    aws.Config
 	metrics *metrics
 	now     func() time.Time
+	signing singleflight.Group
 
 	mu     sync.Mutex
 	roles  map[string]aws.CredentialsProvider
-	tokens map[string]*tokenEntry
+	tokens map[string]cachedToken
 }
 
-type tokenEntry struct {
-	ready   chan struct{} // closed when token or err is set
+type cachedToken struct {
 	token   string
-	err     error
 	validTo time.Time
 }
 
+// signTimeout bounds one signing, which outlives the connection that
+// started it when others wait for the same token.
+const signTimeout = 30 * time.Second
+
 func newCredentials(base aws.Config, m *metrics) *credentials {
-	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]*tokenEntry{}}
+	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]cachedToken{}}
 }
 
 // provider returns the credentials for a role (or the base ones), chaining
@@ -97,46 +101,46 @@ func (p *countingProvider) Retrieve(ctx context.Context) (aws.Credentials, error
 // token returns an IAM authentication token for user on the database.
 func (c *credentials) token(ctx context.Context, base roleRef, db *Database, user string) (string, error) {
 	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.AssumeRoleARN + "|" + db.ExternalID
-	now := c.now()
 	c.mu.Lock()
-	if e := c.tokens[key]; e != nil {
-		select {
-		case <-e.ready:
-			if e.err == nil && now.Before(e.validTo) {
-				c.mu.Unlock()
-				c.metrics.tokenCache.WithLabelValues("hit").Inc()
-				return e.token, nil
-			}
-			// Expired or failed: sign a new one below.
-		default:
-			// Another connection is signing this very token: wait for it.
-			c.mu.Unlock()
-			select {
-			case <-e.ready:
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-			if e.err != nil {
-				return "", e.err
-			}
-			c.metrics.tokenCache.WithLabelValues("hit").Inc()
-			return e.token, nil
-		}
-	}
-	e := &tokenEntry{ready: make(chan struct{})}
-	c.tokens[key] = e
+	cached, ok := c.tokens[key]
 	c.mu.Unlock()
-	c.metrics.tokenCache.WithLabelValues("miss").Inc()
-	e.token, e.validTo, e.err = c.sign(ctx, base, db, user)
-	if e.err != nil {
-		c.mu.Lock()
-		if c.tokens[key] == e {
-			delete(c.tokens, key)
-		}
-		c.mu.Unlock()
+	if ok && c.now().Before(cached.validTo) {
+		c.metrics.tokenCache.WithLabelValues("hit").Inc()
+		return cached.token, nil
 	}
-	close(e.ready)
-	return e.token, e.err
+	// One signing per key at a time. It runs detached from this
+	// connection's context, so a client that gives up does not fail the
+	// others waiting for the same token.
+	signed := false
+	ch := c.signing.DoChan(key, func() (any, error) {
+		signed = true
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signTimeout)
+		defer cancel()
+		token, validTo, err := c.sign(sctx, base, db, user)
+		if err != nil {
+			return "", err
+		}
+		c.mu.Lock()
+		c.tokens[key] = cachedToken{token, validTo}
+		c.mu.Unlock()
+		return token, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		// Only the caller whose function ran sets signed; the channel
+		// receive orders that write before this read.
+		if signed {
+			c.metrics.tokenCache.WithLabelValues("miss").Inc()
+		} else {
+			c.metrics.tokenCache.WithLabelValues("hit").Inc()
+		}
+		return r.Val.(string), nil
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
 }
 
 func (c *credentials) sign(ctx context.Context, base roleRef, db *Database, user string) (string, time.Time, error) {

@@ -1,7 +1,6 @@
 package proxyd
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
@@ -38,27 +37,10 @@ type env struct {
 	keys   *rdsemu.Keys
 	srv    *Server
 	cfg    *Config
-	logs   *syncBuffer
+	logs   *testenv.LockedBuffer
 	bundle string
 	offset time.Duration // how far the emulators' clock is ahead
 	nowMu  sync.Mutex
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // advance moves the emulators' clock, as if time passed at RDS.
@@ -78,7 +60,7 @@ func (e *env) emuNow() time.Time {
 // configuration before it starts.
 func newEnv(t *testing.T, mutate func(*env, *Config)) *env {
 	t.Helper()
-	e := &env{t: t, keys: &rdsemu.Keys{}, logs: &syncBuffer{}}
+	e := &env{t: t, keys: &rdsemu.Keys{}, logs: &testenv.LockedBuffer{}}
 	e.keys.Add(accessKey, secretKey, "")
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +11,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/test/rdsemu"
@@ -206,71 +202,5 @@ func TestGatewayIAMIdentity(t *testing.T) {
 	}
 	if d := events[2]; d.Rule != "engineers" || !strings.Contains(d.Reason, `add "admin"`) {
 		t.Errorf("a denial does not name the rule to change: %+v", d)
-	}
-}
-
-// The users' side: what the gateway's API lists for each person, and a
-// local tunnel that psql and pgx use with no password, cancel included.
-func TestGatewayClient(t *testing.T) {
-	g := newIAMEnv(t)
-	ctx := context.Background()
-	_, port := splitAddr(t, g.srv.APIAddr())
-	client := func(who string) *GatewayClient {
-		c, err := NewGatewayClient("https://localhost:"+port, g.serverCA.PEMFile, awscreds.StaticCredentialsProvider{Value: g.people[who]})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	list := func(who string) string {
-		resp, err := client(who).Databases(ctx)
-		if err != nil {
-			t.Fatalf("%s: %v", who, err)
-		}
-		var b strings.Builder
-		b.WriteString(resp.Identity + ":")
-		for _, d := range resp.Databases {
-			b.WriteString(" " + d.Name + "(" + d.Protocol + " users=" + strings.Join(d.DBUsers, ",") + " names=" + strings.Join(d.DBNames, ",") + " rules=" + strings.Join(d.Rules, ",") + ")")
-		}
-		return b.String()
-	}
-	for who, want := range map[string]string{
-		"alice":   "arn:aws:sts::123456789012:assumed-role/data-engineers/alice@example.com: my(mysql users=app names=postgres,shop rules=engineers) pg(postgres users=app names=postgres,shop rules=engineers)",
-		"bob":     "arn:aws:iam::123456789012:user/bob:",
-		"mallory": "arn:aws:sts::123456789012:assumed-role/contractors/mallory: my(mysql users=app,other names=* rules=contractors)",
-	} {
-		if got := list(who); got != want {
-			t.Errorf("%s lists\n%s\nwant\n%s", who, got, want)
-		}
-	}
-	// An anonymous caller gets nothing.
-	var anon DatabasesResponse
-	if err := client("alice").get(ctx, "/v1/databases", "", &anon); err == nil || !strings.Contains(err.Error(), "prove who you are") {
-		t.Fatalf("anonymous listing: %v %+v", err, anon)
-	}
-
-	tun, err := client("alice").OpenTunnel(ctx, "pg", "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun.Close()
-	host, tport := splitAddr(t, tun.Addr)
-	out, err := psql(t, "host="+host+" port="+tport+" user=app dbname=postgres sslmode=disable", "-c", "select current_user, count(*) from items")
-	if err != nil || !strings.Contains(out, "app|1000") {
-		t.Fatalf("psql through the tunnel: %v %s", err, out)
-	}
-	conn, err := pgx.Connect(ctx, "postgres://app@"+tun.Addr+"/postgres?sslmode=disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	go func() {
-		time.Sleep(500 * time.Millisecond)
-		_ = conn.PgConn().CancelRequest(ctx)
-	}()
-	_, err = conn.Exec(ctx, "select pg_sleep(30)")
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
-		t.Fatalf("the query was not cancelled through the tunnel: %v", err)
 	}
 }

@@ -493,19 +493,8 @@ func (s *session) runMySQL() {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	s.count("ok")
-	s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
-	defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
-	s.logger().Info("session started", "db_name", sanitize(s.dbName), "thread_id", g.threadID, "login_ms", time.Since(start).Milliseconds())
-	defer s.auditStart()()
-	defer func() {
-		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
-	}()
-	var pending []byte
-	if n := br.Buffered(); n > 0 {
-		pending, _ = br.Peek(n)
-		pending = append([]byte(nil), pending...)
-	}
+	defer s.established(start, "thread_id", g.threadID)()
+	pending := unread(br)
 	if gateway {
 		s.srv.mysqlIDs.set(s.id, mysqlThread{db: s.db, thread: g.threadID, identity: s.identity})
 		defer s.srv.mysqlIDs.remove(s.id)

@@ -262,19 +262,8 @@ func (s *session) runPostgres() {
 	}
 	s.srv.metrics.dialSeconds.WithLabelValues(s.db.Name).Observe(time.Since(start).Seconds())
 	_ = conn.SetDeadline(time.Time{})
-	s.count("ok")
-	s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
-	defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
-	s.logger().Info("session started", "db_name", sanitize(s.dbName), "login_ms", time.Since(start).Milliseconds())
-	defer s.auditStart()()
-	defer func() {
-		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
-	}()
-	var pending []byte
-	if n := br.Buffered(); n > 0 {
-		pending, _ = br.Peek(n)
-		pending = append([]byte(nil), pending...)
-	}
+	defer s.established(start)()
+	pending := unread(br)
 	if reuse != nil && len(pending) == 0 && s.relayInLoopReusable(conn, backend, nil, greeting, reuse) {
 		return
 	}

@@ -38,6 +38,21 @@ type pgFramer struct {
 	status bool // the next body byte is a ReadyForQuery status
 }
 
+// header gathers a message header from data at *i, which may arrive split
+// over reads; ok once all five bytes are in, with the type and the body
+// length (negative when the length field is malformed).
+func (f *pgFramer) header(data []byte, i *int) (typ byte, n int, ok bool) {
+	take := min(5-f.have, len(data)-*i)
+	copy(f.hdr[f.have:], data[*i:*i+take])
+	f.have += take
+	*i += take
+	if f.have < 5 {
+		return 0, 0, false
+	}
+	f.have = 0
+	return f.hdr[0], int(binary.BigEndian.Uint32(f.hdr[1:])) - 4, true
+}
+
 func newPGTracker() *pgTracker { return &pgTracker{status: 'I'} }
 
 // idle reports whether the server has answered everything and is outside a
@@ -58,15 +73,10 @@ func (t *pgTracker) fromClient(data []byte) int {
 			continue
 		}
 		start := i - f.have
-		take := min(5-f.have, len(data)-i)
-		copy(f.hdr[f.have:], data[i:i+take])
-		f.have += take
-		i += take
-		if f.have < 5 {
+		typ, n, ok := f.header(data, &i)
+		if !ok {
 			break
 		}
-		f.have = 0
-		typ, n := f.hdr[0], int(binary.BigEndian.Uint32(f.hdr[1:]))-4
 		if n < 0 {
 			t.broken = true
 			return -1
@@ -108,15 +118,10 @@ func (t *pgTracker) fromServer(data []byte) {
 			i += skip
 			continue
 		}
-		take := min(5-f.have, len(data)-i)
-		copy(f.hdr[f.have:], data[i:i+take])
-		f.have += take
-		i += take
-		if f.have < 5 {
+		typ, n, ok := f.header(data, &i)
+		if !ok {
 			break
 		}
-		f.have = 0
-		typ, n := f.hdr[0], int(binary.BigEndian.Uint32(f.hdr[1:]))-4
 		if n < 0 {
 			t.broken = true
 			return

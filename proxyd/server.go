@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	var err error
 	s := &Server{metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
 		base: roleRef{cfg.AssumeRoleARN, cfg.ExternalID}}
-	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel(cfg.LogLevel)})))
+	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()})))
 	for _, o := range opts {
 		o(s)
 	}
@@ -178,18 +178,6 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-func logLevel(l string) slog.Level {
-	switch l {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }
 
 func gatewayTLSConfig(g *Gateway) (*tls.Config, error) {

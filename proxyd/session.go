@@ -1,6 +1,7 @@
 package proxyd
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -340,4 +342,31 @@ func sanitize(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// established records a session that has logged in: counted, active, logged
+// with how long the login took (and attrs), and audited. The function it
+// returns ends the session's records; defer it.
+func (s *session) established(start time.Time, attrs ...any) func() {
+	s.count("ok")
+	active := s.srv.metrics.active.WithLabelValues(s.db.Name)
+	active.Inc()
+	s.logger().Info("session started", slices.Concat([]any{"db_name", sanitize(s.dbName)}, attrs, []any{"login_ms", time.Since(start).Milliseconds()})...)
+	auditEnd := s.auditStart()
+	return func() {
+		s.logger().Info("session ended", "seconds", time.Since(s.started).Round(time.Millisecond).Seconds())
+		auditEnd()
+		active.Dec()
+	}
+}
+
+// unread is a copy of what the reader holds beyond the login: bytes the
+// relay must pass on first.
+func unread(br *bufio.Reader) []byte {
+	n := br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := br.Peek(n)
+	return append([]byte(nil), b...)
 }

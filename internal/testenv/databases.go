@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -163,9 +162,9 @@ log_min_messages = warning
 	if err := os.WriteFile(filepath.Join(data, "pg_hba.conf"), []byte(hba), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var log bytes.Buffer
+	log := &LockedBuffer{}
 	cmd := p.command("postgres", "-D", data)
-	cmd.Stdout, cmd.Stderr = &lockedWriter{b: &log}, &lockedWriter{b: &log}
+	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 // Moto is a moto server on a loopback port of its own.
 type Moto struct {
 	URL string
-	out *lockedWriter
+	out *LockedBuffer
 }
 
 // Test credentials: moto accepts any.
@@ -39,7 +39,7 @@ func StartMoto(t T) *Moto {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out := &lockedWriter{b: &bytes.Buffer{}}
+		out := &LockedBuffer{}
 		cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 		cmd.Stdout, cmd.Stderr = out, out
 		cmd.Env = append(os.Environ(), "MOTO_ALLOW_NONEXISTENT_REGION=true")
@@ -99,18 +99,21 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-type lockedWriter struct {
+// LockedBuffer collects a child process's output while a test reads it:
+// os/exec copies each pipe into it from its own goroutine, so one buffer
+// given as both Stdout and Stderr is written from two.
+type LockedBuffer struct {
 	mu sync.Mutex
-	b  *bytes.Buffer
+	b  bytes.Buffer
 }
 
-func (w *lockedWriter) Write(p []byte) (int, error) {
+func (w *LockedBuffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
 
-func (w *lockedWriter) String() string {
+func (w *LockedBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -34,7 +33,7 @@ func BuildRdsgate(t T, tree ...string) string {
 type ProxyProcess struct {
 	PID    int
 	Health string // host:port of the health endpoint
-	logs   *lockedWriter
+	logs   *LockedBuffer
 }
 
 // Logs is what the proxy wrote to stderr so far.
@@ -60,7 +59,7 @@ func StartProxyProcess(t T, bin string, cfg any, healthAddress string, env ...st
 	// Tokens are signed with these keys; the servers in tests trust loopback
 	// TLS or check them in an emulator.
 	cmd.Env = append(append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDTESTENV", "AWS_SECRET_ACCESS_KEY=testenv", "AWS_EC2_METADATA_DISABLED=true"), env...)
-	p := &ProxyProcess{Health: healthAddress, logs: &lockedWriter{b: new(bytes.Buffer)}}
+	p := &ProxyProcess{Health: healthAddress, logs: &LockedBuffer{}}
 	cmd.Stderr = p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ package iamcheck
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -87,7 +89,7 @@ func (w *World) Clone() *World {
 
 // CheckQuotas reports the first quota the world breaks.
 func (w *World) CheckQuotas() error {
-	for _, arn := range sortedKeys(w.Principals) {
+	for _, arn := range slices.Sorted(maps.Keys(w.Principals)) {
 		p := w.Principals[arn]
 		inline, attached := w.Quotas.InlineRole, w.Quotas.AttachedRole
 		if p.Kind == "user" {
@@ -153,7 +155,7 @@ func (w *World) reachable() []*Principal {
 		return nil
 	}
 	out := []*Principal{base}
-	for _, arn := range sortedKeys(w.Principals) {
+	for _, arn := range slices.Sorted(maps.Keys(w.Principals)) {
 		r := w.Principals[arn]
 		if r.Kind == "role" && arn != w.Base && w.allows(base, "sts:AssumeRole", arn) && w.trusts(r) {
 			out = append(out, r)
@@ -177,7 +179,7 @@ func (w *World) Resources() []string {
 			}
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Missing lists the requests in want that w does not allow. Principals whose
@@ -240,10 +242,10 @@ func (w *World) Missing(want []string) []string {
 
 func (p *Principal) documents() []string {
 	var out []string
-	for _, k := range sortedKeys(p.Inline) {
+	for _, k := range slices.Sorted(maps.Keys(p.Inline)) {
 		out = append(out, p.Inline[k])
 	}
-	for _, k := range sortedKeys(p.Managed) {
+	for _, k := range slices.Sorted(maps.Keys(p.Managed)) {
 		out = append(out, p.Managed[k])
 	}
 	return out
@@ -498,15 +500,6 @@ func glob(p, s string) bool {
 		p, s = p[1:], s[1:]
 	}
 	return len(s) == 0
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // Concrete turns a resource pattern into concrete requests to test: a

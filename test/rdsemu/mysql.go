@@ -44,10 +44,11 @@ func writePacket(w io.Writer, seq byte, payload []byte) error {
 	return err
 }
 
+// errPacket is an ERR_Packet as the protocol 4.1 documents it: 0xff,
+// error_code int<2>, the marker '#', sql_state string[5], then the message
+// to the end of the packet.
 func errPacket(code uint16, state, msg string) []byte {
-	p := []byte{0xff, byte(code), byte(code >> 8), '#'}
-	p = append(p, state...)
-	return append(p, msg...)
+	return fmt.Appendf(binary.LittleEndian.AppendUint16([]byte{0xff}, code), "#%.5s%s", state, msg)
 }
 
 // greeting is the parts of a server's Handshake v10 the emulator passes on.
@@ -60,34 +61,30 @@ type greeting struct {
 	status   uint16
 }
 
+// parseGreeting reads the server's Protocol::HandshakeV10 in the
+// documented field order: the salt is auth-plugin-data-part-1 (8 bytes) and
+// part 2 (the rest of auth_plugin_data_len, at least 13 with its NUL).
 func parseGreeting(p []byte) (*greeting, error) {
-	if len(p) < 1 || p[0] != 10 {
-		return nil, fmt.Errorf("not a v10 handshake")
+	f := &fields{b: p}
+	if v := f.int(1, "protocol version"); v != 10 {
+		return nil, fmt.Errorf("greeting: protocol version %d, not 10", v)
 	}
 	g := &greeting{}
-	i := bytes.IndexByte(p[1:], 0)
-	if i < 0 {
-		return nil, fmt.Errorf("short handshake")
+	g.version = f.nul("server version")
+	g.threadID = uint32(f.int(4, "thread id"))
+	g.salt = append([]byte(nil), f.bytes(8, "auth-plugin-data-part-1")...)
+	f.bytes(1, "filler")
+	g.caps = uint32(f.int(2, "capability flags (lower)"))
+	g.charset = byte(f.int(1, "character set"))
+	g.status = uint16(f.int(2, "status flags"))
+	g.caps |= uint32(f.int(2, "capability flags (upper)")) << 16
+	saltLen := int(f.int(1, "auth_plugin_data_len"))
+	f.bytes(10, "reserved")
+	part2 := f.bytes(uint64(max(13, saltLen-8)), "auth-plugin-data-part-2")
+	if f.err != nil {
+		return nil, f.err
 	}
-	g.version = string(p[1 : 1+i])
-	p = p[2+i:]
-	if len(p) < 4+8+1+2+1+2+2+1+10 {
-		return nil, fmt.Errorf("short handshake")
-	}
-	g.threadID = binary.LittleEndian.Uint32(p)
-	g.salt = append([]byte(nil), p[4:12]...)
-	p = p[13:]
-	g.caps = uint32(binary.LittleEndian.Uint16(p))
-	g.charset = p[2]
-	g.status = binary.LittleEndian.Uint16(p[3:])
-	g.caps |= uint32(binary.LittleEndian.Uint16(p[5:])) << 16
-	saltLen := int(p[7])
-	p = p[8+10:]
-	rest := max(13, saltLen-8)
-	if len(p) < rest {
-		return nil, fmt.Errorf("short salt")
-	}
-	g.salt = append(g.salt, p[:rest-1]...) // without the NUL
+	g.salt = append(g.salt, bytes.TrimRight(part2, "\x00")...)
 	return g, nil
 }
 
@@ -110,7 +107,13 @@ func (g *greeting) encode(caps uint32, salt []byte, plugin string) []byte {
 	return append(p, 0)
 }
 
-// response is a parsed HandshakeResponse41.
+// response is a HandshakeResponse41, read from the MySQL protocol
+// documentation (Protocol::HandshakeResponse41 and Protocol::SSLRequest in
+// the MySQL server's "Connection Phase Packets"), field by field in the
+// documented order. The emulator stands in for RDS in the tests, so it is
+// strict where the documentation is: a proxy that writes a field wrongly
+// fails here rather than being read with its own misreading. Nothing is
+// shared with the proxy's parser (proxyd/mysql.go).
 type response struct {
 	caps    uint32
 	maxPkt  uint32
@@ -119,52 +122,128 @@ type response struct {
 	auth    []byte
 	db      string
 	plugin  string
-	attrs   []byte // length-encoded block, as sent
+	attrs   []byte // the length-encoded block, as sent
 }
 
-func parseResponse(p []byte) (*response, error) {
-	if len(p) < 32 {
-		return nil, fmt.Errorf("short handshake response")
+// fields reads a packet's fields in order; the first failure sticks and
+// names the field.
+type fields struct {
+	b   []byte
+	err error
+}
+
+func (f *fields) fail(field, why string) {
+	if f.err == nil {
+		f.err = fmt.Errorf("%s: %s", field, why)
 	}
-	r := &response{caps: binary.LittleEndian.Uint32(p), maxPkt: binary.LittleEndian.Uint32(p[4:]), charset: p[8]}
-	p = p[32:]
-	cut := func() (string, bool) {
-		i := bytes.IndexByte(p, 0)
-		if i < 0 {
-			return "", false
-		}
-		s := string(p[:i])
-		p = p[i+1:]
-		return s, true
+}
+
+func (f *fields) bytes(n uint64, field string) []byte {
+	if f.err != nil {
+		return nil
 	}
-	var ok bool
-	if r.user, ok = cut(); !ok {
-		return nil, fmt.Errorf("no user")
+	if n > uint64(len(f.b)) {
+		f.fail(field, fmt.Sprintf("%d bytes declared, %d left in the packet", n, len(f.b)))
+		return nil
 	}
+	v := f.b[:n]
+	f.b = f.b[n:]
+	return v
+}
+
+func (f *fields) int(n int, field string) uint64 {
+	var v uint64
+	for i, c := range f.bytes(uint64(n), field) {
+		v |= uint64(c) << (8 * i)
+	}
+	return v
+}
+
+// nul is a string<NUL>: a terminator is required.
+func (f *fields) nul(field string) string {
+	if f.err != nil {
+		return ""
+	}
+	i := bytes.IndexByte(f.b, 0)
+	if i < 0 {
+		f.fail(field, "no NUL terminator")
+		return ""
+	}
+	v := string(f.b[:i])
+	f.b = f.b[i+1:]
+	return v
+}
+
+// lenenc is an int<lenenc>: 0xfb (NULL) and 0xff are not integers.
+func (f *fields) lenenc(field string) uint64 {
+	switch first := f.int(1, field); first {
+	case 0xfc:
+		return f.int(2, field)
+	case 0xfd:
+		return f.int(3, field)
+	case 0xfe:
+		return f.int(8, field)
+	case 0xfb, 0xff:
+		f.fail(field, fmt.Sprintf("0x%02x is not a length-encoded integer", first))
+		return 0
+	default:
+		return first
+	}
+}
+
+// parseResponse reads a HandshakeResponse41 answering a greeting that
+// offered the given capabilities.
+func parseResponse(p []byte, offered uint32) (*response, error) {
+	f := &fields{b: p}
+	r := &response{}
+	r.caps = uint32(f.int(4, "client_flag"))
+	r.maxPkt = uint32(f.int(4, "max_packet_size"))
+	r.charset = byte(f.int(1, "character_set"))
+	f.bytes(23, "filler")
+	if f.err != nil {
+		return nil, fmt.Errorf("handshake response: %w", f.err)
+	}
+	if r.caps&mysql.CLIENT_PROTOCOL_41 == 0 {
+		return nil, fmt.Errorf("handshake response: client_flag 0x%08x lacks CLIENT_PROTOCOL_41", r.caps)
+	}
+	// A client sets only capabilities the server offered. Bit 0 is
+	// CLIENT_LONG_PASSWORD to MySQL and CLIENT_MYSQL to MariaDB, whose
+	// clients and servers each set it their own way.
+	if extra := r.caps &^ offered &^ mysql.CLIENT_LONG_PASSWORD; extra != 0 {
+		return nil, fmt.Errorf("handshake response: client_flag claims capabilities 0x%08x that the server did not offer", extra)
+	}
+	r.user = f.nul("username")
 	switch {
 	case r.caps&mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA != 0:
-		n, _, size := mysql.LengthEncodedInt(p)
-		if size == 0 || int(n)+size > len(p) {
-			return nil, fmt.Errorf("bad auth data")
-		}
-		r.auth, p = p[size:size+int(n)], p[size+int(n):]
+		r.auth = f.bytes(f.lenenc("auth_response length"), "auth_response")
 	case r.caps&mysql.CLIENT_SECURE_CONNECTION != 0:
-		if len(p) < 1 || int(p[0])+1 > len(p) {
-			return nil, fmt.Errorf("bad auth data")
-		}
-		r.auth, p = p[1:1+int(p[0])], p[1+int(p[0]):]
+		r.auth = f.bytes(f.int(1, "auth_response_length"), "auth_response")
 	default:
-		s, _ := cut()
-		r.auth = []byte(s)
+		r.auth = []byte(f.nul("auth_response"))
 	}
-	if r.caps&mysql.CLIENT_CONNECT_WITH_DB != 0 && len(p) > 0 {
-		r.db, _ = cut()
+	if r.caps&mysql.CLIENT_CONNECT_WITH_DB != 0 {
+		r.db = f.nul("database")
 	}
-	if r.caps&mysql.CLIENT_PLUGIN_AUTH != 0 && len(p) > 0 {
-		r.plugin, _ = cut()
+	if r.caps&mysql.CLIENT_PLUGIN_AUTH != 0 {
+		r.plugin = f.nul("client_plugin_name")
 	}
 	if r.caps&mysql.CLIENT_CONNECT_ATTRS != 0 {
-		r.attrs = p
+		start := f.b
+		block := &fields{b: f.bytes(f.lenenc("length of all key-values"), "connection attributes")}
+		for block.err == nil && len(block.b) > 0 {
+			block.bytes(block.lenenc("attribute key length"), "attribute key")
+			block.bytes(block.lenenc("attribute value length"), "attribute value")
+		}
+		if block.err != nil {
+			return nil, fmt.Errorf("handshake response: %w", block.err)
+		}
+		r.attrs = start[:len(start)-len(f.b)]
+	}
+	if f.err != nil {
+		return nil, fmt.Errorf("handshake response: %w", f.err)
+	}
+	if len(f.b) != 0 {
+		return nil, fmt.Errorf("handshake response: %d bytes after the last field its client_flag announces", len(f.b))
 	}
 	return r, nil
 }
@@ -254,9 +333,10 @@ func (s *Server) serveMySQL(client net.Conn, socket, password string) {
 			return
 		}
 	}
-	r, err := parseResponse(p)
+	r, err := parseResponse(p, offered)
 	if err != nil {
-		_ = writePacket(conn, seq+1, errPacket(1043, "08S01", "Bad handshake"))
+		s.refuse(err)
+		_ = writePacket(conn, seq+1, errPacket(1043, "08S01", "Bad handshake: "+err.Error()))
 		return
 	}
 	denied := errPacket(1045, "28000", fmt.Sprintf("Access denied for user '%s'@'%s' (using password: YES)", r.user, host))

@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -314,8 +315,8 @@ func writeBootstrapText(w io.Writer, bp *policies.BootstrapPolicy, flags string)
 		fmt.Fprintf(&b, "  %d. %s: %s\n", i+1, e.Sid, e.Why)
 		fmt.Fprintf(&b, "     allow    %s\n", strings.Join(st.Action.List, ", "))
 		fmt.Fprintf(&b, "     on       %s\n", strings.Join(st.Resource.List, ", "))
-		for _, op := range sortedKeys(st.Condition) {
-			for _, k := range sortedKeys(st.Condition[op]) {
+		for _, op := range slices.Sorted(maps.Keys(st.Condition)) {
+			for _, k := range slices.Sorted(maps.Keys(st.Condition[op])) {
 				fmt.Fprintf(&b, "     when     %s %s %s\n", k, op, strings.Join(st.Condition[op][k].List, ", "))
 			}
 		}
@@ -357,13 +358,4 @@ func writeBootstrapText(w io.Writer, bp *policies.BootstrapPolicy, flags string)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

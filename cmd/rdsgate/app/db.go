@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/proxyd"
+	"github.com/rdsgate/rdsgate/proxyd/gatewayclient"
 )
 
 // The users' side of a gateway: which databases the caller may reach, and
@@ -68,7 +70,7 @@ func dbCommand(cfg *config) *cli.Command {
 	}
 }
 
-func gatewayClient(c *cli.Context) (*proxyd.GatewayClient, error) {
+func gatewayClient(c *cli.Context) (*gatewayclient.Client, error) {
 	gw := c.String("gateway")
 	if gw == "" {
 		return nil, usageError("name the gateway with --gateway https://HOST:PORT (or RDSGATE_GATEWAY)")
@@ -77,7 +79,7 @@ func gatewayClient(c *cli.Context) (*proxyd.GatewayClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return proxyd.NewGatewayClient(gw, c.String("gateway-ca"), aws.Config.Credentials)
+	return gatewayclient.New(gw, c.String("gateway-ca"), aws.Config.Credentials)
 }
 
 // cacheFile is where identity tokens for a gateway are kept between
@@ -99,7 +101,7 @@ type cachedToken struct {
 
 // token returns a cached identity token with at least a minute left, or
 // signs and caches a new one.
-func token(c *cli.Context, gc *proxyd.GatewayClient) (string, time.Time, error) {
+func token(c *cli.Context, gc *gatewayclient.Client) (string, time.Time, error) {
 	path, err := cacheFile(c.String("gateway"))
 	if err == nil {
 		var ct cachedToken
@@ -145,7 +147,7 @@ func dbList(c *cli.Context, cfg *config) error {
 	fmt.Fprintln(w, "DATABASE\tPROTOCOL\tDB USERS\tDB NAMES\tLABELS\tRULES")
 	for _, d := range resp.Databases {
 		var labels []string
-		for _, k := range sortedKeys(d.Labels) {
+		for _, k := range slices.Sorted(maps.Keys(d.Labels)) {
 			labels = append(labels, k+"="+d.Labels[k])
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Name, d.Protocol, strings.Join(d.DBUsers, ","), strings.Join(d.DBNames, ","), strings.Join(labels, ","), strings.Join(d.Rules, ","))
@@ -208,7 +210,7 @@ func commandFlag(flags []cli.Flag, name string) cli.Flag {
 }
 
 // target finds the database and settles the db user and name.
-func target(c *cli.Context, gc *proxyd.GatewayClient, name string) (*proxyd.DatabaseAccess, string, string, error) {
+func target(c *cli.Context, gc *gatewayclient.Client, name string) (*proxyd.DatabaseAccess, string, string, error) {
 	givenUser, givenName := c.String("db-user"), c.String("db-name")
 	if name == "" {
 		return nil, "", "", usageError("name the database: rdsgate db %s NAME (rdsgate db ls lists them)", c.Command.Name)
@@ -384,7 +386,7 @@ func dbEnv(c *cli.Context, cfg *config) error {
 	if optionFile != "" {
 		fmt.Fprintf(cfg.stdout, "# mysql and mariadb: mysql --defaults-extra-file=%s\n", optionFile)
 	}
-	for _, k := range sortedKeys(env) {
+	for _, k := range slices.Sorted(maps.Keys(env)) {
 		fmt.Fprintf(cfg.stdout, "export %s='%s'\n", k, env[k])
 	}
 	return nil

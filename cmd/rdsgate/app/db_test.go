@@ -26,7 +26,7 @@ type cliGateway struct {
 	bin, dir string
 	ca       *testenv.CA
 	srv      *proxyd.Server
-	logs     *lockedBuffer
+	logs     *testenv.LockedBuffer
 	audit    string
 	env      []string
 }
@@ -35,7 +35,7 @@ type cliGateway struct {
 // gateway trusts (an unreachable one, a broken one).
 func startCLIGateway(t *testing.T, stsEndpoint string) *cliGateway {
 	t.Helper()
-	g := &cliGateway{bin: testenv.BuildRdsgate(t), dir: t.TempDir(), logs: &lockedBuffer{}}
+	g := &cliGateway{bin: testenv.BuildRdsgate(t), dir: t.TempDir(), logs: &testenv.LockedBuffer{}}
 	dir := g.dir
 	pg := testenv.StartPostgres(t, testenv.PostgresOptions{})
 	my := testenv.StartMariaDB(t, testenv.MariaDBOptions{})

@@ -18,13 +18,7 @@ func driftCommand(cfg *config) *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "plan", EnvVars: []string{"RDSGATE_PLAN"}, Usage: "the applied plan `FILE` (or use --inventory)"},
 	}
-	for _, f := range planFlags() {
-		switch f.Names()[0] {
-		case "format", "output", "previous":
-			continue
-		}
-		flags = append(flags, f)
-	}
+	flags = append(flags, planInputFlags()...)
 	flags = append(flags, awsFlags()...)
 	flags = append(flags, &cli.StringFlag{Name: "format", Value: "text", Usage: "text, json, or github (annotations for GitHub Actions)"})
 	return &cli.Command{

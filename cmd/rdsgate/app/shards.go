@@ -48,12 +48,11 @@ func shardsCommand(cfg *config) *cli.Command {
 	}
 }
 
-// applyFlags are plan's flags without its output ones, plus the plan file,
-// AWS and confirmation flags.
-func applyFlags() []cli.Flag {
-	flags := []cli.Flag{
-		&cli.StringFlag{Name: "plan", EnvVars: []string{"RDSGATE_PLAN"}, Usage: "plan `FILE` written by shards plan (or use --inventory)"},
-	}
+// planInputFlags are the flags that say what to plan (inventory, target,
+// quotas) without the plan command's output flags: for commands that take a
+// plan or make one on the fly (shards apply, drift).
+func planInputFlags() []cli.Flag {
+	var flags []cli.Flag
 	for _, f := range planFlags() {
 		switch f.Names()[0] {
 		case "format", "output", "previous":
@@ -61,6 +60,16 @@ func applyFlags() []cli.Flag {
 		}
 		flags = append(flags, f)
 	}
+	return flags
+}
+
+// applyFlags are plan's flags without its output ones, plus the plan file,
+// AWS and confirmation flags.
+func applyFlags() []cli.Flag {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "plan", EnvVars: []string{"RDSGATE_PLAN"}, Usage: "plan `FILE` written by shards plan (or use --inventory)"},
+	}
+	flags = append(flags, planInputFlags()...)
 	flags = append(flags, awsFlags()...)
 	flags = append(flags, confirmFlags()...)
 	flags = append(flags, &cli.DurationFlag{Name: "lease-wait", Value: 2 * time.Minute, EnvVars: []string{"RDSGATE_LEASE_WAIT"},

@@ -15,6 +15,7 @@ import (
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/iamcheck"
 	"github.com/rdsgate/rdsgate/test/iamcheck/iamread"
+	"github.com/rdsgate/rdsgate/test/iamcheck/planworld"
 )
 
 // writeFleet writes an inventory of databases numbered from..to-1.
@@ -99,19 +100,7 @@ func TestTourTwiceOverAChangedFleetHasNoGap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := iamcheck.New(desired.Base.ARN, "", iamcheck.Quotas{})
-			for _, pp := range desired.Principals {
-				wp := want.Principal(string(pp.Kind), pp.Name, pp.ARN)
-				if pp.TrustPolicy != nil {
-					wp.Trust = pp.TrustPolicy.String()
-				}
-				for _, pol := range pp.InlinePolicies {
-					wp.Inline[pol.Name] = pol.Document.String()
-				}
-				for _, pol := range pp.ManagedPolicies {
-					wp.Managed[pol.ARN] = pol.Document.String()
-				}
-			}
+			want := planworld.Add(iamcheck.New(desired.Base.ARN, "", iamcheck.Quotas{}), desired)
 			keep := iamcheck.Survivors(start, want)
 			if len(keep) < n {
 				t.Fatalf("only %d requests survive", len(keep))

@@ -15,10 +15,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -142,7 +144,7 @@ func up(dir, bin string) error {
 	for db, r := range roles {
 		byRole[r] = append(byRole[r], db)
 	}
-	for _, r := range sortedKeys(byRole) {
+	for _, r := range slices.Sorted(maps.Keys(byRole)) {
 		sort.Strings(byRole[r])
 		fmt.Printf("        %-44s %s\n", r[strings.Index(r, ":role/")+1:], strings.Join(byRole[r], ", "))
 	}
@@ -194,15 +196,6 @@ func rel(p string) string {
 		return r
 	}
 	return p
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // down stops the proxy and the environment and removes the demo's folder.

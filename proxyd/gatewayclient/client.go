@@ -1,4 +1,10 @@
-package proxyd
+// Package gatewayclient is the users' side of an rdsgate gateway: it asks
+// the gateway's API what the caller may reach, signs identity tokens, and
+// opens local tunnels that psql uses with no password and no TLS settings
+// (rdsgate db ls/connect/env). It speaks the gateway's published API and the
+// PostgreSQL protocol through pgproto3; the daemon's own parsers stay in
+// proxyd.
+package gatewayclient
 
 import (
 	"cmp"
@@ -20,12 +26,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/rdsgate/rdsgate/proxyd"
 )
 
-// GatewayClient is the users' side of a gateway: it asks the gateway's API
+// Client is the users' side of a gateway: it asks the gateway's API
 // what the caller may reach, signs identity tokens for it, and opens local
 // tunnels to its databases (rdsgate db ls/connect/env).
-type GatewayClient struct {
+type Client struct {
 	API   *url.URL // https://host:port of the gateway's API
 	Creds aws.CredentialsProvider
 	TLS   *tls.Config // verifies the gateway
@@ -34,12 +42,12 @@ type GatewayClient struct {
 	Now func() time.Time
 
 	mu   sync.Mutex
-	info *GatewayInfo
+	info *proxyd.GatewayInfo
 }
 
-// NewGatewayClient connects to a gateway's API; caFile verifies its
-// certificate ("" for the system's roots).
-func NewGatewayClient(api, caFile string, creds aws.CredentialsProvider) (*GatewayClient, error) {
+// New connects to a gateway's API; caFile verifies its certificate ("" for
+// the system's roots).
+func New(api, caFile string, creds aws.CredentialsProvider) (*Client, error) {
 	u, err := url.Parse(api)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
 		return nil, fmt.Errorf("the gateway %q must be an https URL of its API, for example https://db-gateway.example.com:8443", api)
@@ -55,11 +63,11 @@ func NewGatewayClient(api, caFile string, creds aws.CredentialsProvider) (*Gatew
 			return nil, fmt.Errorf("gateway CA %s holds no PEM certificates", caFile)
 		}
 	}
-	return &GatewayClient{API: u, Creds: creds, TLS: cfg, Now: time.Now,
+	return &Client{API: u, Creds: creds, TLS: cfg, Now: time.Now,
 		http: &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}}, nil
 }
 
-func (c *GatewayClient) get(ctx context.Context, path, token string, v any) error {
+func (c *Client) get(ctx context.Context, path, token string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.API.JoinPath(path).String(), nil)
 	if err != nil {
 		return err
@@ -69,7 +77,7 @@ func (c *GatewayClient) get(ctx context.Context, path, token string, v any) erro
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("reaching the gateway at %s: %s", c.API.Host, Redact(err.Error()))
+		return fmt.Errorf("reaching the gateway at %s: %s", c.API.Host, proxyd.Redact(err.Error()))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -80,19 +88,19 @@ func (c *GatewayClient) get(ctx context.Context, path, token string, v any) erro
 			e.Error = resp.Status
 		}
 		// An older gateway may echo an upstream error; never print a token.
-		return fmt.Errorf("the gateway refused: %s", Redact(e.Error))
+		return fmt.Errorf("the gateway refused: %s", proxyd.Redact(e.Error))
 	}
 	return json.Unmarshal(body, v)
 }
 
 // Info is what the gateway says about itself (cached).
-func (c *GatewayClient) Info(ctx context.Context) (*GatewayInfo, error) {
+func (c *Client) Info(ctx context.Context) (*proxyd.GatewayInfo, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.info != nil {
 		return c.info, nil
 	}
-	var info GatewayInfo
+	var info proxyd.GatewayInfo
 	if err := c.get(ctx, "/v1/gateway", "", &info); err != nil {
 		return nil, err
 	}
@@ -104,7 +112,7 @@ func (c *GatewayClient) Info(ctx context.Context) (*GatewayInfo, error) {
 }
 
 // Token signs a fresh identity token for this gateway.
-func (c *GatewayClient) Token(ctx context.Context) (string, error) {
+func (c *Client) Token(ctx context.Context) (string, error) {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return "", err
@@ -113,27 +121,27 @@ func (c *GatewayClient) Token(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("no AWS credentials to prove who you are (aws sso login, AWS_PROFILE, ...): %w", err)
 	}
-	return IdentityToken(ctx, creds, info.STSRegion, info.STSEndpoint, info.Audience, c.Now())
+	return proxyd.IdentityToken(ctx, creds, info.STSRegion, info.STSEndpoint, info.Audience, c.Now())
 }
 
 // Databases lists what the caller may reach.
-func (c *GatewayClient) Databases(ctx context.Context) (*DatabasesResponse, error) {
+func (c *Client) Databases(ctx context.Context) (*proxyd.DatabasesResponse, error) {
 	tok, err := c.Token(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out DatabasesResponse
+	var out proxyd.DatabasesResponse
 	return &out, c.get(ctx, "/v1/databases", tok, &out)
 }
 
 // Addr is where the gateway serves a protocol.
-func (c *GatewayClient) Addr(ctx context.Context, protocol string) (string, error) {
+func (c *Client) Addr(ctx context.Context, protocol string) (string, error) {
 	info, err := c.Info(ctx)
 	if err != nil {
 		return "", err
 	}
 	p := info.PostgresPort
-	if protocol == ProtocolMySQL {
+	if protocol == proxyd.ProtocolMySQL {
 		p = info.MySQLPort
 	}
 	if p == 0 {
@@ -149,15 +157,15 @@ func (c *GatewayClient) Addr(ctx context.Context, protocol string) (string, erro
 type Tunnel struct {
 	Addr     string // 127.0.0.1:port
 	ln       net.Listener
-	c        *GatewayClient
+	c        *Client
 	database string // the gateway's name of the database
 	dbName   string // the database name psql starts with
 	wg       sync.WaitGroup
 }
 
 // OpenTunnel listens on a local port for a gateway database.
-func (c *GatewayClient) OpenTunnel(ctx context.Context, database, dbName string) (*Tunnel, error) {
-	if _, err := c.Addr(ctx, ProtocolPostgres); err != nil {
+func (c *Client) OpenTunnel(ctx context.Context, database, dbName string) (*Tunnel, error) {
+	if _, err := c.Addr(ctx, proxyd.ProtocolPostgres); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -192,7 +200,7 @@ func (t *Tunnel) Close() {
 
 // dialGateway opens a TLS connection to the gateway's PostgreSQL listener.
 func (t *Tunnel) dialGateway(ctx context.Context) (net.Conn, error) {
-	addr, err := t.c.Addr(ctx, ProtocolPostgres)
+	addr, err := t.c.Addr(ctx, proxyd.ProtocolPostgres)
 	if err != nil {
 		return nil, err
 	}
@@ -221,27 +229,35 @@ func (t *Tunnel) dialGateway(ctx context.Context) (net.Conn, error) {
 func (t *Tunnel) serve(client net.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	fail := func(msg string) { _, _ = client.Write(pgError("FATAL", "08001", "rdsgate tunnel: "+Redact(msg), "")) }
+	fail := func(msg string) {
+		b, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08001", Message: "rdsgate tunnel: " + proxyd.Redact(msg)}).Encode(nil)
+		_, _ = client.Write(b)
+	}
+	// psql sends nothing after a startup message until it is answered, so
+	// the backend reads no further than the startup.
+	fe := pgproto3.NewBackend(client, client)
 	for {
-		body, err := readStartup(client)
+		msg, err := fe.ReceiveStartupMessage()
 		if err != nil {
 			return
 		}
-		req, err := ParseStartup(body)
-		if err != nil {
-			return
-		}
-		switch req.Code {
-		case pgSSLRequest, pgGSSENCRequest:
+		var req *pgproto3.StartupMessage
+		switch m := msg.(type) {
+		case *pgproto3.SSLRequest, *pgproto3.GSSEncRequest:
 			if _, err := client.Write([]byte{'N'}); err != nil { // the tunnel is local
 				return
 			}
 			continue
-		case pgCancelRequest:
+		case *pgproto3.CancelRequest:
 			if gw, err := t.dialGateway(ctx); err == nil {
-				_, _ = gw.Write(append(binary.BigEndian.AppendUint32(nil, uint32(len(body)+4)), body...))
+				b, _ := m.Encode(nil)
+				_, _ = gw.Write(b)
 				gw.Close()
 			}
+			return
+		case *pgproto3.StartupMessage:
+			req = m
+		default:
 			return
 		}
 		params := map[string]string{}
