@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what rdsgate's tests and demo need when it is missing: MariaDB
-# server and client, PostgreSQL 15, script(1), moto's server and terraform.
+# server and client, PostgreSQL 15, script(1), systemd-analyze, moto's
+# server and terraform.
 # .ci/run and `make demo` call it; on these machines most of it is there.
 # With --bench it also installs pgbouncer and sysbench, which
 # `make bench-proxy` compares the proxy with.
@@ -25,9 +26,10 @@ apt_install() {
 echo "== packages"
 # bsdutils: script(1), which gives the CLI a terminal in the prompt test.
 # MariaDB server and client: the proxy's MySQL tests run against them.
+# systemd: systemd-analyze verify checks the unit proxy configure writes.
 # PostgreSQL 15 server binaries, psql and pgbench come with these machines;
 # elsewhere they are installed too.
-apt_install bsdutils mariadb-server mariadb-client
+apt_install bsdutils mariadb-server mariadb-client systemd
 if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/initdb ]; then
   apt_install postgresql-15 postgresql-client-15
 fi

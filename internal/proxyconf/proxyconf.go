@@ -232,14 +232,38 @@ func JSON(cfg *proxyd.Config) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// SystemdUnit is a hardened unit that runs the proxy with a configuration
-// file. Stopping sends SIGTERM, which drains; systemd waits the drain limit
-// and a little more before it kills. `systemctl reload` sends SIGHUP, which
-// reloads the configuration and reopens the audit log.
+// SystemdUnit is a hardened unit that runs the proxy with the configuration
+// installed at configPath. Stopping sends SIGTERM, which drains; systemd
+// waits the drain limit and a little more before it kills. `systemctl
+// reload` sends SIGHUP, which reloads the configuration and reopens the
+// audit log. It runs as the rdsgate system user (Sysusers creates it); the
+// sandbox leaves writable only /run/rdsgate (sockets), /var/log/rdsgate and
+// the directories of the audit log and of Unix sockets the configuration
+// names.
 func SystemdUnit(binary, configPath string, cfg *proxyd.Config) string {
 	drain := time.Duration(cfg.DrainTimeout)
 	if drain == 0 {
 		drain = proxyd.DefaultDrainTimeout
+	}
+	var writable []string
+	add := func(dir string) {
+		if dir == "" || dir == "/run/rdsgate" || dir == "/var/log/rdsgate" || slices.Contains(writable, dir) {
+			return
+		}
+		writable = append(writable, dir)
+	}
+	if cfg.AuditLog != "" && cfg.AuditLog != "-" {
+		add(filepath.Dir(cfg.AuditLog))
+	}
+	for _, d := range cfg.Databases {
+		if path, ok := strings.CutPrefix(d.Listen, "unix:"); ok {
+			add(filepath.Dir(path))
+		}
+	}
+	rw := ""
+	if len(writable) > 0 {
+		sort.Strings(writable)
+		rw = "ReadWritePaths=" + strings.Join(writable, " ") + "\n"
 	}
 	return fmt.Sprintf(`[Unit]
 Description=rdsgate proxy: IAM-authenticated access to RDS and Aurora
@@ -249,8 +273,6 @@ Wants=network-online.target
 
 [Service]
 Type=simple
-RuntimeDirectory=rdsgate
-RuntimeDirectoryMode=0755
 ExecStart=%s proxy start --config %s
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -259,18 +281,51 @@ KillSignal=SIGTERM
 TimeoutStopSec=%d
 User=rdsgate
 Group=rdsgate
-NoNewPrivileges=true
+RuntimeDirectory=rdsgate
+RuntimeDirectoryMode=0755
+LogsDirectory=rdsgate
+%sNoNewPrivileges=true
 ProtectSystem=strict
 ProtectHome=true
 PrivateTmp=true
+PrivateDevices=true
 ProtectKernelTunables=true
+ProtectKernelModules=true
 ProtectControlGroups=true
 RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX
+RestrictNamespaces=true
+LockPersonality=true
 LimitNOFILE=65536
 
 [Install]
 WantedBy=multi-user.target
-`, binary, configPath, int((drain + 5*time.Second).Seconds()))
+`, binary, configPath, int((drain + 5*time.Second).Seconds()), rw)
+}
+
+// Sysusers is the systemd-sysusers(8) line that creates the unit's system
+// user and group: install it as /usr/lib/sysusers.d/rdsgate.conf and run
+// systemd-sysusers (package managers do this for their own units).
+const Sysusers = "u rdsgate - \"rdsgate proxy\" /nonexistent /usr/sbin/nologin\n"
+
+// InstallCommands are the shell commands that install a configuration
+// written at written (and the files it names that sit beside it), the unit
+// and the sysusers file, then start the proxy.
+func InstallCommands(written, installed, unit, users string, cfg *proxyd.Config) string {
+	var b strings.Builder
+	dir := filepath.Dir(installed)
+	fmt.Fprintf(&b, "  sudo install -d -m 0755 %s\n", dir)
+	fmt.Fprintf(&b, "  sudo install -m 0644 %s %s\n", written, installed)
+	fmt.Fprintf(&b, "  sudo install -m 0644 %s /usr/lib/sysusers.d/rdsgate.conf && sudo systemd-sysusers\n", users)
+	fmt.Fprintf(&b, "  sudo install -m 0644 %s /etc/systemd/system/rdsgate-proxy.service\n", unit)
+	if cfg.CABundle != "" {
+		fmt.Fprintf(&b, "  # the CA bundle the configuration names must be at %s:\n  sudo curl -fsSL -o %s https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem\n", cfg.CABundle, cfg.CABundle)
+	}
+	if g := cfg.Gateway; g != nil {
+		fmt.Fprintf(&b, "  # the gateway's files: %s (readable by the rdsgate user: sudo chgrp rdsgate FILE && sudo chmod 0640 FILE)\n",
+			strings.Join(slices.DeleteFunc([]string{g.TLSCert, g.TLSKey, g.ClientCA, g.RBACFile}, func(s string) bool { return s == "" }), ", "))
+	}
+	b.WriteString("  sudo systemctl daemon-reload && sudo systemctl enable --now rdsgate-proxy\n")
+	return b.String()
 }
 
 // CloudInit is cloud-init user data that installs the proxy on a fresh

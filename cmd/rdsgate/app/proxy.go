@@ -41,7 +41,7 @@ func proxyCommand(cfg *config) *cli.Command {
 			{
 				Name:  "configure",
 				Usage: "write the proxy's configuration (and a systemd unit)",
-				Description: "Adds one database to the configuration file (creating it when missing):\n" +
+				Description: "Writes a configuration for one database (--merge adds it to an existing file):\n" +
 					"  rdsgate proxy configure --name orders --protocol postgres --uri orders.abc.us-east-1.rds.amazonaws.com:5432 \\\n" +
 					"    --region us-east-1 --db-user app --output /etc/rdsgate/proxy.json --systemd\n" +
 					"or writes one for every database of a shard plan, each reached through the role the plan\n" +
@@ -64,7 +64,9 @@ func proxyCommand(cfg *config) *cli.Command {
 					&cli.StringFlag{Name: "ca-bundle", Value: "/etc/rdsgate/global-bundle.pem", Usage: "PEM bundle that verifies the databases (the RDS CA bundle, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"},
 					&cli.StringFlag{Name: "health-address", Value: "127.0.0.1:9187", Usage: "address of /startup, /readiness, /liveness and /metrics"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "configuration `FILE` to write (required)"},
-					&cli.BoolFlag{Name: "systemd", Usage: "also write rdsgate-proxy.service next to the configuration"},
+					&cli.BoolFlag{Name: "merge", Usage: "add or update --name in an existing --output (its other databases, and its listener when it is there already, are kept)"},
+					&cli.BoolFlag{Name: "systemd", Usage: "also write rdsgate-proxy.service and rdsgate.sysusers.conf next to the configuration, with the commands that install them"},
+					&cli.StringFlag{Name: "install-config", Usage: "where the unit finds the configuration once installed (default /etc/rdsgate/ and the --output file's name)"},
 					&cli.StringFlag{Name: "binary", Value: "/usr/local/bin/rdsgate", Usage: "path of rdsgate in the systemd unit"},
 				},
 				Action: func(c *cli.Context) error { return proxyConfigure(c, cfg) },
@@ -82,7 +84,7 @@ func proxyStart(c *cli.Context, cfg *config) error {
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	logger := slog.New(slog.NewJSONHandler(cfg.stderr, &slog.HandlerOptions{Level: slogLevel(pc.LogLevel)}))
+	logger := slog.New(slog.NewJSONHandler(cfg.stderr, &slog.HandlerOptions{Level: pc.Level()}))
 	srv, err := proxyd.New(c.Context, pc, proxyd.WithLogger(logger))
 	if err != nil {
 		if errors.Is(err, proxyd.ErrConfig) {
@@ -146,18 +148,6 @@ func stopSignals(in <-chan os.Signal) <-chan os.Signal {
 		}
 	}()
 	return out
-}
-
-func slogLevel(l string) slog.Level {
-	switch l {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
 }
 
 func proxyConfigure(c *cli.Context, cfg *config) error {
@@ -235,8 +225,21 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 			if pc, err = proxyd.ParseConfig(data, out); err != nil {
 				return usageError("%s exists but is not a valid configuration (%v): fix it or write another file", out, err)
 			}
+			if !c.Bool("merge") {
+				names := make([]string, len(pc.Databases))
+				for i, d := range pc.Databases {
+					names[i] = d.Name
+				}
+				return usageError("%s exists (%s: %s): add --merge to add or update %s in it, or name another --output", out,
+					policies.Count(len(names), "database"), strings.Join(names, ", "), name)
+			}
 		}
 		listen := c.String("listen")
+		if existing := pc.Database(name); listen == "" && existing != nil {
+			// A database that is there already keeps its listener: its
+			// clients connect to it.
+			listen = existing.Listen
+		}
 		if listen == "" {
 			listen = nextListen(pc)
 		}
@@ -262,12 +265,25 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		fmt.Fprintf(cfg.stdout, "  %-24s %-8s %s -> %s (as %s)\n", d.Name, d.Protocol, d.Listen, d.Endpoint, via)
 	}
 	if c.Bool("systemd") {
-		abs, _ := filepath.Abs(out)
-		unit := filepath.Join(filepath.Dir(out), "rdsgate-proxy.service")
-		if err := writeOutput(unit, []byte(proxyconf.SystemdUnit(c.String("binary"), abs, pc))); err != nil {
+		// The unit runs the configuration where it is installed, not where
+		// it was written (often a home directory or /tmp, which the unit's
+		// sandbox hides).
+		installed := c.String("install-config")
+		if installed == "" {
+			installed = filepath.Join("/etc/rdsgate", filepath.Base(out))
+		}
+		if !filepath.IsAbs(installed) {
+			return usageError("--install-config %q must be an absolute path: where the configuration is installed", installed)
+		}
+		dir := filepath.Dir(out)
+		unit, users := filepath.Join(dir, "rdsgate-proxy.service"), filepath.Join(dir, "rdsgate.sysusers.conf")
+		if err := writeOutput(unit, []byte(proxyconf.SystemdUnit(c.String("binary"), installed, pc))); err != nil {
 			return err
 		}
-		fmt.Fprintf(cfg.stdout, "Wrote %s: install it with\n  sudo cp %s /etc/systemd/system/ && sudo systemctl daemon-reload && sudo systemctl enable --now rdsgate-proxy\n", unit, unit)
+		if err := writeOutput(users, []byte(proxyconf.Sysusers)); err != nil {
+			return err
+		}
+		fmt.Fprintf(cfg.stdout, "Wrote %s and %s (the rdsgate system user). Install them with\n%s", unit, users, proxyconf.InstallCommands(out, installed, unit, users, pc))
 	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
 	return nil

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,9 +30,22 @@ func TestProxyConfigure(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	r = run(t, "", "proxy", "configure", "--name", "billing", "--protocol", "mysql", "--uri", "billing.abc.us-east-1.rds.amazonaws.com:3306",
-		"--region", "us-east-1", "--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/p/p-shard-001", "--output", conf)
+	billing := []string{"proxy", "configure", "--name", "billing", "--protocol", "mysql", "--uri", "billing.abc.us-east-1.rds.amazonaws.com:3306",
+		"--region", "us-east-1", "--assume-role-arn", "arn:aws:iam::123456789012:role/rdsgate/p/p-shard-001", "--output", conf}
+	// An existing file is changed only when asked to.
+	r = run(t, "", billing...)
+	if want := conf + " exists (1 database: orders): add --merge to add or update billing in it, or name another --output"; r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("exit %d: %s, want %q", r.code, r.stderr, want)
+	}
+	r = run(t, "", append(billing, "--merge")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "billing                  mysql    127.0.0.1:15433") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	// Configuring orders again (a new db user) keeps its listener: its
+	// clients connect there.
+	r = run(t, "", "proxy", "configure", "--name", "orders", "--protocol", "postgres", "--uri", "orders.abc.us-east-1.rds.amazonaws.com:5432",
+		"--region", "us-east-1", "--db-user", "app", "--db-user", "report", "--output", conf, "--merge")
+	if r.code != 0 || !strings.Contains(r.stdout, "orders                   postgres 127.0.0.1:15432") {
 		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
 	pc, err := proxyd.LoadConfig(conf)
@@ -44,9 +56,12 @@ func TestProxyConfigure(t *testing.T) {
 		t.Fatalf("config: %+v", pc.Databases)
 	}
 	unit, err := os.ReadFile(filepath.Join(dir, "rdsgate-proxy.service"))
-	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/rdsgate proxy start --config "+conf) || !strings.Contains(string(unit), "KillSignal=SIGTERM") ||
-		!strings.Contains(string(unit), "RuntimeDirectory=rdsgate") || !strings.Contains(string(unit), "ExecReload=") {
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/usr/local/bin/rdsgate proxy start --config /etc/rdsgate/proxy.json\n") || !strings.Contains(string(unit), "KillSignal=SIGTERM") ||
+		!strings.Contains(string(unit), "RuntimeDirectory=rdsgate") || !strings.Contains(string(unit), "ExecReload=") || !strings.Contains(string(unit), "User=rdsgate") {
 		t.Fatalf("unit: %v\n%s", err, unit)
+	}
+	if users, err := os.ReadFile(filepath.Join(dir, "rdsgate.sysusers.conf")); err != nil || !strings.HasPrefix(string(users), "u rdsgate ") {
+		t.Fatalf("sysusers: %v %q", err, users)
 	}
 	for _, args := range [][]string{
 		{"--name", "x", "--protocol", "oracle", "--uri", "h:1", "--region", "r", "--output", conf},
@@ -186,7 +201,7 @@ func TestProxyStartAndSignals(t *testing.T) {
 		"--listen", "127.0.0.1:"+port, "--ca-bundle", emu.CAFile, "--health-address", "127.0.0.1:0", "--output", conf); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	var logs *lockedBuffer // the running proxy's
+	var logs *testenv.LockedBuffer // the running proxy's
 	// waitLines waits for the running proxy to have logged line n times.
 	waitLines := func(line string, n int) {
 		t.Helper()
@@ -201,7 +216,7 @@ func TestProxyStartAndSignals(t *testing.T) {
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "proxy", "start", "--config", conf)
 		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID=AKIDCLITEST", "AWS_SECRET_ACCESS_KEY=cli-test-secret", "AWS_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true")
-		logs = &lockedBuffer{}
+		logs = &testenv.LockedBuffer{}
 		cmd.Stderr = logs
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -299,25 +314,6 @@ func TestProxyStartAndSignals(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child process's output while the test reads it:
-// os/exec copies the pipe into it from its own goroutine.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func writeJSONFile(t *testing.T, path string, v any) {
 	t.Helper()
 	data, err := json.MarshalIndent(v, "", "  ")
@@ -326,5 +322,52 @@ func writeJSONFile(t *testing.T, path string, v any) {
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSystemdUnitVerifies writes the unit for a gateway with an audit log and
+// Unix sockets, and has systemd-analyze verify it: no warning, and the
+// sandbox leaves writable exactly the directories the proxy writes to.
+func TestSystemdUnitVerifies(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze is missing: scripts/install-deps.sh installs Debian's systemd package")
+	}
+	bin := testenv.BuildRdsgate(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "edge.json")
+	writeJSONFile(t, conf, proxyd.Config{Region: "us-east-1", CABundle: "/etc/rdsgate/global-bundle.pem", AuditLog: "/var/lib/rdsgate-audit/audit.jsonl",
+		Databases: []proxyd.Database{{Name: "ledger", Protocol: "mysql", Endpoint: "ledger.abc.us-east-1.rds.amazonaws.com:3306", Region: "us-east-1", Listen: "unix:/srv/sockets/ledger.sock"}}})
+	r := run(t, "", "proxy", "configure", "--name", "orders", "--protocol", "postgres", "--uri", "orders.abc.us-east-1.rds.amazonaws.com:5432",
+		"--region", "us-east-1", "--output", conf, "--merge", "--systemd", "--binary", bin, "--install-config", "/etc/rdsgate/edge.json")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"sudo install -m 0644 " + conf + " /etc/rdsgate/edge.json",
+		"/usr/lib/sysusers.d/rdsgate.conf && sudo systemd-sysusers",
+		"/etc/systemd/system/rdsgate-proxy.service",
+		"https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("install commands lack %q:\n%s", want, r.stdout)
+		}
+	}
+	unitFile := filepath.Join(dir, "rdsgate-proxy.service")
+	unit, _ := os.ReadFile(unitFile)
+	if !strings.Contains(string(unit), "ReadWritePaths=/srv/sockets /var/lib/rdsgate-audit\n") || !strings.Contains(string(unit), "--config /etc/rdsgate/edge.json\n") {
+		t.Fatalf("unit:\n%s", unit)
+	}
+	out, err := exec.Command(analyze, "verify", unitFile).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s\n%s", err, out, unit)
+	}
+	// The check can fail: a unit with a key systemd does not know.
+	bad := filepath.Join(t.TempDir(), "rdsgate-proxy.service")
+	if err := os.WriteFile(bad, bytes.Replace(unit, []byte("LimitNOFILE"), []byte("LimitNOFILES"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := exec.Command(analyze, "verify", bad).CombinedOutput(); !bytes.Contains(out, []byte("Unknown key")) {
+		t.Fatalf("a broken unit passed systemd-analyze verify: %s", out)
 	}
 }
