@@ -268,7 +268,7 @@ func (c *Config) Validate() error {
 		return bad("log_level %q must be debug, info, warn or error", c.LogLevel)
 	}
 	if c.CABundle == "" {
-		return bad("ca_bundle is required: the PEM file that verifies database certificates (for RDS: https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)")
+		return bad("ca_bundle is required: the PEM file that verifies database certificates (for RDS: %s; rdsgate proxy ca-bundle --output /etc/rdsgate/global-bundle.pem fetches it)", RDSCABundleURL)
 	}
 	if len(c.Databases) == 0 {
 		return bad("no databases: list at least one under \"databases\"")

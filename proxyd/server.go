@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math/big"
 	"net"
@@ -106,12 +107,15 @@ func loadSettings(cfg *Config, selfSigned tls.Certificate) (*settings, error) {
 		st.sidecarTLS.Certificates = []tls.Certificate{cert}
 	}
 	pem, err := os.ReadFile(cfg.CABundle)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: ca_bundle %s does not exist: %s", ErrConfig, cfg.CABundle, caBundleHint(cfg.CABundle))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
 	}
 	st.backendCAs = x509.NewCertPool()
 	if !st.backendCAs.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates (download the RDS bundle from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)", ErrConfig, cfg.CABundle)
+		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates: %s", ErrConfig, cfg.CABundle, caBundleHint(cfg.CABundle))
 	}
 	if g := cfg.Gateway; g != nil {
 		if st.gatewayTLS, err = gatewayTLSConfig(g); err != nil {

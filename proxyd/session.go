@@ -254,7 +254,7 @@ func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
 		var host x509.HostnameError
 		switch {
 		case errors.As(err, &unknown):
-			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s does not verify against ca_bundle %s: use the RDS CA bundle of its region (%v)", s.db.Name, s.srv.config().CABundle, err)}
+			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s does not verify against ca_bundle %s: use the RDS CA bundle of its region (%v); %s", s.db.Name, s.srv.config().CABundle, err, caBundleHint(s.srv.config().CABundle))}
 		case errors.As(err, &host):
 			return nil, &backendError{msg: fmt.Sprintf("the certificate of %s is not for %s: connect to the endpoint RDS gives, or set tls_server_name (%v)", s.db.Name, name, err)}
 		}

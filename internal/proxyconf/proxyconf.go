@@ -318,7 +318,7 @@ func InstallCommands(written, installed, unit, users string, cfg *proxyd.Config)
 	fmt.Fprintf(&b, "  sudo install -m 0644 %s /usr/lib/sysusers.d/rdsgate.conf && sudo systemd-sysusers\n", users)
 	fmt.Fprintf(&b, "  sudo install -m 0644 %s /etc/systemd/system/rdsgate-proxy.service\n", unit)
 	if cfg.CABundle != "" {
-		fmt.Fprintf(&b, "  # the CA bundle the configuration names must be at %s:\n  sudo curl -fsSL -o %s https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem\n", cfg.CABundle, cfg.CABundle)
+		fmt.Fprintf(&b, "  sudo rdsgate proxy ca-bundle --output %s   # the RDS CA bundle, from %s\n", cfg.CABundle, proxyd.RDSCABundleURL)
 	}
 	if g := cfg.Gateway; g != nil {
 		fmt.Fprintf(&b, "  # the gateway's files: %s (readable by the rdsgate user: sudo chgrp rdsgate FILE && sudo chmod 0640 FILE)\n",

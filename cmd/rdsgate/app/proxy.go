@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,22 @@ func proxyCommand(cfg *config) *cli.Command {
 		Name:  "proxy",
 		Usage: "run the rdsgate proxy, or write its configuration",
 		Subcommands: []*cli.Command{
+			{
+				Name:  "ca-bundle",
+				Usage: "fetch the RDS CA bundle that verifies the databases' certificates",
+				Description: "Downloads " + proxyd.RDSCABundleURL + " (or --url: GovCloud and China regions\n" +
+					"have their own bundles) to --output, after checking that every PEM block is a CA certificate (and, with\n" +
+					"--sha256, the digest). A bundle younger than --max-age is kept without asking; an older one is\n" +
+					"revalidated (If-Modified-Since). A failed fetch leaves the file as it was. Run it from cron or a\n" +
+					"systemd timer, then systemctl reload rdsgate-proxy to load a new bundle.",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "/etc/rdsgate/global-bundle.pem", Usage: "where to keep the bundle (the configuration's ca_bundle)"},
+					&cli.StringFlag{Name: "url", Value: proxyd.RDSCABundleURL, Usage: "where to fetch it (https)"},
+					&cli.DurationFlag{Name: "max-age", Value: 24 * time.Hour, Usage: "keep a bundle younger than this without asking (0: always ask)"},
+					&cli.StringFlag{Name: "sha256", Usage: "refuse a bundle whose SHA-256 is not this `HEX` digest"},
+				},
+				Action: func(c *cli.Context) error { return proxyCABundle(c, cfg) },
+			},
 			{
 				Name:  "start",
 				Usage: "run the proxy with a configuration file",
@@ -286,6 +303,33 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		fmt.Fprintf(cfg.stdout, "Wrote %s and %s (the rdsgate system user). Install them with\n%s", unit, users, proxyconf.InstallCommands(out, installed, unit, users, pc))
 	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
+	return nil
+}
+
+func proxyCABundle(c *cli.Context, cfg *config) error {
+	if c.Args().Len() > 0 {
+		return usageError("proxy ca-bundle takes no arguments (found %q): --output names the file", c.Args().First())
+	}
+	u := c.String("url")
+	if !strings.HasPrefix(u, "https://") {
+		return usageError("--url %q must be an https URL: the bundle is what verifies every database, so it is fetched only over verified TLS", u)
+	}
+	if s := c.String("sha256"); s != "" && !regexp.MustCompile(`^[0-9a-fA-F]{64}$`).MatchString(s) {
+		return usageError("--sha256 %q must be 64 hex digits (sha256sum prints them)", s)
+	}
+	out := c.String("output")
+	res, err := proxyd.FetchCABundle(c.Context, proxyd.CABundleFetch{URL: u, Path: out, MaxAge: c.Duration("max-age"), SHA256: c.String("sha256")})
+	if err != nil {
+		return err
+	}
+	switch res.Status {
+	case "downloaded":
+		fmt.Fprintf(cfg.stdout, "Wrote %s: %s from %s (sha256 %s).\n", out, policies.Count(res.Certificates, "CA certificate"), u, res.SHA256)
+	case "unchanged":
+		fmt.Fprintf(cfg.stdout, "%s is current (%s says it has not changed): %s.\n", out, u, policies.Count(res.Certificates, "CA certificate"))
+	default:
+		fmt.Fprintf(cfg.stdout, "%s is younger than --max-age %s; kept without asking: %s.\n", out, c.Duration("max-age"), policies.Count(res.Certificates, "CA certificate"))
+	}
 	return nil
 }
 

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -347,7 +351,7 @@ func TestSystemdUnitVerifies(t *testing.T) {
 		"sudo install -m 0644 " + conf + " /etc/rdsgate/edge.json",
 		"/usr/lib/sysusers.d/rdsgate.conf && sudo systemd-sysusers",
 		"/etc/systemd/system/rdsgate-proxy.service",
-		"https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
+		"sudo rdsgate proxy ca-bundle --output /etc/rdsgate/global-bundle.pem   # the RDS CA bundle, from https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("install commands lack %q:\n%s", want, r.stdout)
@@ -369,5 +373,61 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	}
 	if out, _ := exec.Command(analyze, "verify", bad).CombinedOutput(); !bytes.Contains(out, []byte("Unknown key")) {
 		t.Fatalf("a broken unit passed systemd-analyze verify: %s", out)
+	}
+}
+
+// TestProxyCABundle fetches a CA bundle with the real binary from a local
+// HTTPS server (trusted through SSL_CERT_FILE, as a corporate CA would be),
+// and a proxy whose bundle is missing says where it comes from.
+func TestProxyCABundle(t *testing.T) {
+	bin := testenv.BuildRdsgate(t)
+	dir := t.TempDir()
+	ca := testenv.NewCA(t, dir)
+	bundle, _ := os.ReadFile(ca.PEMFile)
+	var requests atomic.Int32
+	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		http.ServeContent(w, r, "global-bundle.pem", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), bytes.NewReader(bundle))
+	}))
+	defer ts.Close()
+	trust := filepath.Join(dir, "server.pem")
+	if err := os.WriteFile(trust, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "global-bundle.pem")
+	fetch := func(args ...string) (string, int) {
+		cmd := exec.Command(bin, append([]string{"proxy", "ca-bundle", "--url", ts.URL + "/global/global-bundle.pem", "--output", out}, args...)...)
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+trust)
+		b, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return string(b), ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b), 0
+	}
+	if s, code := fetch(); code != 0 || !strings.Contains(s, "Wrote "+out+": 1 CA certificate from "+ts.URL) {
+		t.Fatalf("exit %d: %s", code, s)
+	}
+	if s, code := fetch(); code != 0 || !strings.Contains(s, "younger than --max-age 24h0m0s; kept without asking") || requests.Load() != 1 {
+		t.Fatalf("exit %d (%d requests): %s", code, requests.Load(), s)
+	}
+	if s, code := fetch("--max-age", "0"); code != 0 || !strings.Contains(s, "is current") || requests.Load() != 2 {
+		t.Fatalf("exit %d (%d requests): %s", code, requests.Load(), s)
+	}
+	if s, code := fetch("--sha256", "abc"); code != 2 || !strings.Contains(s, `--sha256 "abc" must be 64 hex digits`) {
+		t.Fatalf("exit %d: %s", code, s)
+	}
+
+	// A proxy whose bundle is missing names the URL and the command.
+	conf := filepath.Join(dir, "proxy.json")
+	missing := filepath.Join(dir, "nowhere", "global-bundle.pem")
+	writeJSONFile(t, conf, proxyd.Config{Region: "us-east-1", CABundle: missing, HealthAddress: "127.0.0.1:0",
+		Databases: []proxyd.Database{{Name: "orders", Protocol: "postgres", Endpoint: "orders.abc.us-east-1.rds.amazonaws.com:5432", Region: "us-east-1", Listen: "127.0.0.1:0"}}})
+	want := "ca_bundle " + missing + " does not exist: the RDS CA bundle is published at https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem; fetch it with: rdsgate proxy ca-bundle --output " + missing
+	if r := run(t, "", "proxy", "start", "--config", conf); r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("exit %d: %s\nwant %s", r.code, r.stderr, want)
 	}
 }
