@@ -76,21 +76,32 @@ func startCLIGateway(t *testing.T, stsEndpoint string) *cliGateway {
 	}
 	conf := filepath.Join(dir, "gateway.json")
 	g.audit = filepath.Join(dir, "audit.jsonl")
+	// The databases as sidecar listeners first; proxy configure --gateway
+	// then makes them a gateway's, as a person would.
 	cfg := proxyd.Config{Region: "us-east-1", CABundle: bundle, AuditLog: g.audit, HealthAddress: "127.0.0.1:0",
 		Databases: []proxyd.Database{
-			{Name: "orders", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
-			{Name: "shop", Protocol: proxyd.ProtocolMySQL, Endpoint: myEmu.Endpoint, Labels: map[string]string{"env": "dev"}},
-			{Name: "ledger", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "prod"}},
-		},
-		Gateway: &proxyd.Gateway{ListenPostgres: "127.0.0.1:0", ListenMySQL: "127.0.0.1:0", ListenAPI: "127.0.0.1:0", TLSCert: cert, TLSKey: key,
-			RBACFile: rbac, IAM: &proxyd.IAMAuth{Audience: "cli-test", STSEndpoint: stsEndpoint}}}
+			{Name: "orders", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "dev"}, Listen: "127.0.0.1:0"},
+			{Name: "shop", Protocol: proxyd.ProtocolMySQL, Endpoint: myEmu.Endpoint, Labels: map[string]string{"env": "dev"}, Listen: "127.0.0.1:0"},
+			{Name: "ledger", Protocol: proxyd.ProtocolPostgres, Endpoint: pgEmu.Endpoint, Labels: map[string]string{"env": "prod"}, Listen: "127.0.0.1:0"},
+		}}
 	data, _ := json.Marshal(cfg)
 	if err := os.WriteFile(conf, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if r := run(t, "", "proxy", "configure", "--gateway", "--merge", "--output", conf, "--tls-cert", cert, "--tls-key", key, "--rbac-file", rbac,
+		"--iam-audience", "cli-test", "--sts-endpoint", stsEndpoint,
+		"--gateway-postgres", "127.0.0.1:0", "--gateway-mysql", "127.0.0.1:0", "--gateway-api", "127.0.0.1:0"); r.code != 0 ||
+		!strings.Contains(r.stdout, "Gateway: PostgreSQL on 127.0.0.1:0, MySQL on 127.0.0.1:0, API on 127.0.0.1:0") {
+		t.Fatalf("proxy configure --gateway: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	loaded, err := proxyd.LoadConfig(conf)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, d := range loaded.Databases {
+		if d.Listen != "" {
+			t.Fatalf("%s kept its own listener %s beside the gateway: it would bypass the RBAC", d.Name, d.Listen)
+		}
 	}
 	srv, err := proxyd.New(context.Background(), loaded, proxyd.WithLogger(slog.New(slog.NewJSONHandler(g.logs, nil))),
 		proxyd.WithAWSConfig(aws.Config{Region: "us-east-1", Credentials: awscreds.NewStaticCredentialsProvider("AKIDGATEWAY", "gateway-secret", "")}))

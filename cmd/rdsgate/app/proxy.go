@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +82,16 @@ func proxyCommand(cfg *config) *cli.Command {
 					&cli.StringFlag{Name: "ca-bundle", Value: "/etc/rdsgate/global-bundle.pem", Usage: "PEM bundle that verifies the databases (the RDS CA bundle, https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem)"},
 					&cli.StringFlag{Name: "health-address", Value: "127.0.0.1:9187", Usage: "address of /startup, /readiness, /liveness and /metrics"},
 					&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "configuration `FILE` to write (required)"},
+					&cli.BoolFlag{Name: "gateway", Category: "gateway", Usage: "serve the databases as a gateway: one TLS listener per protocol, clients prove who they are, an RBAC file decides (the databases' own listeners are dropped: they would bypass it)"},
+					&cli.StringFlag{Name: "tls-cert", Category: "gateway", Usage: "the gateway's certificate `FILE` (PEM), as clients will verify it"},
+					&cli.StringFlag{Name: "tls-key", Category: "gateway", Usage: "its private key `FILE`"},
+					&cli.StringFlag{Name: "client-ca", Category: "gateway", Usage: "PEM `FILE` that verifies client certificates (identities are their subjects)"},
+					&cli.StringFlag{Name: "iam-audience", Category: "gateway", Usage: "let clients prove who they are with AWS IAM: this gateway's `NAME` in their identity tokens (prod-db-gateway)"},
+					&cli.StringFlag{Name: "sts-endpoint", Category: "gateway", Usage: "STS endpoint that checks identity tokens (default https://sts.REGION.amazonaws.com)"},
+					&cli.StringFlag{Name: "rbac-file", Category: "gateway", Value: "/etc/rdsgate/rbac.json", Usage: "the RBAC `FILE`: who may reach which database as which user"},
+					&cli.StringFlag{Name: "gateway-postgres", Category: "gateway", Usage: "PostgreSQL listener `ADDR` (default :5432 when there is a PostgreSQL database)"},
+					&cli.StringFlag{Name: "gateway-mysql", Category: "gateway", Usage: "MySQL listener `ADDR` (default :3306 when there is a MySQL database)"},
+					&cli.StringFlag{Name: "gateway-api", Category: "gateway", Value: ":8443", Usage: "HTTPS API `ADDR` for rdsgate db ls/connect/env (\"\" for none)"},
 					&cli.BoolFlag{Name: "merge", Usage: "add or update --name in an existing --output (its other databases, and its listener when it is there already, are kept)"},
 					&cli.BoolFlag{Name: "systemd", Usage: "also write rdsgate-proxy.service and rdsgate.sysusers.conf next to the configuration, with the commands that install them"},
 					&cli.StringFlag{Name: "install-config", Usage: "where the unit finds the configuration once installed (default /etc/rdsgate/ and the --output file's name)"},
@@ -173,7 +184,28 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		return usageError("--output is required: the configuration file to write")
 	}
 	var pc *proxyd.Config
-	if planPath := c.String("plan"); planPath != "" {
+	gatewayOnly := c.Bool("gateway") && c.String("plan") == "" && c.String("name") == ""
+	if !c.Bool("gateway") {
+		for _, f := range []string{"tls-cert", "tls-key", "client-ca", "iam-audience", "sts-endpoint", "gateway-postgres", "gateway-mysql"} {
+			if c.IsSet(f) {
+				return usageError("--%s configures a gateway: add --gateway", f)
+			}
+		}
+	}
+	if gatewayOnly {
+		// --gateway alone turns the databases of an existing file into
+		// a gateway's.
+		data, err := os.ReadFile(out)
+		if err != nil {
+			return usageError("--gateway without --plan or --name sets up the gateway of an existing --output, and %s cannot be read (%v): configure its databases first", out, err)
+		}
+		if !c.Bool("merge") {
+			return usageError("%s exists: add --merge to make its databases a gateway's, or give --plan or --name", out)
+		}
+		if pc, err = proxyd.ParseConfig(data, out); err != nil {
+			return usageError("%s is not a valid configuration (%v): fix it or write another file", out, err)
+		}
+	} else if planPath := c.String("plan"); planPath != "" {
 		for _, f := range []string{"name", "protocol", "uri", "assume-role-arn", "listen"} {
 			if c.IsSet(f) {
 				return usageError("cannot specify --plan and --%s at the same time: with --plan every database comes from the plan", f)
@@ -266,6 +298,11 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 			return usageError("%v", err)
 		}
 	}
+	if c.Bool("gateway") {
+		if err := configureGateway(c, pc); err != nil {
+			return err
+		}
+	}
 	data, err := proxyconf.JSON(pc)
 	if err != nil {
 		return err
@@ -279,7 +316,11 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		if d.AssumeRoleARN != "" {
 			via = d.AssumeRoleARN
 		}
-		fmt.Fprintf(cfg.stdout, "  %-24s %-8s %s -> %s (as %s)\n", d.Name, d.Protocol, d.Listen, d.Endpoint, via)
+		listen := d.Listen
+		if listen == "" {
+			listen = "gateway"
+		}
+		fmt.Fprintf(cfg.stdout, "  %-24s %-8s %s -> %s (as %s)\n", d.Name, d.Protocol, listen, d.Endpoint, via)
 	}
 	if c.Bool("systemd") {
 		// The unit runs the configuration where it is installed, not where
@@ -302,7 +343,62 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		}
 		fmt.Fprintf(cfg.stdout, "Wrote %s and %s (the rdsgate system user). Install them with\n%s", unit, users, proxyconf.InstallCommands(out, installed, unit, users, pc))
 	}
+	if g := pc.Gateway; g != nil {
+		fmt.Fprintf(cfg.stdout, "Gateway: %s\n", strings.Join(slices.DeleteFunc([]string{
+			listenerLine("PostgreSQL", g.ListenPostgres), listenerLine("MySQL", g.ListenMySQL), listenerLine("API", g.ListenAPI)}, func(s string) bool { return s == "" }), ", "))
+		if _, err := os.Stat(g.RBACFile); err != nil {
+			fmt.Fprintf(cfg.stdout, "Write the RBAC file %s before starting: deny by default, for example\n  %s\n", g.RBACFile,
+				`{"rules": [{"name": "engineers", "identities": ["arn:aws:iam::123456789012:role/engineers"], "databases": ["*"], "db_users": ["app"], "db_names": ["*"]}]}`)
+		}
+		fmt.Fprintf(cfg.stdout, "Test a rule with: rdsgate access check --config %s --identity ARN --db NAME --db-user USER\n", out)
+	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
+	return nil
+}
+
+func listenerLine(what, addr string) string {
+	if addr == "" {
+		return ""
+	}
+	return what + " on " + addr
+}
+
+// configureGateway sets the gateway of a configuration from the flags.
+func configureGateway(c *cli.Context, pc *proxyd.Config) error {
+	g := &proxyd.Gateway{ListenPostgres: c.String("gateway-postgres"), ListenMySQL: c.String("gateway-mysql"), ListenAPI: c.String("gateway-api"),
+		TLSCert: c.String("tls-cert"), TLSKey: c.String("tls-key"), ClientCA: c.String("client-ca"), RBACFile: c.String("rbac-file")}
+	if g.TLSCert == "" || g.TLSKey == "" {
+		return usageError("--gateway needs --tls-cert and --tls-key: the certificate clients verify the gateway with, and its key")
+	}
+	if g.ClientCA == "" && c.String("iam-audience") == "" {
+		return usageError("--gateway needs a way for clients to prove who they are: --iam-audience NAME (their AWS identity), --client-ca FILE (client certificates), or both")
+	}
+	if a := c.String("iam-audience"); a != "" {
+		g.IAM = &proxyd.IAMAuth{Audience: a, STSEndpoint: c.String("sts-endpoint")}
+	} else if c.IsSet("sts-endpoint") {
+		return usageError("--sts-endpoint checks IAM identity tokens: add --iam-audience")
+	}
+	for i := range pc.Databases {
+		d := &pc.Databases[i]
+		// A database's own listener would let whoever reaches it past
+		// the RBAC: a gateway serves every database on its listeners.
+		d.Listen = ""
+		switch {
+		case d.Protocol == proxyd.ProtocolPostgres && g.ListenPostgres == "" && !c.IsSet("gateway-postgres"):
+			g.ListenPostgres = ":5432"
+		case d.Protocol == proxyd.ProtocolMySQL && g.ListenMySQL == "" && !c.IsSet("gateway-mysql"):
+			g.ListenMySQL = ":3306"
+		}
+	}
+	pc.Gateway = g
+	if pc.MaxPendingLoginsPerSource == pc.MaxPendingLogins {
+		// A sidecar's default (its clients are its own application);
+		// a gateway faces strangers and takes the gateway default.
+		pc.MaxPendingLoginsPerSource = 0
+	}
+	if err := pc.Validate(); err != nil {
+		return usageError("%v", err)
+	}
 	return nil
 }
 

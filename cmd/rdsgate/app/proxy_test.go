@@ -431,3 +431,61 @@ func TestProxyCABundle(t *testing.T) {
 		t.Fatalf("exit %d: %s\nwant %s", r.code, r.stderr, want)
 	}
 }
+
+// TestProxyConfigureGateway: the refusals of proxy configure --gateway, each
+// with what to add, and a gateway made from a shard plan in one command.
+func TestProxyConfigureGateway(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "gateway.json")
+	planFile := filepath.Join(dir, "plan.json")
+	if r := run(t, "", "shards", "plan", "--inventory", sampleInventory, "--base-role", "rdsgate-proxy", "--output", planFile); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	base := []string{"proxy", "configure", "--plan", planFile, "--inventory", sampleInventory, "--output", conf}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--tls-cert", "c.pem"}, "--tls-cert configures a gateway: add --gateway"},
+		{[]string{"--gateway", "--tls-cert", "c.pem"}, "--gateway needs --tls-cert and --tls-key"},
+		{[]string{"--gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem"}, "--gateway needs a way for clients to prove who they are: --iam-audience NAME"},
+		{[]string{"--gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--client-ca", "ca.pem", "--sts-endpoint", "https://sts.example"}, "--sts-endpoint checks IAM identity tokens: add --iam-audience"},
+		{[]string{"--gateway", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--iam-audience", "prod gateway"}, "gateway.iam: audience must name this gateway"},
+	} {
+		if r := run(t, "", append(base, c.args...)...); r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d %s, want %q", c.args, r.code, r.stderr, c.want)
+		}
+	}
+	if _, err := os.Stat(conf); err == nil {
+		t.Fatal("a refused configure wrote the file")
+	}
+	r := run(t, "", append(base, "--gateway", "--tls-cert", "/etc/rdsgate/gateway.pem", "--tls-key", "/etc/rdsgate/gateway.key", "--iam-audience", "prod-db-gateway")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "Gateway: PostgreSQL on :5432, MySQL on :3306, API on :8443") ||
+		!strings.Contains(r.stdout, "Write the RBAC file /etc/rdsgate/rbac.json before starting") {
+		t.Fatalf("exit %d: %s %s", r.code, r.stdout, r.stderr)
+	}
+	pc, err := proxyd.LoadConfig(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := pc.Gateway; g == nil || g.IAM == nil || g.IAM.Audience != "prod-db-gateway" || g.RBACFile != "/etc/rdsgate/rbac.json" || len(pc.Databases) == 0 {
+		t.Fatalf("gateway: %+v", pc.Gateway)
+	}
+	// A gateway faces strangers: the per-source bound on pending logins is
+	// the gateway's, not the sidecar's.
+	if pc.MaxPendingLoginsPerSource != proxyd.DefaultMaxPendingLoginsPerSource {
+		t.Fatalf("max_pending_logins_per_source %d, want %d", pc.MaxPendingLoginsPerSource, proxyd.DefaultMaxPendingLoginsPerSource)
+	}
+	for _, d := range pc.Databases {
+		if d.Listen != "" {
+			t.Fatalf("%s has its own listener %s beside the gateway", d.Name, d.Listen)
+		}
+	}
+	// The example files in examples/gateway are what this writes, and load.
+	if _, err := proxyd.LoadConfig("../../../examples/gateway/gateway.json"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxyd.LoadRBAC("../../../examples/gateway/rbac.json"); err != nil {
+		t.Fatal(err)
+	}
+}
