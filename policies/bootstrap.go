@@ -176,7 +176,7 @@ func NewBootstrapPolicy(o BootstrapOptions) (*BootstrapPolicy, error) {
 	}
 	if has(TypeRedshiftServerless) {
 		allow("RedshiftServerlessDiscovery", "find Redshift Serverless workgroups and endpoints", "",
-			[]string{"redshift-serverless:GetEndpointAccess", "redshift-serverless:GetWorkgroup", "redshift-serverless:ListEndpointAccess", "redshift-serverless:ListWorkgroups"}, "*")
+			[]string{"redshift-serverless:GetEndpointAccess", "redshift-serverless:GetWorkgroup", "redshift-serverless:ListEndpointAccess", "redshift-serverless:ListTagsForResource", "redshift-serverless:ListWorkgroups"}, "*")
 		allow("RedshiftServerlessConnect", "get temporary database credentials for Redshift Serverless workgroups", "",
 			[]string{"redshift-serverless:GetCredentials"}, arn("redshift-serverless", "*", "workgroup/*"))
 	}

@@ -135,6 +135,9 @@ func TestBootstrapPolicy(t *testing.T) {
 		{"assume shard", "sts:AssumeRole", "arn:aws:iam::123456789012:role/rdsgate/proxy/proxy-shard-001", nil, true},
 		{"assume other", "sts:AssumeRole", "arn:aws:iam::123456789012:role/admin", nil, false},
 		{"redshift", "redshift:GetClusterCredentials", "arn:aws:redshift:us-east-1:123456789012:dbuser:c/u", nil, true},
+		// Discovery by tag reads a workgroup's tags, as Teleport's
+		// print-iam grants.
+		{"redshift serverless tags", "redshift-serverless:ListTagsForResource", "arn:aws:redshift-serverless:us-east-1:123456789012:workgroup/w", nil, true},
 	}
 	for _, c := range checks {
 		if got := allowed(c.action, c.resource, c.ctx); got != c.want {
