@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
+	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/test/demo"
 )
 
@@ -137,7 +138,7 @@ func up(dir, bin string) error {
 		}
 	}
 	step("terraform apply of examples/complete: IAM auth on both databases, role %s,", roleARN)
-	step("      its bootstrap policy and boundary, %d connect policy documents, %d shard roles", stats["documents"], len(shards))
+	step("      its bootstrap policy and boundary, %s, %s", policies.Count(stats["documents"], "connect policy document"), policies.Count(len(shards), "shard role"))
 	fmt.Println()
 	fmt.Printf("        %-44s %s\n", "PRINCIPAL (policy shards)", "DATABASES")
 	byRole := map[string][]string{}
@@ -148,7 +149,7 @@ func up(dir, bin string) error {
 		sort.Strings(byRole[r])
 		fmt.Printf("        %-44s %s\n", r[strings.Index(r, ":role/")+1:], strings.Join(byRole[r], ", "))
 	}
-	fmt.Printf("        %d databases in %d documents (lower bound %d)\n\n", stats["databases"], stats["documents"], stats["lower_bound"])
+	fmt.Printf("        %s in %s (lower bound %d)\n\n", policies.Count(stats["databases"], "database"), policies.Count(stats["documents"], "document"), stats["lower_bound"])
 
 	// 3. The proxy, from the configuration apply produced.
 	p, err := f.StartProxy(true)
