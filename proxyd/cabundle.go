@@ -64,22 +64,26 @@ func FetchCABundle(ctx context.Context, f CABundleFetch) (*CABundleResult, error
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("CA bundle from %s: %s", f.URL, fmt.Sprintf(format, args...))
 	}
+	// The bundle kept at f.Path, when it is one: served as it is while
+	// fresh, and the copy a 304 confirms.
+	var kept *CABundleResult
 	var modified time.Time
 	if st, err := os.Stat(f.Path); err == nil {
-		data, rerr := os.ReadFile(f.Path)
-		n, cerr := CheckCABundle(data)
-		if rerr == nil && cerr == nil {
-			modified = st.ModTime()
-			if f.MaxAge > 0 && f.Now().Sub(modified) < f.MaxAge && f.SHA256 == "" {
-				return &CABundleResult{Status: "fresh", Certificates: n, SHA256: digest(data)}, nil
+		if data, err := os.ReadFile(f.Path); err == nil {
+			if n, err := CheckCABundle(data); err == nil {
+				kept, modified = &CABundleResult{Certificates: n, SHA256: digest(data)}, st.ModTime()
 			}
 		}
+	}
+	if kept != nil && f.MaxAge > 0 && f.Now().Sub(modified) < f.MaxAge && f.SHA256 == "" {
+		kept.Status = "fresh"
+		return kept, nil
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.URL, nil)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
-	if !modified.IsZero() && f.SHA256 == "" {
+	if kept != nil && f.SHA256 == "" {
 		req.Header.Set("If-Modified-Since", modified.UTC().Format(http.TimeFormat))
 	}
 	resp, err := f.Client.Do(req)
@@ -89,14 +93,13 @@ func FetchCABundle(ctx context.Context, f CABundleFetch) (*CABundleResult, error
 	defer resp.Body.Close()
 	switch resp.StatusCode {
 	case http.StatusNotModified:
-		data, err := os.ReadFile(f.Path)
-		if err != nil {
-			return nil, fail("the server says %s is current, but it cannot be read: %v", f.Path, err)
+		if kept == nil {
+			return nil, fail("the server answered 304 Not Modified, but no usable bundle is kept at %s", f.Path)
 		}
-		n, _ := CheckCABundle(data)
 		now := f.Now()
 		_ = os.Chtimes(f.Path, now, now) // checked now: fresh for another MaxAge
-		return &CABundleResult{Status: "unchanged", Certificates: n, SHA256: digest(data)}, nil
+		kept.Status = "unchanged"
+		return kept, nil
 	case http.StatusOK:
 	default:
 		return nil, fail("the server answered %s", resp.Status)
