@@ -276,6 +276,10 @@ func (d *discoverer) skip(name, reason string) {
 	d.inv.Skipped = append(d.inv.Skipped, policies.SkippedDatabase{Name: name, Region: d.region, Reason: reason})
 }
 
+func (d *discoverer) skipIAMAuth(name string, kind policies.ResourceKind, reason string) {
+	d.inv.Skipped = append(d.inv.Skipped, policies.SkippedDatabase{Name: name, Region: d.region, Reason: reason, IAMAuthDisabled: true, Kind: kind})
+}
+
 func (d *discoverer) instances(ctx context.Context) error {
 	pages := rds.NewDescribeDBInstancesPaginator(d.api, &rds.DescribeDBInstancesInput{})
 	for pages.HasMorePages() {
@@ -297,7 +301,7 @@ func (d *discoverer) instances(ctx context.Context) error {
 				continue
 			}
 			if !aws.ToBool(db.IAMDatabaseAuthenticationEnabled) {
-				d.skip(id, "IAM database authentication is disabled; enable it with: rdsgate enable-iam-auth --region "+d.region+" --instance "+id)
+				d.skipIAMAuth(id, policies.KindInstance, "IAM database authentication is disabled; enable it with: rdsgate enable-iam-auth --region "+d.region+" --instance "+id)
 				continue
 			}
 			var endpoint string
@@ -338,7 +342,7 @@ func (d *discoverer) clusters(ctx context.Context) error {
 				continue
 			}
 			if !aws.ToBool(cl.IAMDatabaseAuthenticationEnabled) {
-				d.skip(id, "IAM database authentication is disabled; enable it with: rdsgate enable-iam-auth --region "+d.region+" --cluster "+id)
+				d.skipIAMAuth(id, policies.KindCluster, "IAM database authentication is disabled; enable it with: rdsgate enable-iam-auth --region "+d.region+" --cluster "+id)
 				continue
 			}
 			base := policies.Database{

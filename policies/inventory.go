@@ -78,6 +78,10 @@ type SkippedDatabase struct {
 	Name   string `json:"name"`
 	Region string `json:"region"`
 	Reason string `json:"reason"`
+	// IAMAuthDisabled marks a database skipped only because IAM database
+	// authentication is off: an instance or a cluster, as Kind says.
+	IAMAuthDisabled bool         `json:"iam_auth_disabled,omitempty"`
+	Kind            ResourceKind `json:"kind,omitempty"`
 }
 
 // InputError is a problem with one field of one entry of an input file.

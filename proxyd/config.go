@@ -44,6 +44,10 @@ type Config struct {
 	CABundle string `json:"ca_bundle"`
 	// Databases the proxy serves.
 	Databases []Database `json:"databases"`
+	// Auto, when set, is automatic mode: the proxy finds databases and
+	// serves them beside the ones listed here, keeping its own connect
+	// shards in step (see Auto).
+	Auto *Auto `json:"auto,omitempty"`
 	// Gateway, when set, accepts clients that prove who they are with TLS
 	// client certificates or IAM identity tokens.
 	Gateway *Gateway `json:"gateway,omitempty"`
@@ -113,6 +117,12 @@ type Database struct {
 	// permission (a shard role), reached by role chaining.
 	AssumeRoleARN string `json:"assume_role_arn,omitempty"`
 	ExternalID    string `json:"external_id,omitempty"`
+	// FallbackRoleARNs may hold the database's rds-db:connect permission
+	// while an apply moves it between shard roles: when the database
+	// refuses the token signed through AssumeRoleARN, the proxy signs
+	// through each of these in turn ("" is the proxy's own principal) and
+	// keeps using the one that worked. Automatic mode sets them.
+	FallbackRoleARNs []string `json:"fallback_role_arns,omitempty"`
 	// DBUsers the proxy may connect as; empty allows any.
 	DBUsers []string `json:"db_users,omitempty"`
 	// Listen is the sidecar listener: host:port, or unix:/path for a socket.
@@ -124,6 +134,9 @@ type Database struct {
 	// TLSServerName overrides the name checked in the server's certificate
 	// (default: the endpoint's host).
 	TLSServerName string `json:"tls_server_name,omitempty"`
+	// Discovered marks a database automatic mode found (it is never
+	// written in a file: a reload from the file keeps what was found).
+	Discovered bool `json:"discovered,omitempty"`
 	// Labels are what RBAC rules may select databases by (env, team, ...).
 	Labels map[string]string `json:"labels,omitempty"`
 	// ReuseConnections keeps a PostgreSQL server connection after a client
@@ -206,6 +219,11 @@ func ParseConfig(data []byte, source string) (*Config, error) {
 	if err := decodeStrict(data, &c); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConfig, source, err)
 	}
+	for _, d := range c.Databases {
+		if d.Discovered {
+			return nil, fmt.Errorf("%w: %s: database %s: \"discovered\" is automatic mode's mark on what it found; remove it from the file", ErrConfig, source, d.Name)
+		}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s%s: %w", source, atLine(err, data), err)
 	}
@@ -270,8 +288,13 @@ func (c *Config) Validate() error {
 	if c.CABundle == "" {
 		return bad("ca_bundle is required: the PEM file that verifies database certificates (for RDS: %s; rdsgate proxy ca-bundle --output /etc/rdsgate/global-bundle.pem fetches it)", RDSCABundleURL)
 	}
-	if len(c.Databases) == 0 {
-		return bad("no databases: list at least one under \"databases\"")
+	if len(c.Databases) == 0 && c.Auto == nil {
+		return bad("no databases: list at least one under \"databases\", or let automatic mode find them (\"auto\")")
+	}
+	if c.Auto != nil {
+		if err := c.Auto.validate(c); err != nil {
+			return err
+		}
 	}
 	if c.ExternalID != "" && c.AssumeRoleARN == "" {
 		return bad("external_id has no effect without assume_role_arn")
@@ -314,6 +337,11 @@ func (c *Config) Validate() error {
 		if d.ExternalID != "" && d.AssumeRoleARN == "" {
 			return bad("%s: external_id has no effect without assume_role_arn", at)
 		}
+		for _, arn := range d.FallbackRoleARNs {
+			if arn != "" && !strings.HasPrefix(arn, "arn:") || strings.HasPrefix(arn, "arn:") && !strings.Contains(arn, ":role/") {
+				return bad("%s: fallback_role_arns: %q is not a role ARN (arn:aws:iam::123456789012:role/NAME), nor \"\" for the proxy's own principal", at, arn)
+			}
+		}
 		if d.ReuseConnections && d.Protocol != ProtocolPostgres {
 			return bad("%s: reuse_connections is for PostgreSQL only: a MySQL client learns its thread id before the proxy knows its user", at)
 		}
@@ -355,7 +383,7 @@ func (c *Config) Validate() error {
 				return bad("gateway.iam: no region for STS: set gateway.iam.region or region")
 			}
 		}
-	} else if len(listens) == 0 {
+	} else if len(listens) == 0 && c.Auto == nil {
 		return bad("nothing to listen on: give databases a listen address (sidecar) or configure a gateway")
 	}
 	return nil
@@ -369,6 +397,23 @@ func (c *Config) Database(name string) *Database {
 		}
 	}
 	return nil
+}
+
+// signers are the database as each principal that may sign its tokens
+// sees it: AssumeRoleARN, then the fallbacks, without repeats.
+func (d *Database) signers() []*Database {
+	out := []*Database{d}
+	seen := map[string]bool{d.AssumeRoleARN: true}
+	for _, arn := range d.FallbackRoleARNs {
+		if seen[arn] {
+			continue
+		}
+		seen[arn] = true
+		c := *d
+		c.AssumeRoleARN = arn
+		out = append(out, &c)
+	}
+	return out
 }
 
 // allowsUser reports whether the database may be reached as user.

@@ -19,6 +19,8 @@ type metrics struct {
 	idle        prometheus.Gauge
 	reused      *prometheus.CounterVec
 	pending     prometheus.Gauge
+	// signerFallback counts logins that went on to a fallback principal.
+	signerFallback *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -45,8 +47,10 @@ func newMetrics() *metrics {
 			Help: "Client connections served with a kept server connection."}, []string{"database"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "rdsgate_proxy_pending_logins",
 			Help: "Client connections that have not logged in yet (bounded by max_pending_logins)."}),
+		signerFallback: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rdsgate_proxy_signer_fallbacks_total",
+			Help: "Logins the database refused with the token of one principal and that went on to the next of fallback_role_arns (while an apply moves a database between shard roles)."}, []string{"database"}),
 	}
-	m.registry.MustRegister(m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds, m.idle, m.reused, m.pending,
+	m.registry.MustRegister(m.signerFallback, m.active, m.connections, m.bytes, m.authFail, m.tokenCache, m.stsCalls, m.dialSeconds, m.idle, m.reused, m.pending,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -471,7 +471,25 @@ func (s *session) runMySQL() {
 	if !gateway {
 		relayed |= sidecarCaps
 	}
-	tc, br, ok, err := s.loginMySQL(ctx, backend, g, resp, relayed)
+	var (
+		tc net.Conn
+		br *bufio.Reader
+		ok []byte
+	)
+	redial := false
+	err = s.srv.signers.try(s, func(signer *Database) (err error) {
+		if redial {
+			// The database closes a connection whose login it refused:
+			// the next principal logs in on a new one. (A sidecar client
+			// was greeted with the first one's thread id.)
+			if backend, g, err = s.mysqlGreeting(ctx); err != nil {
+				return err
+			}
+		}
+		redial = true
+		tc, br, ok, err = s.loginMySQL(ctx, backend, g, resp, relayed, signer)
+		return err
+	})
 	if err != nil {
 		var refused *mysqlRefusal
 		switch {
@@ -540,8 +558,8 @@ func (e *mysqlRefusal) Error() string { return fmt.Sprintf("ERROR %d: %s", e.cod
 // loginMySQL upgrades the database connection to TLS and logs in with the
 // client's capabilities and an IAM token over mysql_clear_password. It
 // returns the OK packet for the client.
-func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse, relayed uint32) (net.Conn, *bufio.Reader, []byte, error) {
-	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
+func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse, relayed uint32, signer *Database) (net.Conn, *bufio.Reader, []byte, error) {
+	token, err := s.srv.creds.token(ctx, s.srv.base, signer, s.user)
 	if err != nil {
 		return nil, nil, nil, &backendError{msg: err.Error()}
 	}
@@ -579,6 +597,7 @@ func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting
 			if len(p) > 9 && p[3] == '#' {
 				msg = string(p[9:])
 			}
+			tc.Close()
 			return nil, nil, nil, &mysqlRefusal{code: code, msg: msg, packet: p}
 		case p[0] == 0xfe:
 			name, _, _ := bytes.Cut(p[1:], []byte{0})

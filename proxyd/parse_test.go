@@ -103,6 +103,10 @@ func TestConfigValidation(t *testing.T) {
 		// suite opens 400 at once): no per-source bound below the total.
 		t.Fatalf("valid config: %v (per source %d)", err, c.MaxPendingLoginsPerSource)
 	}
+	auto := `{"region":"us-east-1","ca_bundle":"x","databases":[],"assume_role_arn":"arn:aws:iam::123456789012:role/rdsgate-proxy","auto":{}}`
+	if c, err := ParseConfig([]byte(auto), "proxy.json"); err != nil || time.Duration(c.Auto.Interval) != DefaultAutoInterval || c.Auto.BaseRole != c.AssumeRoleARN {
+		t.Fatalf("automatic mode without databases: %v", err)
+	}
 	gw := `{"region":"us-east-1","ca_bundle":"x","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r","client_ca":"ca"}}`
 	if c, err := ParseConfig([]byte(gw), "proxy.json"); err != nil || c.MaxPendingLoginsPerSource != DefaultMaxPendingLoginsPerSource {
 		t.Fatalf("gateway config: %v (per source %d)", err, c.MaxPendingLoginsPerSource)
@@ -120,6 +124,11 @@ func TestConfigValidation(t *testing.T) {
 		"half a gateway":           {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306"}}`, "tls_cert, tls_key and rbac_file are required"},
 		"gateway without identity": {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r"}}`, "set client_ca (certificates), iam (IAM identity tokens), or both"},
 		"iam without audience":     {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r","iam":{}}}`, "audience must name this gateway"},
+		"auto interval":            {`{"ca_bundle":"x","region":"r","databases":[],"assume_role_arn":"arn:aws:iam::1:role/p","auto":{"interval":"1s"}}`, "interval 1s is shorter than 10s"},
+		"auto without base role":   {`{"ca_bundle":"x","region":"r","databases":[],"auto":{}}`, "base_role \"\" must be the proxy's role ARN"},
+		"auto type":                {`{"ca_bundle":"x","region":"r","databases":[],"assume_role_arn":"arn:aws:iam::1:role/p","auto":{"types":["redshift"]}}`, `types: "redshift" is not rds, aurora or rds-proxy`},
+		"discovered in a file":     {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","discovered":true}]}`, `"discovered" is automatic mode's mark`},
+		"fallback not a role":      {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","fallback_role_arns":["arn:aws:iam::1:user/u"]}]}`, "is not a role ARN"},
 		"address":                  {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","address":"nowhere"}]}`, "address \"nowhere\" must be host:port"},
 	} {
 		if _, err := ParseConfig([]byte(tc.cfg), "proxy.json"); err == nil || !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {

@@ -304,14 +304,29 @@ func pgKeyData(pid uint32, secret []byte) []byte {
 	return b
 }
 
-// loginPostgres connects to the database and logs in with an IAM token. It
-// returns the connection, its reader (which may hold bytes of the session)
-// and what the client must receive: AuthenticationOk, the parameters, the
-// proxy's own cancel key and ReadyForQuery.
+// loginPostgres connects to the database and logs in with an IAM token,
+// signed through the principal that holds the database's permission (see
+// Database.FallbackRoleARNs). It returns the connection, its reader (which
+// may hold bytes of the session) and what the client must receive:
+// AuthenticationOk, the parameters, the proxy's own cancel key and
+// ReadyForQuery.
 func (s *session) loginPostgres(req *StartupRequest, params map[string]string, reuse *reuseInfo) (net.Conn, *bufio.Reader, []byte, error) {
+	var (
+		conn     net.Conn
+		br       *bufio.Reader
+		greeting []byte
+	)
+	err := s.srv.signers.try(s, func(signer *Database) (err error) {
+		conn, br, greeting, err = s.loginPostgresAs(req, params, reuse, signer)
+		return err
+	})
+	return conn, br, greeting, err
+}
+
+func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string, reuse *reuseInfo, signer *Database) (net.Conn, *bufio.Reader, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.srv.config().DialTimeout)+5*time.Second)
 	defer cancel()
-	token, err := s.srv.creds.token(ctx, s.srv.base, s.db, s.user)
+	token, err := s.srv.creds.token(ctx, s.srv.base, signer, s.user)
 	if err != nil {
 		return nil, nil, nil, &backendError{msg: err.Error()}
 	}
@@ -366,6 +381,7 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string, r
 			if err := e.Decode(body); err != nil {
 				return nil, nil, nil, fmt.Errorf("malformed error from %s", s.db.Name)
 			}
+			tc.Close() // a login through another principal dials anew
 			return nil, nil, nil, &pgRefusal{e}
 		case 'K':
 			var k pgproto3.BackendKeyData

@@ -25,13 +25,53 @@ func (s *Server) listenerOf(name string) net.Listener {
 // moved. Open sessions go on as they started. What cannot change without a
 // restart is named in the error, and then nothing changes. It returns what
 // changed, for the log. The proxy keeps cfg: do not change it afterwards.
+//
+// In automatic mode the databases it found stay served beside the file's
+// (a database the file names is the file's).
 func (s *Server) Reload(cfg *Config) ([]string, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
+	return s.reload(func(old *Config) *Config {
+		if cfg.Auto != nil {
+			for _, d := range old.Databases {
+				if d.Discovered && cfg.Database(d.Name) == nil {
+					cfg.Databases = append(cfg.Databases, d)
+				}
+			}
+		}
+		return cfg
+	})
+}
+
+// serveDiscovered replaces the databases automatic mode serves, and
+// nothing else: a database of the file keeps its name (a discovered one of
+// the same name is left out).
+func (s *Server) serveDiscovered(dbs []Database) ([]string, error) {
+	return s.reload(func(old *Config) *Config {
+		cfg := *old
+		cfg.Databases = nil
+		for _, d := range old.Databases {
+			if !d.Discovered {
+				cfg.Databases = append(cfg.Databases, d)
+			}
+		}
+		for _, d := range dbs {
+			if cfg.Database(d.Name) == nil {
+				d.Discovered = true
+				cfg.Databases = append(cfg.Databases, d)
+			}
+		}
+		return &cfg
+	})
+}
+
+// reload applies the configuration build makes from the one in force.
+func (s *Server) reload(build func(old *Config) *Config) ([]string, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	old := s.config()
+	cfg := build(old)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if fixed := restartOnly(old, cfg); len(fixed) > 0 {
 		return nil, fmt.Errorf("%w: %s changed, which needs a restart (systemctl restart rdsgate-proxy); nothing was reloaded",
 			ErrConfig, strings.Join(fixed, ", "))
@@ -97,6 +137,7 @@ func (s *Server) Reload(cfg *Config) ([]string, error) {
 		return nil, err
 	}
 	s.current.Store(st)
+	s.signers.forget(func(name string) bool { return cfg.Database(name) != nil })
 	s.mu.Lock()
 	for _, name := range toClose {
 		if ln := s.listeners[name]; ln != nil {
@@ -140,6 +181,9 @@ func restartOnly(a, b *Config) []string {
 	diff("event_loops", a.EventLoops, b.EventLoops)
 	diff("pprof", a.Pprof, b.Pprof)
 	diff("log_level", a.LogLevel, b.LogLevel)
+	if (a.Auto == nil) != (b.Auto == nil) {
+		out = append(out, "auto")
+	}
 	if (a.Gateway == nil) != (b.Gateway == nil) {
 		return append(out, "gateway")
 	}

@@ -62,6 +62,9 @@ type Server struct {
 	cancels     cancelRegistry
 	mysqlIDs    mysqlIDs
 	pool        connPool
+	signers     signerChoice
+	auto        *autoState
+	autoCycle   AutoCycle
 }
 
 // Option configures a Server.
@@ -136,6 +139,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 	var err error
 	s := &Server{metrics: newMetrics(), listeners: map[string]net.Listener{}, conns: map[*session]struct{}{},
 		base: roleRef{cfg.AssumeRoleARN, cfg.ExternalID}}
+	s.auto = newAutoState(s.metrics.registry)
 	s.log = slog.New(NewRedactingHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.Level()})))
 	for _, o := range opts {
 		o(s)
@@ -164,8 +168,11 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 		}
 		s.awsConfig = &c
 	}
-	if s.awsConfig.Region == "" {
+	if s.awsConfig.Region == "" && len(cfg.Databases) > 0 {
 		s.awsConfig.Region = cfg.Databases[0].Region
+	}
+	if cfg.Auto != nil && s.autoCycle == nil {
+		return nil, fmt.Errorf("%w: auto: this build of the proxy has no automatic mode; run it with rdsgate proxy start", ErrConfig)
 	}
 	s.creds = newCredentials(*s.awsConfig, s.metrics)
 	if g := cfg.Gateway; g != nil {
@@ -256,6 +263,7 @@ func (s *Server) Start() error {
 		go func() { _ = s.health.Serve(ln) }()
 	}
 	s.started.Store(true)
+	s.startAuto()
 	names := make([]string, 0, len(s.listeners))
 	for name, ln := range s.listeners {
 		names = append(names, name+"="+ln.Addr().String())
@@ -362,6 +370,7 @@ func (s *Server) closeListeners() {
 // is done, then closes what is left and reports it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopping.Store(true)
+	s.stopAuto()
 	s.closeListeners()
 	s.log.Info("shutting down: no new connections; waiting for open ones", "open", s.Active())
 	done := make(chan struct{})
@@ -422,6 +431,7 @@ func (s *Server) healthHandler() http.Handler {
 			fmt.Fprintln(w, "ok")
 		}
 	})
+	mux.HandleFunc("/automatic", s.autoHandler)
 	mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.registry, promhttp.HandlerOpts{}))
 	if s.config().Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -34,6 +34,9 @@ type Options struct {
 	FirstPort  int
 	Ports      map[string]int
 	Previous   *proxyd.Config
+	// Taken are ports that other listeners hold (a configuration's own
+	// databases beside discovered ones), by port: the holder's name.
+	Taken map[int]string
 	// DBUsers limits the users of every database (default: the inventory's).
 	DBUsers []string
 	// Addresses are where to connect instead of a database's endpoint, by
@@ -94,7 +97,7 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 			}
 		}
 	}
-	ports, err := AssignPorts(names, o.FirstPort, o.Ports, previous)
+	ports, err := assignPorts(names, o.FirstPort, o.Ports, previous, o.Taken)
 	if err != nil {
 		return nil, err
 	}
@@ -146,10 +149,18 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 // no other database holds. Two databases asking for one port is an error
 // that names both and what to change; nothing is moved to resolve it.
 func AssignPorts(names []string, first int, pins, previous map[string]int) (map[string]int, error) {
+	return assignPorts(names, first, pins, previous, nil)
+}
+
+// assignPorts is AssignPorts with ports that listeners outside names hold.
+func assignPorts(names []string, first int, pins, previous map[string]int, taken map[int]string) (map[string]int, error) {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", policies.ErrInvalidInput, fmt.Sprintf(format, args...))
 	}
-	ports, owner := map[string]int{}, map[int]string{}
+	ports, owner := map[string]int{}, maps.Clone(taken)
+	if owner == nil {
+		owner = map[int]string{}
+	}
 	for _, name := range slices.Sorted(maps.Keys(pins)) {
 		port := pins[name]
 		switch {

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +45,7 @@ type FaultProxy struct {
 	injected int
 	requests []Request
 	after    func(op string, status int)
+	rewrite  func(op string, body []byte) []byte
 	lag      *lag
 }
 
@@ -74,11 +78,22 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.ModifyResponse = func(resp *http.Response) error {
 		fp.mu.Lock()
-		after := fp.after
+		after, rewrite := fp.after, fp.rewrite
 		if fp.lag != nil && resp.StatusCode == 200 {
 			fp.lag.created(resp.Request.Header.Get("X-Rdsgate-Op"), resp.Request.Header.Get("X-Rdsgate-Entity"))
 		}
 		fp.mu.Unlock()
+		if rewrite != nil && resp.StatusCode == 200 {
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			body = rewrite(resp.Request.Header.Get("X-Rdsgate-Op"), body)
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			resp.ContentLength = int64(len(body))
+			resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+		}
 		if after != nil {
 			after(resp.Request.Header.Get("X-Rdsgate-Op"), resp.StatusCode)
 		}
@@ -121,6 +136,34 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 	return fp
 }
 
+// Rewrite sets a hook that changes the emulator's successful answers.
+func (fp *FaultProxy) Rewrite(f func(op string, body []byte) []byte) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.rewrite = f
+}
+
+var (
+	reDBInstance = regexp.MustCompile(`(?s)<DBInstance>.*?</DBInstance>`)
+	reInstanceID = regexp.MustCompile(`<DBInstanceIdentifier>([^<]+)</DBInstanceIdentifier>`)
+	reResourceID = regexp.MustCompile(`<DbiResourceId>[^<]*</DbiResourceId>`)
+)
+
+// DistinctResourceIDs rewrites RDS answers so that every instance has a
+// resource id of its own, as in AWS: moto 5.2.1 gives every instance
+// db-M5ENSHXFPU6XHZ4G4ZEI5QIO2U, and rds-db:connect ARNs name resource ids.
+func DistinctResourceIDs(_ string, body []byte) []byte {
+	return reDBInstance.ReplaceAllFunc(body, func(block []byte) []byte {
+		m := reInstanceID.FindSubmatch(block)
+		if m == nil {
+			return block
+		}
+		sum := sha256.Sum256(m[1])
+		id := "db-" + base32.StdEncoding.EncodeToString(sum[:])[:26]
+		return reResourceID.ReplaceAll(block, []byte("<DbiResourceId>"+id+"</DbiResourceId>"))
+	})
+}
+
 // Decide sets the fault rule.
 func (fp *FaultProxy) Decide(f func(op string, n int) *Fault) {
 	fp.mu.Lock()
@@ -142,6 +185,13 @@ func (fp *FaultProxy) Injected() int {
 	fp.mu.Lock()
 	defer fp.mu.Unlock()
 	return fp.injected
+}
+
+// All returns every request seen so far.
+func (fp *FaultProxy) All() []Request {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	return append([]Request(nil), fp.requests...)
 }
 
 // Requests returns the requests seen so far with the given operation.

@@ -53,6 +53,9 @@ type World struct {
 	Principals map[string]*Principal
 	Quotas     Quotas
 	parsed     map[string][]statement // document text -> statements, shared by clones
+	// requestKeys are the condition keys of the request being judged
+	// (AllowsRequest); nil when they are unknown.
+	requestKeys map[string]string
 }
 
 // New returns an empty world for a base principal.
@@ -286,7 +289,15 @@ func (w *World) Allows(arn, action, resource string) bool {
 // Allows evaluates identity policy documents, and a permissions boundary
 // unless it is "", for one request, as IAM does within one account.
 func Allows(identity []string, boundary, action, resource string) bool {
+	return AllowsRequest(identity, boundary, action, resource, nil)
+}
+
+// AllowsRequest is Allows for a request with condition keys (lower case:
+// iam:policyarn): an Allow with a condition counts when the condition
+// holds for them (StringEquals, StringLike, ArnEquals, ArnLike).
+func AllowsRequest(identity []string, boundary, action, resource string, keys map[string]string) bool {
 	w := New("", "", Quotas{})
+	w.requestKeys = keys
 	p := w.Principal("role", "r", "r")
 	for i, d := range identity {
 		p.Inline[fmt.Sprint(i)] = d
@@ -316,7 +327,9 @@ func (w *World) allowedBy(docs []string, action, resource string) bool {
 			if st.effect == "Deny" {
 				return false
 			}
-			if len(st.condition) == 0 { // an Allow with a condition is not counted on
+			// An Allow with a condition is not counted on, unless the
+			// request's keys are known and satisfy it.
+			if len(st.condition) == 0 || w.requestKeys != nil && st.conditionHolds(w.requestKeys) {
 				allowed = true
 			}
 		}
@@ -357,16 +370,26 @@ func (s statement) principalNames(arn string) bool {
 	return false
 }
 
-// conditionHolds supports StringEquals, the only operator rdsgate's trust
-// policies use; anything else does not hold.
+// conditionHolds supports StringEquals (rdsgate's trust policies) and
+// StringLike, ArnEquals and ArnLike (its bootstrap policy); anything else,
+// or a key the request lacks, does not hold.
 func (s statement) conditionHolds(ctx map[string]string) bool {
 	for op, keys := range s.condition {
-		if op != "StringEquals" {
-			return false
-		}
 		for k, want := range keys {
 			got, ok := ctx[strings.ToLower(k)]
-			if !ok || !contains(want, got) {
+			if !ok {
+				return false
+			}
+			switch op {
+			case "StringEquals", "ArnEquals":
+				if !contains(want, got) {
+					return false
+				}
+			case "StringLike", "ArnLike":
+				if !matchAny(want, got, false) {
+					return false
+				}
+			default:
 				return false
 			}
 		}

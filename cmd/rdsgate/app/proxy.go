@@ -18,6 +18,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rdsgate/rdsgate/bootstrap"
+	"github.com/rdsgate/rdsgate/internal/autoproxy"
 	"github.com/rdsgate/rdsgate/internal/proxyconf"
 	"github.com/rdsgate/rdsgate/policies"
 	"github.com/rdsgate/rdsgate/proxyd"
@@ -113,7 +115,15 @@ func proxyStart(c *cli.Context, cfg *config) error {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
 	logger := slog.New(slog.NewJSONHandler(cfg.stderr, &slog.HandlerOptions{Level: pc.Level()}))
-	srv, err := proxyd.New(c.Context, pc, proxyd.WithLogger(logger))
+	opts := []proxyd.Option{proxyd.WithLogger(logger)}
+	if pc.Auto != nil {
+		cycle, err := autoproxy.New(c.Context, pc, bootstrap.Config{})
+		if err != nil {
+			return err
+		}
+		opts = append(opts, proxyd.WithAutomatic(cycle.Run))
+	}
+	srv, err := proxyd.New(c.Context, pc, opts...)
 	if err != nil {
 		if errors.Is(err, proxyd.ErrConfig) {
 			return &ExitError{Code: ExitUsage, Err: err}
@@ -124,10 +134,15 @@ func proxyStart(c *cli.Context, cfg *config) error {
 		return err
 	}
 	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(signals)
 	first := <-signals
-	for ; first == syscall.SIGHUP; first = <-signals {
+	for ; first == syscall.SIGHUP || first == syscall.SIGUSR1; first = <-signals {
+		if first == syscall.SIGUSR1 {
+			// Automatic mode: a cycle now rather than at the interval.
+			srv.RunAutoCycle()
+			continue
+		}
 		reload(srv, path, logger)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(pc.DrainTimeout))
