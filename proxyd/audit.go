@@ -17,7 +17,10 @@ type AuditEvent struct {
 	// database in a session), db_change (a MySQL session's USE or
 	// COM_INIT_DB the RBAC allowed), refused (a command the gateway does not
 	// let through: COM_CHANGE_USER, a KILL it cannot translate).
-	Event    string `json:"event"`
+	Event string `json:"event"`
+	// Replica is the proxy that wrote it (replica, or the host's name):
+	// behind a load balancer, which of the fleet served the session.
+	Replica  string `json:"replica,omitempty"`
 	Session  uint32 `json:"session"`
 	Identity string `json:"identity,omitempty"` // gateway: certificate subject or IAM ARN
 	Database string `json:"database,omitempty"`
@@ -38,13 +41,14 @@ type AuditEvent struct {
 
 // auditLog writes events as JSON lines; nil writes nothing.
 type auditLog struct {
-	mu sync.Mutex
-	w  io.Writer
-	f  *os.File
+	mu      sync.Mutex
+	w       io.Writer
+	f       *os.File
+	replica string
 }
 
-func openAudit(path string) (*auditLog, error) {
-	a := &auditLog{}
+func openAudit(path, replica string) (*auditLog, error) {
+	a := &auditLog{replica: replica}
 	return a, a.reopen(path)
 }
 
@@ -86,6 +90,7 @@ func (a *auditLog) write(e AuditEvent) {
 		return
 	}
 	e.Time = e.Time.UTC()
+	e.Replica = a.replica
 	line, err := json.Marshal(e)
 	if err != nil {
 		return

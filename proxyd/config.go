@@ -51,6 +51,10 @@ type Config struct {
 	// Gateway, when set, accepts clients that prove who they are with TLS
 	// client certificates or IAM identity tokens.
 	Gateway *Gateway `json:"gateway,omitempty"`
+	// Replica names this proxy among several that serve as one behind a
+	// load balancer, in its audit lines and logs (default: $RDSGATE_REPLICA,
+	// else the host's name, which is the pod's on Kubernetes).
+	Replica string `json:"replica,omitempty"`
 	// AuditLog receives one JSON line per session start and end and per
 	// denied attempt: a file path, or "-" for standard output.
 	AuditLog string `json:"audit_log,omitempty"`
@@ -244,6 +248,7 @@ func (c *Config) Validate() error {
 	if c.MaxConnections == 0 {
 		c.MaxConnections = DefaultMaxConnections
 	}
+
 	if c.DialTimeout == 0 {
 		c.DialTimeout = Duration(DefaultDialTimeout)
 	}
@@ -445,6 +450,18 @@ func SocketPath(dir, protocol, name string, port int) string {
 }
 
 var logLevels = map[string]slog.Level{"": slog.LevelInfo, "debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}
+
+// replica is Replica, or its default.
+func (c *Config) replica() string {
+	if c.Replica != "" {
+		return c.Replica
+	}
+	if r := os.Getenv("RDSGATE_REPLICA"); r != "" {
+		return r
+	}
+	h, _ := os.Hostname()
+	return h
+}
 
 // Level is the slog level that log_level names (info when unset).
 func (c *Config) Level() slog.Level { return logLevels[c.LogLevel] }

@@ -185,7 +185,7 @@ func New(ctx context.Context, cfg *Config, opts ...Option) (*Server, error) {
 			}
 		}
 	}
-	if s.audit, err = openAudit(cfg.AuditLog); err != nil {
+	if s.audit, err = openAudit(cfg.AuditLog, cfg.replica()); err != nil {
 		return nil, err
 	}
 	return s, nil

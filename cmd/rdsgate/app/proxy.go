@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/signal"
@@ -94,6 +95,13 @@ func proxyCommand(cfg *config) *cli.Command {
 					&cli.StringFlag{Name: "gateway-postgres", Category: "gateway", Usage: "PostgreSQL listener `ADDR` (default :5432 when there is a PostgreSQL database)"},
 					&cli.StringFlag{Name: "gateway-mysql", Category: "gateway", Usage: "MySQL listener `ADDR` (default :3306 when there is a MySQL database)"},
 					&cli.StringFlag{Name: "gateway-api", Category: "gateway", Value: ":8443", Usage: "HTTPS API `ADDR` for rdsgate db ls/connect/env (\"\" for none)"},
+					&cli.StringFlag{Name: "kubernetes", Category: "kubernetes", Usage: "also write a gateway fleet's manifests to `DIR` (Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceAccount, ConfigMap), with the commands that apply them"},
+					&cli.StringFlag{Name: "image", Category: "kubernetes", Usage: "container `IMAGE` that runs rdsgate"},
+					&cli.StringFlag{Name: "namespace", Category: "kubernetes", Usage: "`NAMESPACE` of the objects (default: kubectl's)"},
+					&cli.StringFlag{Name: "iam-role-arn", Category: "kubernetes", Usage: "the proxy's role `ARN`, for IAM roles for service accounts"},
+					&cli.IntFlag{Name: "replicas", Category: "kubernetes", Value: 3, Usage: "pods the fleet keeps at least"},
+					&cli.IntFlag{Name: "max-replicas", Category: "kubernetes", Value: 10, Usage: "pods the autoscaler may run at 70% CPU"},
+					&cli.StringFlag{Name: "service-type", Category: "kubernetes", Value: "ClusterIP", Usage: "ClusterIP, or LoadBalancer (an NLB with pod targets)"},
 					&cli.BoolFlag{Name: "merge", Usage: "add or update --name in an existing --output (its other databases, and its listener when it is there already, are kept)"},
 					&cli.BoolFlag{Name: "systemd", Usage: "also write rdsgate-proxy.service and rdsgate.sysusers.conf next to the configuration, with the commands that install them"},
 					&cli.StringFlag{Name: "install-config", Usage: "where the unit finds the configuration once installed (default /etc/rdsgate/ and the --output file's name)"},
@@ -318,6 +326,21 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 			return err
 		}
 	}
+	// Manifests are worked out before anything is written: a refusal
+	// leaves no half of the result behind.
+	var kube *kubeManifests
+	if dir := c.String("kubernetes"); dir != "" {
+		var err error
+		if kube, err = kubernetesManifests(c, dir, pc); err != nil {
+			return err
+		}
+	} else {
+		for _, f := range []string{"image", "namespace", "iam-role-arn", "replicas", "max-replicas", "service-type"} {
+			if c.IsSet(f) {
+				return usageError("--%s shapes the Kubernetes manifests: add --kubernetes DIR", f)
+			}
+		}
+	}
 	data, err := proxyconf.JSON(pc)
 	if err != nil {
 		return err
@@ -358,6 +381,11 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		}
 		fmt.Fprintf(cfg.stdout, "Wrote %s and %s (the rdsgate system user). Install them with\n%s", unit, users, proxyconf.InstallCommands(out, installed, unit, users, pc))
 	}
+	if kube != nil {
+		if err := kube.write(cfg, pc); err != nil {
+			return err
+		}
+	}
 	if g := pc.Gateway; g != nil {
 		fmt.Fprintf(cfg.stdout, "Gateway: %s\n", strings.Join(slices.DeleteFunc([]string{
 			listenerLine("PostgreSQL", g.ListenPostgres), listenerLine("MySQL", g.ListenMySQL), listenerLine("API", g.ListenAPI)}, func(s string) bool { return s == "" }), ", "))
@@ -368,6 +396,52 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 		fmt.Fprintf(cfg.stdout, "Test a rule with: rdsgate access check --config %s --identity ARN --db NAME --db-user USER\n", out)
 	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
+	return nil
+}
+
+// kubeManifests are a gateway fleet's manifests, to be written to dir.
+type kubeManifests struct {
+	dir   string
+	o     proxyconf.KubeOptions
+	files map[string][]byte
+}
+
+// kubernetesManifests works out the manifests of --kubernetes.
+func kubernetesManifests(c *cli.Context, dir string, pc *proxyd.Config) (*kubeManifests, error) {
+	o := proxyconf.KubeOptions{Name: "rdsgate-proxy", Namespace: c.String("namespace"), Image: c.String("image"), IAMRoleARN: c.String("iam-role-arn"),
+		Replicas: c.Int("replicas"), MaxReplicas: c.Int("max-replicas"), ServiceType: c.String("service-type")}
+	if o.IAMRoleARN != "" {
+		if n, err := policies.ParseIAMARN(o.IAMRoleARN); err != nil || n.Type != string(policies.PrincipalRole) {
+			return nil, usageError("--iam-role-arn %q is not a role ARN (arn:aws:iam::123456789012:role/rdsgate-proxy)", o.IAMRoleARN)
+		}
+	}
+	if pc.Gateway != nil {
+		if data, err := os.ReadFile(pc.Gateway.RBACFile); err == nil {
+			o.RBAC = data
+		}
+	}
+	files, _, err := proxyconf.Kubernetes(pc, o)
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	return &kubeManifests{dir: dir, o: o, files: files}, nil
+}
+
+// write writes the manifests and says how to apply them.
+func (k *kubeManifests) write(cfg *config, pc *proxyd.Config) error {
+	if err := os.MkdirAll(k.dir, 0o755); err != nil {
+		return err
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.files)) {
+		if err := writeOutput(filepath.Join(k.dir, name), k.files[name]); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(cfg.stdout, "Wrote %s to %s. Create the CA bundle and certificates they mount, then apply them:\n%s",
+		policies.Count(len(k.files), "Kubernetes manifest"), k.dir, proxyconf.KubeInstructions(k.dir, pc, k.o))
+	if len(k.o.RBAC) == 0 {
+		fmt.Fprintf(cfg.stdout, "The ConfigMap's rbac.json denies everyone: write the rules in it (kubectl edit configmap %s).\n", k.o.Name)
+	}
 	return nil
 }
 

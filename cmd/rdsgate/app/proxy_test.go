@@ -489,3 +489,32 @@ func TestProxyConfigureGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestProxyConfigureKubernetesRefuses: manifests are for a gateway fleet
+// with an image; the flags that shape them need --kubernetes.
+func TestProxyConfigureKubernetesRefuses(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"proxy", "configure", "--name", "orders", "--protocol", "postgres", "--uri", "orders.abc.us-east-1.rds.amazonaws.com:5432",
+		"--region", "us-east-1", "--output", filepath.Join(dir, "proxy.json")}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--kubernetes", filepath.Join(dir, "k8s"), "--image", "rdsgate:1"}, "serves as a gateway"},
+		{[]string{"--gateway", "--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--kubernetes", filepath.Join(dir, "k8s")}, "need --image"},
+		{[]string{"--image", "rdsgate:1"}, "--image shapes the Kubernetes manifests: add --kubernetes DIR"},
+		{[]string{"--gateway", "--tls-cert", "c", "--tls-key", "k", "--client-ca", "ca", "--kubernetes", filepath.Join(dir, "k8s"), "--image", "x",
+			"--iam-role-arn", "arn:aws:iam::123456789012:user/u"}, "is not a role ARN"},
+	} {
+		os.Remove(filepath.Join(dir, "proxy.json"))
+		r := run(t, "", append(base, tc.args...)...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d %q, want %q", tc.args, r.code, r.stderr, tc.want)
+		}
+		for _, f := range []string{"k8s", "proxy.json"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+				t.Errorf("%v: refused, but wrote %s", tc.args, f)
+			}
+		}
+	}
+}
