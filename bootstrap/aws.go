@@ -70,7 +70,8 @@ type Config struct {
 // Endpoints are per-service endpoint overrides; empty ones use the SDK's
 // resolution.
 type Endpoints struct {
-	IAM, STS, RDS string
+	IAM, STS, RDS                string
+	Redshift, RedshiftServerless string
 }
 
 // Defaults for retries: IAM throttles bursts of writes, and an apply of a

@@ -19,6 +19,8 @@ type RDSAPI interface {
 	DescribeDBInstances(context.Context, *rds.DescribeDBInstancesInput, ...func(*rds.Options)) (*rds.DescribeDBInstancesOutput, error)
 	DescribeDBClusters(context.Context, *rds.DescribeDBClustersInput, ...func(*rds.Options)) (*rds.DescribeDBClustersOutput, error)
 	DescribeDBProxies(context.Context, *rds.DescribeDBProxiesInput, ...func(*rds.Options)) (*rds.DescribeDBProxiesOutput, error)
+	DescribeDBClusterEndpoints(context.Context, *rds.DescribeDBClusterEndpointsInput, ...func(*rds.Options)) (*rds.DescribeDBClusterEndpointsOutput, error)
+	DescribeDBProxyEndpoints(context.Context, *rds.DescribeDBProxyEndpointsInput, ...func(*rds.Options)) (*rds.DescribeDBProxyEndpointsOutput, error)
 	ModifyDBInstance(context.Context, *rds.ModifyDBInstanceInput, ...func(*rds.Options)) (*rds.ModifyDBInstanceOutput, error)
 	ModifyDBCluster(context.Context, *rds.ModifyDBClusterInput, ...func(*rds.Options)) (*rds.ModifyDBClusterOutput, error)
 	ListTagsForResource(context.Context, *rds.ListTagsForResourceInput, ...func(*rds.Options)) (*rds.ListTagsForResourceOutput, error)
@@ -132,7 +134,9 @@ func EnableIAMAuth(ctx context.Context, api RDSAPI, kind policies.ResourceKind, 
 
 // DiscoverOptions filter discovery.
 type DiscoverOptions struct {
-	// Types are rds (instances), aurora (clusters) and rds-proxy.
+	// Types are rds (instances), aurora (clusters), rds-proxy, redshift
+	// (provisioned clusters) and redshift-serverless (workgroups); the
+	// default is the first three.
 	Types   []string
 	Regions []string
 	// Tags must all match: key=value, or key alone for any value.
@@ -156,12 +160,9 @@ const (
 func CheckDiscoverTypes(types []string) error {
 	for _, t := range types {
 		switch t {
-		case DiscoverRDS, DiscoverAurora, DiscoverRDSProxy:
-		case policies.TypeRedshift, policies.TypeRedshiftServerless:
-			return fmt.Errorf("%w: --types %s: discover lists RDS instances (rds), Aurora clusters (aurora) and RDS Proxies (rds-proxy); "+
-				"it does not list Redshift (print-iam grants Redshift's permissions for a proxy that serves it)", policies.ErrInvalidInput, t)
+		case DiscoverRDS, DiscoverAurora, DiscoverRDSProxy, policies.TypeRedshift, policies.TypeRedshiftServerless:
 		default:
-			return fmt.Errorf("%w: unknown type %q; use rds, aurora or rds-proxy", policies.ErrInvalidInput, t)
+			return fmt.Errorf("%w: unknown type %q; use rds, aurora, rds-proxy, redshift or redshift-serverless", policies.ErrInvalidInput, t)
 		}
 	}
 	return nil
@@ -206,6 +207,10 @@ func Discover(ctx context.Context, c *Clients, o DiscoverOptions) (*policies.Inv
 				err = d.clusters(ctx)
 			case DiscoverRDSProxy:
 				err = d.proxies(ctx)
+			case policies.TypeRedshift:
+				err = d.redshiftClusters(ctx, c.Redshift(region))
+			case policies.TypeRedshiftServerless:
+				err = d.redshiftWorkgroups(ctx, c.RedshiftServerless(region))
 			}
 			if err != nil {
 				return nil, err
@@ -360,6 +365,7 @@ func (d *discoverer) clusters(ctx context.Context) error {
 				reader.Labels = d.labels(tags, engine, version, "cluster-reader", aws.ToString(cl.Status), "")
 				d.inv.Databases = append(d.inv.Databases, reader)
 			}
+			d.customEndpoints(ctx, base, tags)
 		}
 	}
 	return nil
@@ -406,15 +412,77 @@ func (d *discoverer) proxies(ctx context.Context) error {
 				d.skip(name, "IAM authentication is disabled on the proxy; set IAMAuth to REQUIRED in its authentication settings")
 				continue
 			}
-			d.inv.Databases = append(d.inv.Databases, policies.Database{
+			db := policies.Database{
 				Name: name, Engine: engine, Kind: policies.KindProxy, Identifier: name,
 				ResourceID: arn[strings.LastIndexByte(arn, ':')+1:], Region: d.region, AccountID: d.o.AccountID,
 				Endpoint: aws.ToString(px.Endpoint), Port: port, DBUsers: d.users(tags),
 				Labels: d.labels(tags, string(engine), "", "proxy", string(px.Status), aws.ToString(px.VpcId)),
-			})
+			}
+			d.inv.Databases = append(d.inv.Databases, db)
+			d.proxyEndpoints(ctx, db, tags)
 		}
 	}
 	return nil
+}
+
+// customEndpoints adds a cluster's custom endpoints (a chosen set of its
+// instances, reader or any), each served under its own name with the
+// cluster's permission. When they cannot be listed (a policy from before
+// rdsgate asked for rds:DescribeDBClusterEndpoints) the cluster is still
+// served and the endpoints are named as skipped.
+func (d *discoverer) customEndpoints(ctx context.Context, cluster policies.Database, tags map[string]string) {
+	in := &rds.DescribeDBClusterEndpointsInput{DBClusterIdentifier: aws.String(cluster.Identifier)}
+	for {
+		out, err := d.api.DescribeDBClusterEndpoints(ctx, in)
+		if err != nil {
+			d.skip(cluster.Identifier+" (custom endpoints)", "could not list the cluster's custom endpoints: "+explain(err, "rds:DescribeDBClusterEndpoints", "cluster "+cluster.Identifier).Error())
+			return
+		}
+		for _, ep := range out.DBClusterEndpoints {
+			if aws.ToString(ep.EndpointType) != "CUSTOM" {
+				continue
+			}
+			db := cluster
+			db.Name, db.Endpoint = aws.ToString(ep.DBClusterEndpointIdentifier), aws.ToString(ep.Endpoint)
+			db.Labels = d.labels(tags, string(cluster.Engine), cluster.EngineVersion, "cluster-custom", aws.ToString(ep.Status), "")
+			db.Labels["custom-endpoint-type"] = strings.ToLower(aws.ToString(ep.CustomEndpointType))
+			db.Labels["cluster"] = cluster.Identifier
+			d.inv.Databases = append(d.inv.Databases, db)
+		}
+		if aws.ToString(out.Marker) == "" {
+			return
+		}
+		in.Marker = out.Marker
+	}
+}
+
+// proxyEndpoints adds an RDS Proxy's endpoints beyond its default one
+// (read-only endpoints, endpoints in other VPCs), each served under its own
+// name with the proxy's permission.
+func (d *discoverer) proxyEndpoints(ctx context.Context, proxy policies.Database, tags map[string]string) {
+	in := &rds.DescribeDBProxyEndpointsInput{DBProxyName: aws.String(proxy.Identifier)}
+	for {
+		out, err := d.api.DescribeDBProxyEndpoints(ctx, in)
+		if err != nil {
+			d.skip(proxy.Identifier+" (endpoints)", "could not list the proxy's endpoints: "+explain(err, "rds:DescribeDBProxyEndpoints", "proxy "+proxy.Identifier).Error())
+			return
+		}
+		for _, ep := range out.DBProxyEndpoints {
+			if aws.ToBool(ep.IsDefault) {
+				continue
+			}
+			db := proxy
+			db.Name, db.Endpoint = aws.ToString(ep.DBProxyEndpointName), aws.ToString(ep.Endpoint)
+			db.Labels = d.labels(tags, string(proxy.Engine), "", "proxy-endpoint", string(ep.Status), aws.ToString(ep.VpcId))
+			db.Labels["target-role"] = strings.ToLower(string(ep.TargetRole))
+			db.Labels["proxy"] = proxy.Identifier
+			d.inv.Databases = append(d.inv.Databases, db)
+		}
+		if aws.ToString(out.Marker) == "" {
+			return
+		}
+		in.Marker = out.Marker
+	}
 }
 
 // uniqueNames suffixes the region to names that occur in several regions.

@@ -2,6 +2,8 @@ package bootstrap
 
 import (
 	"context"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -192,5 +194,85 @@ func TestDiscover(t *testing.T) {
 	}
 	if _, err := Discover(ctx, f.c, DiscoverOptions{Regions: []string{"mars-1"}}); err == nil || !strings.Contains(err.Error(), "unknown region") {
 		t.Fatalf("bad region: %v", err)
+	}
+}
+
+// TestDiscoverEndpoints: an Aurora cluster's custom endpoints and an RDS
+// Proxy's endpoints beyond its default are served under their own names,
+// with the cluster's or the proxy's permission; the built-in endpoints are
+// not listed twice. moto 5.2.1 has neither API: a front in front of it
+// answers them as RDS does, and refusing them (an older bootstrap policy)
+// keeps the cluster and the proxy and names what could not be listed.
+func TestDiscoverEndpoints(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	m := testenv.StartMoto(t)
+	front := testenv.StartFaultProxy(t, m.URL)
+	f := fixture{t: t, c: connect(t, front.URL), url: front.URL}
+	f.cluster("eu-west-1", "catalog", "aurora-postgresql", "", true, nil)
+	f.proxy("eu-west-1", "orders-proxy", "POSTGRESQL", rdstypes.IAMAuthModeRequired, nil)
+	front.Answer("DescribeDBClusterEndpoints", func(form url.Values) string {
+		if form.Get("DBClusterIdentifier") != "catalog" {
+			return `<DescribeDBClusterEndpointsResponse><DescribeDBClusterEndpointsResult><DBClusterEndpoints/></DescribeDBClusterEndpointsResult></DescribeDBClusterEndpointsResponse>`
+		}
+		ep := func(id, typ, custom string) string {
+			return `<DBClusterEndpointList><DBClusterEndpointIdentifier>` + id + `</DBClusterEndpointIdentifier><DBClusterIdentifier>catalog</DBClusterIdentifier>` +
+				`<Endpoint>` + id + `.cluster-custom-abc.eu-west-1.rds.amazonaws.com</Endpoint><EndpointType>` + typ + `</EndpointType>` +
+				`<CustomEndpointType>` + custom + `</CustomEndpointType><Status>available</Status></DBClusterEndpointList>`
+		}
+		return `<DescribeDBClusterEndpointsResponse><DescribeDBClusterEndpointsResult><DBClusterEndpoints>` +
+			ep("catalog", "WRITER", "") + ep("catalog-ro", "READER", "") + ep("analytics", "CUSTOM", "READER") +
+			`</DBClusterEndpoints></DescribeDBClusterEndpointsResult></DescribeDBClusterEndpointsResponse>`
+	})
+	front.Answer("DescribeDBProxyEndpoints", func(form url.Values) string {
+		ep := func(name, role string, def bool) string {
+			return `<member><DBProxyEndpointName>` + name + `</DBProxyEndpointName><DBProxyName>orders-proxy</DBProxyName>` +
+				`<Endpoint>` + name + `.endpoint.proxy-abc.eu-west-1.rds.amazonaws.com</Endpoint><TargetRole>` + role + `</TargetRole>` +
+				`<IsDefault>` + strconv.FormatBool(def) + `</IsDefault><Status>available</Status><VpcId>vpc-1</VpcId></member>`
+		}
+		return `<DescribeDBProxyEndpointsResponse><DescribeDBProxyEndpointsResult><DBProxyEndpoints>` +
+			ep("default", "READ_WRITE", true) + ep("orders-ro", "READ_ONLY", false) +
+			`</DBProxyEndpoints></DescribeDBProxyEndpointsResult></DescribeDBProxyEndpointsResponse>`
+	})
+	inv, err := Discover(ctx, f.c, DiscoverOptions{Regions: []string{"eu-west-1"}, AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]policies.Database{}
+	var names []string
+	for _, db := range inv.Databases {
+		byName[db.Name] = db
+		names = append(names, db.Name)
+	}
+	if got := strings.Join(names, " "); got != "analytics catalog catalog-reader orders-proxy orders-ro" {
+		t.Fatalf("discovered %s", got)
+	}
+	a, c := byName["analytics"], byName["catalog"]
+	if a.ResourceID != c.ResourceID || a.Kind != policies.KindCluster || a.Endpoint != "analytics.cluster-custom-abc.eu-west-1.rds.amazonaws.com" ||
+		a.Labels["endpoint-type"] != "cluster-custom" || a.Labels["custom-endpoint-type"] != "reader" || a.Labels["cluster"] != "catalog" || a.Port != c.Port {
+		t.Errorf("custom endpoint: %+v", a)
+	}
+	ro, px := byName["orders-ro"], byName["orders-proxy"]
+	if ro.ResourceID != px.ResourceID || ro.Kind != policies.KindProxy || ro.Labels["target-role"] != "read_only" || ro.Labels["proxy"] != "orders-proxy" ||
+		ro.Endpoint != "orders-ro.endpoint.proxy-abc.eu-west-1.rds.amazonaws.com" || ro.Port != 5432 {
+		t.Errorf("proxy endpoint: %+v", ro)
+	}
+	if err := inv.Validate(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Refused: the cluster and the proxy stay, the endpoints are named.
+	front.Decide(func(op string, n int) *testenv.Fault {
+		if op == "DescribeDBClusterEndpoints" || op == "DescribeDBProxyEndpoints" {
+			return &testenv.Fault{Status: 403, Code: "AccessDenied", Message: "not authorized to perform: rds:" + op}
+		}
+		return nil
+	})
+	inv, err = Discover(ctx, f.c, DiscoverOptions{Regions: []string{"eu-west-1"}, AccountID: account})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Databases) != 3 || len(inv.Skipped) != 2 || !strings.Contains(inv.Skipped[0].Reason, "rds:DescribeDBClusterEndpoints") {
+		t.Fatalf("refused endpoint listings: %+v skipped %+v", inv.Databases, inv.Skipped)
 	}
 }

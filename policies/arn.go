@@ -135,6 +135,9 @@ const (
 	KindInstance ResourceKind = "instance" // DbiResourceId, db-...
 	KindCluster  ResourceKind = "cluster"  // DbClusterResourceId, cluster-...
 	KindProxy    ResourceKind = "proxy"    // RDS Proxy, prx-...
+	// KindWorkgroup is a Redshift Serverless workgroup, which has no
+	// rds-db resource id.
+	KindWorkgroup ResourceKind = "workgroup"
 )
 
 var resourceIDPatterns = map[ResourceKind]*regexp.Regexp{

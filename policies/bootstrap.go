@@ -154,9 +154,9 @@ func NewBootstrapPolicy(o BootstrapOptions) (*BootstrapPolicy, error) {
 	}
 	has := func(t string) bool { return slices.Contains(o.Types, t) }
 	if has(TypeRDS) {
-		allow("RDSDiscovery", "find RDS instances and Aurora clusters, their endpoints, resource ids, IAM auth setting and tags",
+		allow("RDSDiscovery", "find RDS instances and Aurora clusters, their endpoints (custom ones too), resource ids, IAM auth setting and tags",
 			"Describe calls do not support resource-level permissions, so the resource is *.",
-			[]string{"rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:ListTagsForResource"}, "*")
+			[]string{"rds:DescribeDBClusterEndpoints", "rds:DescribeDBClusters", "rds:DescribeDBInstances", "rds:ListTagsForResource"}, "*")
 		if !o.Manual {
 			allow("RDSEnableIAMAuth", "turn on IAM database authentication on instances and clusters that lack it",
 				"IAM cannot restrict a modify call to the IAM auth flag; use --manual and enable it yourself (rdsgate enable-iam-auth) to leave this out.",

@@ -21,19 +21,27 @@ const (
 	EngineMariaDB        Engine = "mariadb"
 	EngineAuroraPostgres Engine = "aurora-postgresql"
 	EngineAuroraMySQL    Engine = "aurora-mysql"
+	// Redshift clusters (kind cluster) and Redshift Serverless workgroups
+	// (kind workgroup) are served with temporary credentials from the
+	// Redshift APIs, not rds-db:connect: plans leave them out.
+	EngineRedshift           Engine = "redshift"
+	EngineRedshiftServerless Engine = "redshift-serverless"
 )
 
-var engines = []Engine{EngineAuroraMySQL, EngineAuroraPostgres, EngineMariaDB, EngineMySQL, EnginePostgres}
+var engines = []Engine{EngineAuroraMySQL, EngineAuroraPostgres, EngineMariaDB, EngineMySQL, EnginePostgres, EngineRedshift, EngineRedshiftServerless}
 
 // Protocol is the wire protocol of an engine: "postgres" or "mysql".
 func (e Engine) Protocol() string {
 	switch e {
-	case EnginePostgres, EngineAuroraPostgres:
+	case EnginePostgres, EngineAuroraPostgres, EngineRedshift, EngineRedshiftServerless:
 		return "postgres"
 	default:
 		return "mysql"
 	}
 }
+
+// Redshift reports whether the engine is Redshift or Redshift Serverless.
+func (e Engine) Redshift() bool { return e == EngineRedshift || e == EngineRedshiftServerless }
 
 // Aurora reports whether the engine is an Aurora engine.
 func (e Engine) Aurora() bool { return strings.HasPrefix(string(e), "aurora") }
@@ -49,7 +57,7 @@ type Database struct {
 	EngineVersion string `json:"engine_version,omitempty"`
 	// EngineMode is the cluster's engine mode; "serverless" (Aurora Serverless v1) is refused.
 	EngineMode string `json:"engine_mode,omitempty"`
-	// Kind is instance, cluster or proxy.
+	// Kind is instance, cluster or proxy (workgroup for Redshift Serverless).
 	Kind ResourceKind `json:"kind"`
 	// Identifier is the AWS identifier (instance, cluster or proxy name).
 	Identifier string `json:"identifier,omitempty"`
@@ -258,7 +266,18 @@ func (inv *Inventory) Validate() error {
 			}
 		}
 		validateEngine(db, add)
-		if !ValidResourceKind(db.Kind) {
+		if db.Engine.Redshift() {
+			want := KindCluster
+			if db.Engine == EngineRedshiftServerless {
+				want = KindWorkgroup
+			}
+			if db.Kind != want {
+				add("kind", "%s is served as kind %q", db.Engine, want)
+			}
+			if db.Identifier == "" {
+				add("identifier", "is required for %s: the cluster identifier or the workgroup name the credentials are asked for", db.Engine)
+			}
+		} else if !ValidResourceKind(db.Kind) {
 			add("kind", "unknown kind %q; use instance, cluster or proxy", db.Kind)
 		} else {
 			if db.Engine.Aurora() && db.Kind == KindInstance {

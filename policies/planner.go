@@ -109,6 +109,13 @@ func (p *planner) setup() error {
 	if p.in.Inventory == nil {
 		p.in.Inventory = &Inventory{}
 	}
+	// Redshift is reached with the Redshift APIs' credentials, which
+	// print-iam grants: no rds-db:connect to plan.
+	if slices.ContainsFunc(p.in.Inventory.Databases, func(d Database) bool { return d.Engine.Redshift() }) {
+		inv := *p.in.Inventory
+		inv.Databases = slices.DeleteFunc(slices.Clone(inv.Databases), func(d Database) bool { return d.Engine.Redshift() })
+		p.in.Inventory = &inv
+	}
 	if err := p.q.Validate(); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}

@@ -24,29 +24,41 @@ func newProxyConfigDataSource() datasource.DataSource { return &proxyConfigDataS
 type proxyConfigDataSource struct{}
 
 type proxyConfigModel struct {
-	Databases     types.List      `tfsdk:"databases"`
-	DatabaseRoles types.Map       `tfsdk:"database_roles"`
-	BaseARN       types.String    `tfsdk:"base_arn"`
-	ExternalID    types.String    `tfsdk:"external_id"`
-	Region        types.String    `tfsdk:"region"`
-	CABundle      types.String    `tfsdk:"ca_bundle"`
-	ListenHost    types.String    `tfsdk:"listen_host"`
-	FirstPort     types.Int64     `tfsdk:"first_port"`
-	Ports         types.Map       `tfsdk:"ports"`
-	HealthAddress types.String    `tfsdk:"health_address"`
-	Addresses     types.Map       `tfsdk:"addresses"`
-	AssumeRoleARN types.String    `tfsdk:"assume_role_arn"`
-	BinaryPath    types.String    `tfsdk:"binary_path"`
-	BinaryURL     types.String    `tfsdk:"binary_url"`
-	ConfigPath    types.String    `tfsdk:"config_path"`
-	ConfigJSON    types.String    `tfsdk:"config_json"`
-	SystemdUnit   types.String    `tfsdk:"systemd_unit"`
-	CloudInit     types.String    `tfsdk:"cloud_init"`
-	Listeners     types.Map       `tfsdk:"listeners"`
-	Gateway       *gatewayModel   `tfsdk:"gateway"`
-	RBACRules     []rbacRuleModel `tfsdk:"rbac_rules"`
-	AuditLog      types.String    `tfsdk:"audit_log"`
-	RBACJSON      types.String    `tfsdk:"rbac_json"`
+	Databases     types.List       `tfsdk:"databases"`
+	DatabaseRoles types.Map        `tfsdk:"database_roles"`
+	BaseARN       types.String     `tfsdk:"base_arn"`
+	ExternalID    types.String     `tfsdk:"external_id"`
+	Region        types.String     `tfsdk:"region"`
+	CABundle      types.String     `tfsdk:"ca_bundle"`
+	ListenHost    types.String     `tfsdk:"listen_host"`
+	FirstPort     types.Int64      `tfsdk:"first_port"`
+	Ports         types.Map        `tfsdk:"ports"`
+	HealthAddress types.String     `tfsdk:"health_address"`
+	Addresses     types.Map        `tfsdk:"addresses"`
+	AssumeRoleARN types.String     `tfsdk:"assume_role_arn"`
+	BinaryPath    types.String     `tfsdk:"binary_path"`
+	BinaryURL     types.String     `tfsdk:"binary_url"`
+	ConfigPath    types.String     `tfsdk:"config_path"`
+	ConfigJSON    types.String     `tfsdk:"config_json"`
+	SystemdUnit   types.String     `tfsdk:"systemd_unit"`
+	CloudInit     types.String     `tfsdk:"cloud_init"`
+	Listeners     types.Map        `tfsdk:"listeners"`
+	Gateway       *gatewayModel    `tfsdk:"gateway"`
+	RBACRules     []rbacRuleModel  `tfsdk:"rbac_rules"`
+	AuditLog      types.String     `tfsdk:"audit_log"`
+	RBACJSON      types.String     `tfsdk:"rbac_json"`
+	Kubernetes    *kubernetesModel `tfsdk:"kubernetes"`
+	KubeManifests types.Map        `tfsdk:"kubernetes_manifests"`
+}
+
+type kubernetesModel struct {
+	Image       types.String `tfsdk:"image"`
+	Namespace   types.String `tfsdk:"namespace"`
+	Name        types.String `tfsdk:"name"`
+	IAMRoleARN  types.String `tfsdk:"iam_role_arn"`
+	Replicas    types.Int64  `tfsdk:"replicas"`
+	MaxReplicas types.Int64  `tfsdk:"max_replicas"`
+	ServiceType types.String `tfsdk:"service_type"`
 }
 
 type gatewayModel struct {
@@ -139,6 +151,19 @@ func (d *proxyConfigDataSource) Schema(_ context.Context, _ datasource.SchemaReq
 			"systemd_unit": schema.StringAttribute{Computed: true, MarkdownDescription: "A systemd unit that runs it."},
 			"cloud_init":   schema.StringAttribute{Computed: true, MarkdownDescription: "cloud-init user data that installs and starts it."},
 			"listeners":    schema.MapAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: "Listener address per database."},
+			"kubernetes": schema.SingleNestedAttribute{Optional: true,
+				MarkdownDescription: "Run the gateway as a fleet on Kubernetes: `kubernetes_manifests` holds its ServiceAccount (IAM roles for service accounts), ConfigMap, Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler, as `rdsgate proxy configure --kubernetes` writes them. Needs `gateway`.",
+				Attributes: map[string]schema.Attribute{
+					"image":        schema.StringAttribute{Required: true, MarkdownDescription: "Container image that runs rdsgate."},
+					"namespace":    schema.StringAttribute{Optional: true, MarkdownDescription: "Namespace of the objects (default: the one they are applied to)."},
+					"name":         schema.StringAttribute{Optional: true, MarkdownDescription: "Name of the objects (default `rdsgate-proxy`)."},
+					"iam_role_arn": schema.StringAttribute{Optional: true, MarkdownDescription: "The role the pods run as, by IAM roles for service accounts (default `base_arn`)."},
+					"replicas":     schema.Int64Attribute{Optional: true, MarkdownDescription: "Pods the fleet keeps at least (default 3)."},
+					"max_replicas": schema.Int64Attribute{Optional: true, MarkdownDescription: "Pods the autoscaler may run at 70% CPU (default 10)."},
+					"service_type": schema.StringAttribute{Optional: true, MarkdownDescription: "`ClusterIP` (default) or `LoadBalancer` (an NLB with pod targets)."},
+				}},
+			"kubernetes_manifests": schema.MapAttribute{Computed: true, ElementType: types.StringType,
+				MarkdownDescription: "With `kubernetes`: the manifests by file name (JSON that `kubectl apply` takes), for a `kubernetes_manifest` resource or files written with `local_file`."},
 		},
 	}
 }
@@ -216,6 +241,26 @@ func (d *proxyConfigDataSource) Read(ctx context.Context, req datasource.ReadReq
 	listeners := map[string]string{}
 	for _, db := range cfg.Databases {
 		listeners[db.Name] = db.Listen
+	}
+	m.KubeManifests = types.MapNull(types.StringType)
+	if k := m.Kubernetes; k != nil {
+		if cfg.Gateway == nil {
+			resp.Diagnostics.AddAttributeError(path.Root("kubernetes"), "Kubernetes needs a gateway",
+				"A fleet on Kubernetes serves as a gateway (a database's own listener would be each pod's loopback): set gateway.")
+			return
+		}
+		manifests, _, err := proxyconf.Kubernetes(cfg, proxyconf.KubeOptions{Name: valueOr(k.Name, "rdsgate-proxy"), Namespace: k.Namespace.ValueString(),
+			Image: k.Image.ValueString(), IAMRoleARN: valueOr(k.IAMRoleARN, m.BaseARN.ValueString()), Replicas: int(k.Replicas.ValueInt64()),
+			MaxReplicas: int(k.MaxReplicas.ValueInt64()), ServiceType: k.ServiceType.ValueString(), RBAC: append(rbacJSON, '\n')})
+		if err != nil {
+			resp.Diagnostics.AddAttributeError(path.Root("kubernetes"), "Invalid Kubernetes settings", tfText(err))
+			return
+		}
+		byName := map[string]string{}
+		for name, b := range manifests {
+			byName[name] = string(b)
+		}
+		m.KubeManifests = stringMap(byName)
 	}
 	m.ConfigJSON = types.StringValue(string(data))
 	m.SystemdUnit = types.StringValue(unit)

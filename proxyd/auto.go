@@ -3,6 +3,7 @@ package proxyd
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sort"
@@ -27,8 +28,9 @@ type Auto struct {
 	Interval Duration `json:"interval,omitempty"`
 	// Regions to discover in (default: the configuration's region).
 	Regions []string `json:"regions,omitempty"`
-	// Types to discover: rds (instances), aurora (clusters), rds-proxy
-	// (default all three).
+	// Types to discover: rds (instances), aurora (clusters), rds-proxy,
+	// redshift (clusters), redshift-serverless (workgroups); default the
+	// first three.
 	Types []string `json:"types,omitempty"`
 	// Tags a database must carry, all of them: a value, or "" for any.
 	Tags map[string]string `json:"tags,omitempty"`
@@ -46,6 +48,12 @@ type Auto struct {
 	// as IAM's roles per account; -1 keeps every permission on the base
 	// role).
 	MaxShardRoles int `json:"max_shard_roles,omitempty"`
+	// Accounts, when set, are where to discover instead of the proxy's own
+	// account: for each, the proxy assumes the role (from its own
+	// principal) and manages that role's connect shards in that account;
+	// its databases are reached through the role (via_role_arn). A role of
+	// the proxy's own account may be listed too.
+	Accounts []AutoAccount `json:"accounts,omitempty"`
 	// ListenHost and FirstPort place the listeners of discovered
 	// databases: host:port from FirstPort (default 127.0.0.1 and 15432), or
 	// sockets with "unix:/dir". A database keeps its port for as long as it
@@ -55,6 +63,12 @@ type Auto struct {
 	// Addresses are where to connect instead of a discovered database's
 	// endpoint, by name (a tunnel, a port forward).
 	Addresses map[string]string `json:"addresses,omitempty"`
+}
+
+// AutoAccount is an account automatic mode serves, through a role there.
+type AutoAccount struct {
+	AssumeRoleARN string `json:"assume_role_arn"`
+	ExternalID    string `json:"external_id,omitempty"`
 }
 
 // Automatic mode's defaults.
@@ -80,12 +94,22 @@ func (a *Auto) validate(c *Config) error {
 		return bad("base_role %q must be the proxy's role ARN (arn:aws:iam::123456789012:role/rdsgate-proxy), whose connect shards automatic mode manages; or set assume_role_arn", a.BaseRole)
 	}
 	for _, t := range a.Types {
-		if t != "rds" && t != "aurora" && t != "rds-proxy" {
-			return bad("types: %q is not rds, aurora or rds-proxy", t)
+		if t != "rds" && t != "aurora" && t != "rds-proxy" && t != ServiceRedshift && t != ServiceRedshiftServerless {
+			return bad("types: %q is not rds, aurora, rds-proxy, redshift or redshift-serverless", t)
 		}
 	}
 	if len(a.Regions) == 0 && c.Region == "" {
 		return bad("no regions: set auto.regions or region")
+	}
+	seen := map[string]bool{}
+	for i, acct := range a.Accounts {
+		if !strings.HasPrefix(acct.AssumeRoleARN, "arn:") || !strings.Contains(acct.AssumeRoleARN, ":role/") {
+			return bad("accounts[%d].assume_role_arn %q must be a role ARN in that account (arn:aws:iam::210987654321:role/rdsgate-proxy)", i, acct.AssumeRoleARN)
+		}
+		if seen[acct.AssumeRoleARN] {
+			return bad("accounts[%d]: %s is listed twice", i, acct.AssumeRoleARN)
+		}
+		seen[acct.AssumeRoleARN] = true
 	}
 	if a.MaxShardRoles < -1 {
 		return bad("max_shard_roles %d: give a count, or -1 for none", a.MaxShardRoles)
@@ -101,7 +125,9 @@ func (a *Auto) validate(c *Config) error {
 // kept beside them), with what it found and did. Before it takes anything
 // away in IAM it may call serve with databases to serve at once (those that
 // move signed through their new principal, the old one as a fallback). An
-// error keeps the proxy serving what it has.
+// error with no databases keeps the proxy serving what it has; an error
+// with databases (one account failed, the others did not) serves them and
+// still counts the cycle as failed.
 type AutoCycle func(ctx context.Context, current *Config, serve func([]Database) error) ([]Database, AutoReport, error)
 
 // AutoReport is what a cycle found and did.
@@ -232,8 +258,10 @@ func (s *Server) autoOnce(ctx context.Context) {
 		return err
 	}
 	next, report, err := s.autoCycle(ctx, current, serve)
-	if err == nil {
-		err = serve(next)
+	if err == nil || next != nil {
+		if serr := serve(next); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()

@@ -44,6 +44,9 @@ type Config struct {
 	CABundle string `json:"ca_bundle"`
 	// Databases the proxy serves.
 	Databases []Database `json:"databases"`
+	// AWSEndpoints override the endpoints of the Redshift APIs, by service
+	// ("redshift", "redshift-serverless"): VPC endpoints, emulators.
+	AWSEndpoints map[string]string `json:"aws_endpoints,omitempty"`
 	// Auto, when set, is automatic mode: the proxy finds databases and
 	// serves them beside the ones listed here, keeping its own connect
 	// shards in step (see Auto).
@@ -112,6 +115,20 @@ type Database struct {
 	Name string `json:"name"`
 	// Protocol is postgres or mysql.
 	Protocol string `json:"protocol"`
+	// Service is "" for RDS and Aurora (IAM authentication tokens),
+	// "redshift" for a provisioned Redshift cluster or
+	// "redshift-serverless" for a Redshift Serverless workgroup, both
+	// reached with temporary database credentials from the Redshift API,
+	// cached until a minute before they expire.
+	Service string `json:"service,omitempty"`
+	// Cluster is a Redshift cluster's identifier, Workgroup a Redshift
+	// Serverless workgroup's name.
+	Cluster   string `json:"cluster,omitempty"`
+	Workgroup string `json:"workgroup,omitempty"`
+	// IAMIdentity logs in to a Redshift cluster as the signing principal's
+	// own identity (GetClusterCredentialsWithIAM: IAMR:<role>) rather than
+	// as the client's database user; Redshift Serverless always does.
+	IAMIdentity bool `json:"iam_identity,omitempty"`
 	// Endpoint is the database's host:port (an instance, an Aurora writer or
 	// reader endpoint, or an RDS Proxy endpoint).
 	Endpoint string `json:"endpoint"`
@@ -121,6 +138,12 @@ type Database struct {
 	// permission (a shard role), reached by role chaining.
 	AssumeRoleARN string `json:"assume_role_arn,omitempty"`
 	ExternalID    string `json:"external_id,omitempty"`
+	// ViaRoleARN is a role assumed between the proxy's own principal and
+	// AssumeRoleARN: another account's role, through which that account's
+	// databases are reached (automatic mode's accounts). ViaExternalID goes
+	// with it.
+	ViaRoleARN    string `json:"via_role_arn,omitempty"`
+	ViaExternalID string `json:"via_external_id,omitempty"`
 	// FallbackRoleARNs may hold the database's rds-db:connect permission
 	// while an apply moves it between shard roles: when the database
 	// refuses the token signed through AssumeRoleARN, the proxy signs
@@ -341,6 +364,33 @@ func (c *Config) Validate() error {
 		}
 		if d.ExternalID != "" && d.AssumeRoleARN == "" {
 			return bad("%s: external_id has no effect without assume_role_arn", at)
+		}
+		if d.ViaExternalID != "" && d.ViaRoleARN == "" {
+			return bad("%s: via_external_id has no effect without via_role_arn", at)
+		}
+		if d.ViaRoleARN != "" && (!strings.HasPrefix(d.ViaRoleARN, "arn:") || !strings.Contains(d.ViaRoleARN, ":role/")) {
+			return bad("%s: via_role_arn %q is not a role ARN", at, d.ViaRoleARN)
+		}
+		switch d.Service {
+		case ServiceRDS:
+			if d.Cluster != "" || d.Workgroup != "" || d.IAMIdentity {
+				return bad("%s: cluster, workgroup and iam_identity are for Redshift: set service to redshift or redshift-serverless", at)
+			}
+		case ServiceRedshift, ServiceRedshiftServerless:
+			if d.Protocol != ProtocolPostgres {
+				return bad("%s: Redshift speaks the PostgreSQL protocol: set protocol to postgres", at)
+			}
+			if d.Service == ServiceRedshift && (d.Cluster == "" || d.Workgroup != "") {
+				return bad("%s: a Redshift cluster needs cluster, its identifier (and no workgroup)", at)
+			}
+			if d.Service == ServiceRedshiftServerless && (d.Workgroup == "" || d.Cluster != "" || d.IAMIdentity) {
+				return bad("%s: Redshift Serverless needs workgroup, the workgroup's name (its users are always the signing principal's identity)", at)
+			}
+			if d.ReuseConnections {
+				return bad("%s: reuse_connections is for RDS and Aurora PostgreSQL (DISCARD ALL resets a session there)", at)
+			}
+		default:
+			return bad("%s: service %q must be \"\" (RDS and Aurora), redshift or redshift-serverless", at, d.Service)
 		}
 		for _, arn := range d.FallbackRoleARNs {
 			if arn != "" && !strings.HasPrefix(arn, "arn:") || strings.HasPrefix(arn, "arn:") && !strings.Contains(arn, ":role/") {

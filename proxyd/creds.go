@@ -33,9 +33,10 @@ type credentials struct {
 	now     func() time.Time
 	signing singleflight.Group
 
-	mu     sync.Mutex
-	roles  map[string]aws.CredentialsProvider
-	tokens map[string]cachedToken
+	mu        sync.Mutex
+	roles     map[string]aws.CredentialsProvider
+	tokens    map[string]cachedToken
+	passwords map[string]dbPassword // Redshift's temporary credentials
 }
 
 type cachedToken struct {
@@ -48,18 +49,20 @@ type cachedToken struct {
 const signTimeout = 30 * time.Second
 
 func newCredentials(base aws.Config, m *metrics) *credentials {
-	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]cachedToken{}}
+	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]cachedToken{},
+		passwords: map[string]dbPassword{}}
 }
 
 // provider returns the credentials for a role (or the base ones), chaining
 // from the base through the given roles in order.
 func (c *credentials) provider(chain ...roleRef) aws.CredentialsProvider {
 	p := c.base.Credentials
-	key := ""
+	key, last := "", ""
 	for _, r := range chain {
-		if r.arn == "" {
-			continue
+		if r.arn == "" || r.arn == last {
+			continue // the proxy's own principal, or the role it holds already
 		}
+		last = r.arn
 		key += "|" + r.arn + "#" + r.externalID
 		c.mu.Lock()
 		cached, ok := c.roles[key]
@@ -87,6 +90,18 @@ func (c *credentials) provider(chain ...roleRef) aws.CredentialsProvider {
 
 type roleRef struct{ arn, externalID string }
 
+// chain is the roles a database's credentials are reached through, from
+// the proxy's base: another account's role (via_role_arn), then the role
+// that holds the database's permission.
+func (d *Database) chain(base roleRef) []roleRef {
+	return []roleRef{base, {d.ViaRoleARN, d.ViaExternalID}, {d.AssumeRoleARN, d.ExternalID}}
+}
+
+// chainKey names a database's chain in cache keys.
+func (d *Database) chainKey() string {
+	return d.ViaRoleARN + "|" + d.ViaExternalID + "|" + d.AssumeRoleARN + "|" + d.ExternalID
+}
+
 // countingProvider counts the STS calls behind a credentials cache.
 type countingProvider struct {
 	inner   aws.CredentialsProvider
@@ -100,7 +115,7 @@ func (p *countingProvider) Retrieve(ctx context.Context) (aws.Credentials, error
 
 // token returns an IAM authentication token for user on the database.
 func (c *credentials) token(ctx context.Context, base roleRef, db *Database, user string) (string, error) {
-	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.AssumeRoleARN + "|" + db.ExternalID
+	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.chainKey()
 	c.mu.Lock()
 	cached, ok := c.tokens[key]
 	c.mu.Unlock()
@@ -144,7 +159,7 @@ func (c *credentials) token(ctx context.Context, base roleRef, db *Database, use
 }
 
 func (c *credentials) sign(ctx context.Context, base roleRef, db *Database, user string) (string, time.Time, error) {
-	provider := c.provider(base, roleRef{db.AssumeRoleARN, db.ExternalID})
+	provider := c.provider(db.chain(base)...)
 	creds, err := provider.Retrieve(ctx)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("getting AWS credentials for %s: %w", db.Name, err)

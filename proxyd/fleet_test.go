@@ -138,3 +138,33 @@ func TestFleetBehindALoadBalancer(t *testing.T) {
 		}
 	}
 }
+
+// TestIdentityTokenAtAnyReplica: an IAM identity token is proven to STS,
+// not remembered by the replica that saw it first, so one a client signed
+// works at every replica of a fleet (a client's connections land on any of
+// them).
+func TestIdentityTokenAtAnyReplica(t *testing.T) {
+	g := newIAMEnv(t) // not parallel: psql's password goes in PGPASSWORD
+	token := g.token(t, "alice", gatewayAudience, time.Now())
+	if out, err := g.psql(t, token, "app", "pg/postgres"); err != nil || !strings.Contains(out, "app") {
+		t.Fatalf("first replica: %v %s", err, out)
+	}
+	cfg := *g.cfg
+	gw := *cfg.Gateway
+	cfg.Gateway = &gw
+	cfg.Databases = append([]Database(nil), g.cfg.Databases...)
+	cfg.AuditLog = filepath.Join(t.TempDir(), "second.audit")
+	cfg.Replica = "second"
+	second := &env{t: t, keys: g.keys, cfg: &cfg, logs: g.logs}
+	second.start()
+	first := g.srv
+	g.srv = second.srv
+	defer func() { g.srv = first }()
+	if out, err := g.psql(t, token, "app", "pg/postgres"); err != nil || !strings.Contains(out, "app") {
+		t.Fatalf("the same token at the second replica: %v %s", err, out)
+	}
+	data, err := os.ReadFile(cfg.AuditLog)
+	if err != nil || !strings.Contains(string(data), `"replica":"second"`) || !strings.Contains(string(data), "assumed-role/data-engineers/alice@example.com") {
+		t.Fatalf("second replica's audit: %v %s", err, data)
+	}
+}

@@ -326,7 +326,15 @@ func (s *session) loginPostgres(req *StartupRequest, params map[string]string, r
 func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string, reuse *reuseInfo, signer *Database) (net.Conn, *bufio.Reader, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(s.srv.config().DialTimeout)+5*time.Second)
 	defer cancel()
-	token, err := s.srv.creds.token(ctx, s.srv.base, signer, s.user)
+	// RDS takes an IAM token as the password of the client's user;
+	// Redshift a temporary password for the user its API names.
+	loginUser, password := s.user, ""
+	var err error
+	if signer.Service == ServiceRDS {
+		password, err = s.srv.creds.token(ctx, s.srv.base, signer, s.user)
+	} else {
+		loginUser, password, err = s.srv.creds.redshiftLogin(ctx, s.srv.base, signer, s.user, s.dbName, s.srv.config().AWSEndpoints)
+	}
 	if err != nil {
 		return nil, nil, nil, &backendError{msg: err.Error()}
 	}
@@ -345,6 +353,7 @@ func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string,
 		fwd[k] = v
 	}
 	fwd["database"] = s.dbName
+	fwd["user"] = loginUser
 	startup, err := (&pgproto3.StartupMessage{ProtocolVersion: req.Code, Parameters: fwd}).Encode(nil)
 	if err != nil {
 		return nil, nil, nil, err
@@ -368,7 +377,15 @@ func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string,
 			switch code := binary.BigEndian.Uint32(body); code {
 			case 0: // AuthenticationOk
 			case 3: // cleartext password: the token, over TLS
-				pw, _ := (&pgproto3.PasswordMessage{Password: token}).Encode(nil)
+				pw, _ := (&pgproto3.PasswordMessage{Password: password}).Encode(nil)
+				if _, err := tc.Write(pw); err != nil {
+					return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
+				}
+			case 5: // md5 with a salt, as Redshift asks
+				if signer.Service == ServiceRDS || len(body) < 8 {
+					return nil, nil, nil, &backendError{msg: fmt.Sprintf("%s asks %s for an md5 password, not an IAM token: %s", s.db.Name, s.user, refusedTokenHint(s.db, s.user))}
+				}
+				pw, _ := (&pgproto3.PasswordMessage{Password: pgMD5Password(loginUser, password, body[4:8])}).Encode(nil)
 				if _, err := tc.Write(pw); err != nil {
 					return nil, nil, nil, &backendError{msg: fmt.Sprintf("writing to %s: %v", s.db.Name, err)}
 				}

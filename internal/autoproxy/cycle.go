@@ -6,7 +6,9 @@ package autoproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"slices"
@@ -25,7 +27,10 @@ import (
 // Cycle runs automatic mode's cycles with one set of AWS clients.
 type Cycle struct {
 	clients *bootstrap.Clients
+	config  bootstrap.Config // what clients were made with, for other accounts'
 	owner   string
+	// viaClients act as other accounts' roles, by role and external id.
+	viaClients map[string]*bootstrap.Clients
 }
 
 // New connects to AWS as the proxy's principal: the configuration's
@@ -62,7 +67,7 @@ func New(ctx context.Context, pc *proxyd.Config, base bootstrap.Config) (*Cycle,
 	if len(owner) > 100 {
 		owner = owner[:100]
 	}
-	return &Cycle{clients: clients, owner: sanitizeOwner(owner)}, nil
+	return &Cycle{clients: clients, config: base, owner: sanitizeOwner(owner), viaClients: map[string]*bootstrap.Clients{}}, nil
 }
 
 // sanitizeOwner keeps IAM's tag alphabet.
@@ -75,40 +80,106 @@ func sanitizeOwner(s string) string {
 	}, s)
 }
 
-// Run is one cycle: discover, enable IAM authentication where told to,
-// plan against what IAM holds, apply in no-gap order, and return the
-// databases to serve. While the apply moves databases between principals
-// the proxy serves them with both (the old first, the new as fallback),
-// and after it with the new first and the old as fallback, until the next
-// cycle: IAM may take seconds to show a write everywhere.
+// account is one account a cycle serves: its base role (whose connect
+// shards it manages), the clients that act as that role, and the role the
+// proxy's own principal goes through to reach it ("" for its own account).
+type account struct {
+	base    policies.IAMName
+	baseARN string
+	via     string
+	viaExt  string
+	clients *bootstrap.Clients
+	// A cycle's work on it.
+	inv  *policies.Inventory
+	plan *policies.Plan
+	want []proxyd.Database
+	err  error
+}
+
+func (a *account) String() string {
+	if a.via == "" {
+		return "account " + a.base.AccountID
+	}
+	return "account " + a.base.AccountID + " (" + a.via + ")"
+}
+
+// accounts are the accounts of the settings: the proxy's own, or the
+// listed ones through their roles.
+func (c *Cycle) accounts(ctx context.Context, a *proxyd.Auto) ([]*account, error) {
+	if len(a.Accounts) == 0 {
+		base, err := policies.ParseIAMARN(a.BaseRole)
+		if err != nil || base.Type != string(policies.PrincipalRole) {
+			return nil, fmt.Errorf("auto.base_role %q is not a role ARN", a.BaseRole)
+		}
+		return []*account{{base: base, baseARN: a.BaseRole, clients: c.clients}}, nil
+	}
+	var out []*account
+	for _, acct := range a.Accounts {
+		base, err := policies.ParseIAMARN(acct.AssumeRoleARN)
+		if err != nil || base.Type != string(policies.PrincipalRole) {
+			return nil, fmt.Errorf("auto.accounts: %q is not a role ARN", acct.AssumeRoleARN)
+		}
+		key := acct.AssumeRoleARN + "#" + acct.ExternalID
+		clients, ok := c.viaClients[key]
+		if !ok {
+			provider := stscreds.NewAssumeRoleProvider(c.clients.STS, acct.AssumeRoleARN, func(o *stscreds.AssumeRoleOptions) {
+				o.RoleSessionName = "rdsgate-proxy-auto"
+				if acct.ExternalID != "" {
+					o.ExternalID = aws.String(acct.ExternalID)
+				}
+			})
+			cfg := c.config
+			cfg.Credentials = aws.NewCredentialsCache(provider)
+			if clients, err = bootstrap.Connect(ctx, cfg); err != nil {
+				return nil, err
+			}
+			c.viaClients[key] = clients
+		}
+		out = append(out, &account{base: base, baseARN: acct.AssumeRoleARN, via: acct.AssumeRoleARN, viaExt: acct.ExternalID, clients: clients})
+	}
+	return out, nil
+}
+
+// Run is one cycle over each account: discover, enable IAM authentication
+// where told to, plan against what IAM holds, apply in no-gap order, and
+// return the databases to serve. While the applies move databases between
+// principals the proxy serves them with both (the old first, the new as a
+// fallback), and after them with the new first and the old as a fallback,
+// until the next cycle: IAM may take seconds to show a write everywhere.
+// An account that fails keeps what it had; the others go on.
 func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]proxyd.Database) error) ([]proxyd.Database, proxyd.AutoReport, error) {
 	a := current.Auto
 	var rep proxyd.AutoReport
-	base, err := policies.ParseIAMARN(a.BaseRole)
-	if err != nil || base.Type != string(policies.PrincipalRole) {
-		return nil, rep, fmt.Errorf("auto.base_role %q is not a role ARN", a.BaseRole)
+	accts, err := c.accounts(ctx, a)
+	if err != nil {
+		return nil, rep, err
 	}
 	regions := a.Regions
 	if len(regions) == 0 {
 		regions = []string{current.Region}
 	}
-	inv, err := bootstrap.Discover(ctx, c.clients, bootstrap.DiscoverOptions{Types: a.Types, Regions: regions, Tags: a.Tags, DBUsers: a.DBUsers, AccountID: base.AccountID})
-	if err != nil {
-		return nil, rep, fmt.Errorf("discovering databases: %w", err)
-	}
-	rep.Discovered = len(inv.Databases)
-	for _, sk := range inv.Skipped {
-		if sk.IAMAuthDisabled && a.EnableIAMAuth {
-			if err := c.enableIAMAuth(ctx, sk); err != nil {
-				rep.Notes = append(rep.Notes, fmt.Sprintf("could not enable IAM authentication on %s: %v", sk.Name, err))
-			} else {
-				// Served from the cycle after RDS has applied it.
-				rep.Enabled = append(rep.Enabled, sk.Name)
-			}
+	for _, acct := range accts {
+		acct.inv, acct.err = bootstrap.Discover(ctx, acct.clients, bootstrap.DiscoverOptions{Types: a.Types, Regions: regions, Tags: a.Tags,
+			DBUsers: a.DBUsers, AccountID: acct.base.AccountID})
+		if acct.err != nil {
+			acct.err = fmt.Errorf("%s: discovering databases: %w", acct, acct.err)
 			continue
 		}
-		rep.Skipped = append(rep.Skipped, sk.Name+": "+sk.Reason)
+		rep.Discovered += len(acct.inv.Databases)
+		for _, sk := range acct.inv.Skipped {
+			if sk.IAMAuthDisabled && a.EnableIAMAuth {
+				if err := enableIAMAuth(ctx, acct.clients, sk); err != nil {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("could not enable IAM authentication on %s: %v", sk.Name, err))
+				} else {
+					// Served from the cycle after RDS has applied it.
+					rep.Enabled = append(rep.Enabled, sk.Name)
+				}
+				continue
+			}
+			rep.Skipped = append(rep.Skipped, sk.Name+": "+sk.Reason)
+		}
 	}
+	uniqueAcrossAccounts(accts)
 	shards := a.MaxShardRoles
 	switch shards {
 	case 0:
@@ -116,15 +187,33 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 	case -1:
 		shards = 0
 	}
-	in := policies.PlanInput{Inventory: inv, Quotas: policies.DefaultQuotas(), Target: policies.Target{Kind: policies.PrincipalRole, Name: base.Name,
-		Path: base.Path, AccountID: base.AccountID, MaxShardRoles: shards, ExternalID: a.ExternalID}}
-	plan, _, err := bootstrap.PlanAgainstAWS(ctx, c.clients, in, bootstrap.PlanOptions{Reserve: true, Quotas: true})
-	if err != nil {
-		return nil, rep, fmt.Errorf("planning the connect shards of %s: %w", base.Name, err)
+	taken := map[int]string{}
+	for _, d := range current.Databases {
+		if !d.Discovered {
+			if port := proxyconf.ListenPort(d.Listen); port != 0 {
+				taken[port] = d.Name
+			}
+		}
 	}
-	want, err := c.databases(plan, inv, current)
-	if err != nil {
-		return nil, rep, err
+	for _, acct := range accts {
+		if acct.err != nil {
+			continue
+		}
+		in := policies.PlanInput{Inventory: acct.inv, Quotas: policies.DefaultQuotas(), Target: policies.Target{Kind: policies.PrincipalRole, Name: acct.base.Name,
+			Path: acct.base.Path, AccountID: acct.base.AccountID, MaxShardRoles: shards, ExternalID: a.ExternalID}}
+		if acct.plan, _, acct.err = bootstrap.PlanAgainstAWS(ctx, acct.clients, in, bootstrap.PlanOptions{Reserve: true, Quotas: true}); acct.err != nil {
+			acct.err = fmt.Errorf("%s: planning the connect shards of %s: %w", acct, acct.base.Name, acct.err)
+			continue
+		}
+		if acct.want, acct.err = c.databases(acct.plan, acct.inv, current, taken); acct.err != nil {
+			continue
+		}
+		for i := range acct.want {
+			acct.want[i].ViaRoleARN, acct.want[i].ViaExternalID = acct.via, acct.viaExt
+			if port := proxyconf.ListenPort(acct.want[i].Listen); port != 0 {
+				taken[port] = acct.want[i].Name
+			}
+		}
 	}
 	old := map[string]proxyd.Database{}
 	for _, d := range current.Databases {
@@ -132,18 +221,22 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 			old[d.Name] = d
 		}
 	}
-	// While the apply runs: every database served now stays, signed
+	wanted := map[string]proxyd.Database{}
+	for _, acct := range accts {
+		for _, w := range acct.want {
+			wanted[w.Name] = w
+		}
+	}
+	// While the applies run: every database served now stays, signed
 	// through the principal that holds it now, then the one the plan
-	// moves it to, then the base role (temporary documents).
+	// moves it to, then its account's base role (temporary documents).
 	var during []proxyd.Database
 	moves := 0
 	for _, d := range old {
-		for _, w := range want {
-			if w.Name == d.Name && w.AssumeRoleARN != d.AssumeRoleARN {
-				d.FallbackRoleARNs = []string{w.AssumeRoleARN, ""}
-				d.ExternalID = w.ExternalID
-				moves++
-			}
+		if w, ok := wanted[d.Name]; ok && w.AssumeRoleARN != d.AssumeRoleARN && w.ViaRoleARN == d.ViaRoleARN {
+			d.FallbackRoleARNs = []string{w.AssumeRoleARN, ""}
+			d.ExternalID = w.ExternalID
+			moves++
 		}
 		during = append(during, d)
 	}
@@ -152,42 +245,80 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 			return nil, rep, fmt.Errorf("serving the databases that move with their new principals before the apply: %w", err)
 		}
 	}
-	report, err := bootstrap.ApplyPlan(ctx, c.clients, plan, bootstrap.ApplyOptions{Lease: bootstrap.LeaseOptions{Owner: c.owner,
-		Wait: min(time.Duration(a.Interval), 2*time.Minute)}})
-	if report != nil {
-		rep.Steps, rep.Writes = len(report.Steps), report.Writes
-	}
-	if err != nil {
-		return nil, rep, fmt.Errorf("applying the connect shards of %s (%d of %d steps done; the next cycle converges): %w", base.Name, report.Done, len(report.Steps), err)
-	}
-	for _, h := range report.BrokenChains() {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("%s cannot assume %s: %s", h.From, h.To, strings.Join(h.Problems, "; ")))
-	}
-	// After it: the new principal first, the old one as a fallback until
-	// the next cycle.
-	for i := range want {
-		if d, ok := old[want[i].Name]; ok && d.AssumeRoleARN != want[i].AssumeRoleARN {
-			want[i].FallbackRoleARNs = []string{d.AssumeRoleARN, ""}
+	var errs []error
+	var out []proxyd.Database
+	for _, acct := range accts {
+		if acct.err == nil {
+			report, err := bootstrap.ApplyPlan(ctx, acct.clients, acct.plan, bootstrap.ApplyOptions{Lease: bootstrap.LeaseOptions{Owner: c.owner,
+				Wait: min(time.Duration(a.Interval), 2*time.Minute)}})
+			if report != nil {
+				rep.Steps, rep.Writes = rep.Steps+len(report.Steps), rep.Writes+report.Writes
+			}
+			if err != nil {
+				acct.err = fmt.Errorf("%s: applying the connect shards of %s (%d of %d steps done; the next cycle converges): %w",
+					acct, acct.base.Name, report.Done, len(report.Steps), err)
+			} else {
+				for _, h := range report.BrokenChains() {
+					rep.Notes = append(rep.Notes, fmt.Sprintf("%s cannot assume %s: %s", h.From, h.To, strings.Join(h.Problems, "; ")))
+				}
+			}
+		}
+		if acct.err != nil {
+			// What this account served stays as it was during the apply.
+			errs = append(errs, acct.err)
+			for _, d := range during {
+				if d.ViaRoleARN == acct.via {
+					out = append(out, d)
+				}
+			}
+			continue
+		}
+		// After the apply: the new principal first, the old one as a
+		// fallback until the next cycle.
+		for _, w := range acct.want {
+			if d, ok := old[w.Name]; ok && d.AssumeRoleARN != w.AssumeRoleARN && d.ViaRoleARN == w.ViaRoleARN {
+				w.FallbackRoleARNs = []string{d.AssumeRoleARN, ""}
+			}
+			out = append(out, w)
 		}
 	}
-	return want, rep, nil
+	if len(errs) == len(accts) {
+		return nil, rep, errors.Join(errs...)
+	}
+	return out, rep, errors.Join(errs...)
+}
+
+// uniqueAcrossAccounts suffixes the account id to names that occur in
+// several accounts.
+func uniqueAcrossAccounts(accts []*account) {
+	count := map[string]int{}
+	for _, acct := range accts {
+		if acct.inv == nil {
+			continue
+		}
+		for _, d := range acct.inv.Databases {
+			count[d.Name]++
+		}
+	}
+	for _, acct := range accts {
+		if acct.inv == nil {
+			continue
+		}
+		for i := range acct.inv.Databases {
+			if count[acct.inv.Databases[i].Name] > 1 {
+				acct.inv.Databases[i].Name += "-" + acct.base.AccountID
+			}
+		}
+	}
 }
 
 // databases makes the listeners of the planned databases: ports kept from
 // the configuration in force, new ones the lowest free from first_port
 // that no database of the file holds.
-func (c *Cycle) databases(plan *policies.Plan, inv *policies.Inventory, current *proxyd.Config) ([]proxyd.Database, error) {
+func (c *Cycle) databases(plan *policies.Plan, inv *policies.Inventory, current *proxyd.Config, held map[int]string) ([]proxyd.Database, error) {
 	a := current.Auto
 	var keep []policies.Database
-	taken := map[int]string{}
-	for _, d := range current.Databases {
-		if d.Discovered {
-			continue
-		}
-		if port := proxyconf.ListenPort(d.Listen); port != 0 {
-			taken[port] = d.Name
-		}
-	}
+	taken := maps.Clone(held)
 	for _, d := range inv.Databases {
 		if current.Database(d.Name) == nil || current.Database(d.Name).Discovered {
 			keep = append(keep, d)
@@ -238,8 +369,8 @@ func (c *Cycle) databases(plan *policies.Plan, inv *policies.Inventory, current 
 }
 
 // enableIAMAuth turns IAM authentication on, applied at once.
-func (c *Cycle) enableIAMAuth(ctx context.Context, sk policies.SkippedDatabase) error {
-	api, err := c.clients.RDS(sk.Region)
+func enableIAMAuth(ctx context.Context, clients *bootstrap.Clients, sk policies.SkippedDatabase) error {
+	api, err := clients.RDS(sk.Region)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/rds"
 	rdstypes "github.com/aws/aws-sdk-go-v2/service/rds/types"
@@ -87,9 +88,16 @@ func newWorld(t *testing.T) *world {
 // addDatabase registers a PostgreSQL instance in moto and puts an RDS
 // emulator in front of the real server for it.
 func (w *world) addDatabase(name string, iamAuth bool) *rdsemu.Server {
+	return w.addDatabaseIn(w.aws, testenv.AccountID, name, name, iamAuth)
+}
+
+// addDatabaseIn registers the instance in an account, through clients
+// acting in it; its emulator judges logins by that account's IAM. servedAs
+// is the proxy's name for it (names two accounts share get the account).
+func (w *world) addDatabaseIn(c *bootstrap.Clients, accountID, name, servedAs string, iamAuth bool) *rdsemu.Server {
 	t := w.t
 	ctx := context.Background()
-	api, err := w.aws.RDS(region)
+	api, err := c.RDS(region)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,10 +112,12 @@ func (w *world) addDatabase(name string, iamAuth bool) *rdsemu.Server {
 		t.Fatalf("describing %s: %v", name, err)
 	}
 	emu := rdsemu.Postgres(t, w.pg, rdsemu.Options{Keys: w.keys, Endpoint: net.JoinHostPort(info.Endpoint, strconv.Itoa(info.Port)),
-		Authorize: func(keyID, user string) error { return demo.Authorize(ctx, w.aws, w.sts, info.ResourceID, keyID, user) }})
+		Authorize: func(keyID, user string) error {
+			return authorizeIn(ctx, c, w.sts, accountID, info.ResourceID, keyID, user)
+		}})
 	w.emusMu.Lock()
-	w.emus[name] = emu
-	w.resourceIDs[name] = info.ResourceID
+	w.emus[servedAs] = emu
+	w.resourceIDs[servedAs] = info.ResourceID
 	w.emusMu.Unlock()
 	return emu
 }
@@ -409,4 +419,82 @@ func iamResources(r testenv.Request) []string {
 		out = append(out, acct+"policy"+path+r.Form.Get("PolicyName"))
 	}
 	return out
+}
+
+// authorizeIn is the emulated RDS's IAM check in an account: the key must
+// belong to a role session of that account, and the role's policies, as
+// moto holds them there and as iamcheck judges them, must allow
+// rds-db:connect on the database user's ARN.
+func authorizeIn(ctx context.Context, c *bootstrap.Clients, sts *testenv.STSRecorder, accountID, resourceID, keyID, user string) error {
+	if accountID == testenv.AccountID {
+		return demo.Authorize(ctx, c, sts, resourceID, keyID, user)
+	}
+	assumed := sts.Role(keyID)
+	if !strings.Contains(assumed, "::"+accountID+":assumed-role/") {
+		return fmt.Errorf("access key %s is not a role session of account %s (%q)", keyID, accountID, assumed)
+	}
+	role, _, _ := strings.Cut(strings.SplitN(assumed, ":assumed-role/", 2)[1], "/")
+	w, err := iamread.ReadPrincipal(ctx, c.IAM, "role", role)
+	if err != nil {
+		return err
+	}
+	arn := policies.DBUserARN{Partition: "aws", Region: region, AccountID: accountID, ResourceID: resourceID, DBUser: user}.String()
+	if !w.Allows(w.Base, "rds-db:connect", arn) {
+		return fmt.Errorf("%s may not rds-db:connect to %s", w.Base, arn)
+	}
+	return nil
+}
+
+// TestAutomaticModeAccounts: with two accounts listed, the proxy assumes
+// each account's role from its own, manages that role's connect shards in
+// that account, and reaches each account's databases through its role
+// (the emulators judge every login by the IAM of the database's own
+// account). Names both accounts use get the account id.
+func TestAutomaticModeAccounts(t *testing.T) {
+	t.Parallel()
+	const other = "210987654321"
+	otherRole := "arn:aws:iam::" + other + ":role/rdsgate-proxy"
+	w := newWorld(t)
+	ctx := context.Background()
+	// Clients acting in the other account, as its administrator would.
+	admin, err := bootstrap.Connect(ctx, bootstrap.Config{Region: region, EndpointURL: w.front.URL, Endpoints: bootstrap.Endpoints{STS: w.sts.URL},
+		MaxBackoff: 50 * time.Millisecond, Credentials: aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(w.aws.STS, "arn:aws:iam::"+other+":role/admin"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"` + baseARN + `"},"Action":"sts:AssumeRole"}]}`
+	if _, err := admin.IAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("rdsgate-proxy"), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
+		t.Fatal(err)
+	}
+	w.addDatabaseIn(w.aws, testenv.AccountID, "orders", "orders-"+testenv.AccountID, true)
+	w.addDatabaseIn(admin, other, "ledger", "ledger", true)
+	w.addDatabaseIn(admin, other, "orders", "orders-"+other, true) // a name both accounts use
+	start := time.Now()
+	w.start(&proxyd.Auto{Interval: proxyd.Duration(proxyd.MinAutoInterval), Tags: map[string]string{"rdsgate": "yes"}, FirstPort: freeBase(t),
+		Accounts: []proxyd.AutoAccount{{AssumeRoleARN: baseARN}, {AssumeRoleARN: otherRole}}})
+	st := w.cycleAfter(start.Add(-time.Second))
+	if st.Error != "" || st.Databases != 3 {
+		t.Fatalf("first cycle: %+v", st)
+	}
+	for _, name := range []string{"orders-" + testenv.AccountID, "orders-" + other, "ledger"} {
+		if err := w.query(ctx, name); err != nil {
+			t.Errorf("%s: %v (emulator: %s)", name, err, w.emus[name].LastRefusal())
+		}
+	}
+	// Each account's role holds its own databases' permission, and only those.
+	for _, c := range []struct {
+		clients *bootstrap.Clients
+		account string
+		name    string
+		want    bool
+	}{{w.aws, testenv.AccountID, "ledger", false}, {admin, other, "ledger", true}} {
+		pw, err := iamread.ReadPrincipal(ctx, c.clients.IAM, "role", "rdsgate-proxy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		arn := policies.DBUserARN{Partition: "aws", Region: region, AccountID: c.account, ResourceID: w.resourceIDs[c.name], DBUser: "app"}.String()
+		if got := pw.Allows(pw.Base, "rds-db:connect", arn); got != c.want {
+			t.Errorf("account %s's rdsgate-proxy allows %s: %v, want %v", c.account, arn, got, c.want)
+		}
+	}
 }

@@ -71,6 +71,13 @@ func FromPlan(plan *policies.Plan, inv *policies.Inventory, o Options) (*proxyd.
 			roles[d.Name] = pp.ARN
 		}
 	}
+	// Redshift is not planned (no rds-db:connect): served as the proxy's
+	// own principal, which print-iam lets ask for credentials.
+	for _, db := range inv.Databases {
+		if db.Engine.Redshift() {
+			sub.Databases = append(sub.Databases, db)
+		}
+	}
 	return FromInventory(sub, roles, plan.Settings.ExternalID, o)
 }
 
@@ -114,6 +121,12 @@ func FromInventory(inv *policies.Inventory, roles map[string]string, externalID 
 			Region:   db.Region,
 			DBUsers:  db.DBUsers,
 			Labels:   db.Labels,
+		}
+		switch db.Engine {
+		case policies.EngineRedshift:
+			entry.Service, entry.Cluster = proxyd.ServiceRedshift, db.Identifier
+		case policies.EngineRedshiftServerless:
+			entry.Service, entry.Workgroup = proxyd.ServiceRedshiftServerless, db.Identifier
 		}
 		if len(o.DBUsers) > 0 {
 			entry.DBUsers = o.DBUsers

@@ -101,3 +101,33 @@ func TestPinnedPorts(t *testing.T) {
 		t.Fatalf("deliberate move: %v %v", got, err)
 	}
 }
+
+// TestFromPlanServesRedshift: Redshift entries of the inventory are not in
+// the plan (no rds-db:connect) but are served, as their service, through
+// the proxy's own principal.
+func TestFromPlanServesRedshift(t *testing.T) {
+	inv := &policies.Inventory{Databases: []policies.Database{
+		{Name: "orders", Engine: policies.EnginePostgres, Kind: policies.KindInstance, ResourceID: "db-ABCDEFGHIJKLMNOPQRSTUVWXY1", Region: "us-east-1",
+			AccountID: "123456789012", Endpoint: "orders.abc.us-east-1.rds.amazonaws.com", Port: 5432, DBUsers: []string{"app"}},
+		{Name: "warehouse", Engine: policies.EngineRedshift, Kind: policies.KindCluster, Identifier: "warehouse", Region: "us-east-1",
+			AccountID: "123456789012", Endpoint: "warehouse.abc.us-east-1.redshift.amazonaws.com", Port: 5439, DBUsers: []string{"*"}},
+		{Name: "analytics", Engine: policies.EngineRedshiftServerless, Kind: policies.KindWorkgroup, Identifier: "analytics", Region: "us-east-1",
+			AccountID: "123456789012", Endpoint: "analytics.123456789012.us-east-1.redshift-serverless.amazonaws.com", Port: 5439, DBUsers: []string{"*"}},
+	}}
+	if err := inv.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := policies.NewPlan(policies.PlanInput{Inventory: inv, Quotas: policies.DefaultQuotas(), Target: policies.Target{Kind: policies.PrincipalRole, Name: "proxy"}})
+	if err != nil || len(plan.Databases) != 1 {
+		t.Fatalf("plan: %v %+v", err, plan)
+	}
+	cfg, err := FromPlan(plan, inv, Options{CABundle: "/etc/rdsgate/global-bundle.pem"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, a := cfg.Database("warehouse"), cfg.Database("analytics")
+	if w == nil || a == nil || w.Service != proxyd.ServiceRedshift || w.Cluster != "warehouse" || a.Service != proxyd.ServiceRedshiftServerless ||
+		a.Workgroup != "analytics" || w.Protocol != proxyd.ProtocolPostgres || w.AssumeRoleARN != "" || cfg.Database("orders") == nil {
+		t.Fatalf("config: %+v", cfg.Databases)
+	}
+}

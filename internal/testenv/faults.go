@@ -46,6 +46,7 @@ type FaultProxy struct {
 	requests []Request
 	after    func(op string, status int)
 	rewrite  func(op string, body []byte) []byte
+	answers  map[string]func(form url.Values) string
 	lag      *lag
 }
 
@@ -120,7 +121,13 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 		if f != nil {
 			fp.injected++
 		}
+		answer := fp.answers[op]
 		fp.mu.Unlock()
+		if f == nil && answer != nil {
+			w.Header().Set("Content-Type", "text/xml")
+			fmt.Fprint(w, answer(form))
+			return
+		}
 		if f != nil {
 			w.Header().Set("Content-Type", "text/xml")
 			w.WriteHeader(f.Status)
@@ -134,6 +141,18 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 	t.Cleanup(srv.Close)
 	fp.URL = srv.URL
 	return fp
+}
+
+// Answer answers an operation the emulator lacks (moto 5.2.1 has no
+// DescribeDBClusterEndpoints or DescribeDBProxyEndpoints) with the XML
+// body f gives for the request's parameters.
+func (fp *FaultProxy) Answer(op string, f func(form url.Values) string) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	if fp.answers == nil {
+		fp.answers = map[string]func(url.Values) string{}
+	}
+	fp.answers[op] = f
 }
 
 // Rewrite sets a hook that changes the emulator's successful answers.

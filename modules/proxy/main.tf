@@ -25,4 +25,5 @@ data "rdsgate_proxy_config" "this" {
   gateway         = var.gateway
   rbac_rules      = length(var.rbac_rules) > 0 ? var.rbac_rules : null
   audit_log       = var.audit_log != "" ? var.audit_log : null
+  kubernetes      = var.kubernetes
 }

@@ -22,3 +22,8 @@ output "rbac_json" {
   description = "The gateway's RBAC file (cloud_init writes it)."
   value       = data.rdsgate_proxy_config.this.rbac_json
 }
+
+output "kubernetes_manifests" {
+  description = "With var.kubernetes: the fleet's ServiceAccount, ConfigMap, Deployment, Service, PodDisruptionBudget and HorizontalPodAutoscaler by file name (JSON for kubectl apply -f, or kubernetes_manifest resources via jsondecode)."
+  value       = data.rdsgate_proxy_config.this.kubernetes_manifests
+}

@@ -135,3 +135,17 @@ variable "audit_log" {
   type        = string
   default     = ""
 }
+
+variable "kubernetes" {
+  description = "Run the gateway as a fleet on Kubernetes (needs gateway): image, and optionally namespace, name, iam_role_arn (default proxy_role_arn), replicas, max_replicas, service_type. Output kubernetes_manifests holds the manifests."
+  type = object({
+    image        = string
+    namespace    = optional(string)
+    name         = optional(string)
+    iam_role_arn = optional(string)
+    replicas     = optional(number)
+    max_replicas = optional(number)
+    service_type = optional(string)
+  })
+  default = null
+}

@@ -54,32 +54,58 @@ func pgFatal(w io.Writer, code, msg string) {
 }
 
 func (s *Server) servePostgres(client net.Conn, socket string) {
+	conn, startup, ok := s.startPostgres(client, socket)
+	if !ok {
+		return
+	}
+	user := startup.Parameters["user"]
+	// RDS asks IAM users for a password in clear text: the token.
+	ask, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
+	if _, err := conn.Write(ask); err != nil {
+		return
+	}
+	br := bufio.NewReader(conn)
+	pw, err := readPassword(br)
+	if err != nil {
+		return
+	}
+	if err := s.verify(pw, user); err != nil {
+		pgFatal(conn, "28P01", fmt.Sprintf(`PAM authentication failed for user "%s"`, user))
+		return
+	}
+	s.loginAndRelay(conn, br, startup, socket, "")
+}
+
+// startPostgres takes a client to its startup message: TLS when asked
+// (and required), cancel requests passed on to the server. The startup's
+// database defaults to its user.
+func (s *Server) startPostgres(client net.Conn, socket string) (net.Conn, *pgproto3.StartupMessage, bool) {
 	var conn net.Conn = client
 	encrypted := false
 	var body []byte
 	for {
 		var err error
 		if body, err = readStartupPacket(conn); err != nil {
-			return
+			return nil, nil, false
 		}
 		code := binary.BigEndian.Uint32(body)
 		switch code {
 		case sslRequestCode:
 			if encrypted {
-				return
+				return nil, nil, false
 			}
 			if _, err := conn.Write([]byte{'S'}); err != nil {
-				return
+				return nil, nil, false
 			}
 			tc := tls.Server(conn, s.tls)
 			if err := tc.Handshake(); err != nil {
-				return
+				return nil, nil, false
 			}
 			conn, encrypted = tc, true
 			continue
 		case gssEncRequestCode:
 			if _, err := conn.Write([]byte{'N'}); err != nil {
-				return
+				return nil, nil, false
 			}
 			continue
 		case cancelRequestCode:
@@ -89,51 +115,58 @@ func (s *Server) servePostgres(client net.Conn, socket string) {
 				_, _ = pg.Write(append(pkt, body...))
 				pg.Close()
 			}
-			return
+			return nil, nil, false
 		}
 		break
 	}
 	var startup pgproto3.StartupMessage
 	if err := startup.Decode(body); err != nil {
 		pgFatal(conn, "08P01", "invalid startup packet layout")
-		return
+		return nil, nil, false
 	}
 	user, db := startup.Parameters["user"], startup.Parameters["database"]
 	if db == "" {
 		db = user
 	}
+	startup.Parameters["database"] = db
 	if !encrypted {
 		s.refuse(fmt.Errorf("no TLS"))
 		pgFatal(conn, "28000", fmt.Sprintf(`no pg_hba.conf entry for host "%s", user "%s", database "%s", no encryption`, remoteIP(client), user, db))
-		return
+		return nil, nil, false
 	}
-	// RDS asks IAM users for a password in clear text: the token.
-	ask, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
-	if _, err := conn.Write(ask); err != nil {
-		return
-	}
-	br := bufio.NewReader(conn)
+	return conn, &startup, true
+}
+
+// readPassword reads a PasswordMessage.
+func readPassword(br *bufio.Reader) (string, error) {
 	typ, err := br.ReadByte()
 	if err != nil || typ != 'p' {
-		return
+		return "", fmt.Errorf("expected a password message")
 	}
 	var lenBuf [4]byte
 	if _, err := io.ReadFull(br, lenBuf[:]); err != nil {
-		return
+		return "", err
 	}
-	msg := make([]byte, binary.BigEndian.Uint32(lenBuf[:])-4)
+	n := binary.BigEndian.Uint32(lenBuf[:])
+	if n < 5 || n > 16<<10 {
+		return "", fmt.Errorf("bad password message length %d", n)
+	}
+	msg := make([]byte, n-4)
 	if _, err := io.ReadFull(br, msg); err != nil {
-		return
+		return "", err
 	}
 	var pw pgproto3.PasswordMessage
 	if err := pw.Decode(msg); err != nil {
-		return
+		return "", err
 	}
-	if err := s.verify(pw.Password, user); err != nil {
-		pgFatal(conn, "28P01", fmt.Sprintf(`PAM authentication failed for user "%s"`, user))
-		return
-	}
+	return pw.Password, nil
+}
 
+// loginAndRelay logs in to the real server with the client's startup
+// parameters and relays. RDS (redshiftUser "") applies IAM authentication
+// only to members of rds_iam; Redshift's temporary users need no such role.
+func (s *Server) loginAndRelay(conn net.Conn, br *bufio.Reader, startup *pgproto3.StartupMessage, socket, redshiftUser string) {
+	user := startup.Parameters["user"]
 	backend, err := net.Dial("unix", socket)
 	if err != nil {
 		pgFatal(conn, "08006", "could not connect to server: "+err.Error())
@@ -145,7 +178,6 @@ func (s *Server) servePostgres(client net.Conn, socket string) {
 	for k, v := range startup.Parameters {
 		params[k] = v
 	}
-	params["database"] = db
 	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: params})
 	if err := fe.Flush(); err != nil {
 		return
@@ -176,29 +208,29 @@ func (s *Server) servePostgres(client net.Conn, socket string) {
 		}
 	}
 ready:
-	// RDS applies IAM authentication only to members of rds_iam; anyone
-	// else is checked against a password, which the token is not.
-	fe.Send(&pgproto3.Query{String: "SELECT pg_has_role(current_user, 'rds_iam', 'MEMBER')"})
-	if err := fe.Flush(); err != nil {
-		return
-	}
-	member := false
-	for {
-		m, err := fe.Receive()
-		if err != nil {
+	if redshiftUser == "" {
+		fe.Send(&pgproto3.Query{String: "SELECT pg_has_role(current_user, 'rds_iam', 'MEMBER')"})
+		if err := fe.Flush(); err != nil {
 			return
 		}
-		if row, ok := m.(*pgproto3.DataRow); ok && len(row.Values) == 1 {
-			member = string(row.Values[0]) == "t"
+		member := false
+		for {
+			m, err := fe.Receive()
+			if err != nil {
+				return
+			}
+			if row, ok := m.(*pgproto3.DataRow); ok && len(row.Values) == 1 {
+				member = string(row.Values[0]) == "t"
+			}
+			if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+				break
+			}
 		}
-		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
-			break
+		if !member {
+			s.refuse(fmt.Errorf("%s is not a member of rds_iam", user))
+			pgFatal(conn, "28P01", fmt.Sprintf(`password authentication failed for user "%s"`, user))
+			return
 		}
-	}
-	if !member {
-		s.refuse(fmt.Errorf("%s is not a member of rds_iam", user))
-		pgFatal(conn, "28P01", fmt.Sprintf(`password authentication failed for user "%s"`, user))
-		return
 	}
 	s.Accepted.Add(1)
 	ok, _ := (&pgproto3.AuthenticationOk{}).Encode(nil)

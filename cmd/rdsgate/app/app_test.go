@@ -226,7 +226,7 @@ func TestUsageErrors(t *testing.T) {
 			`rdsgate: --region: unknown region "us-eats-1" (did you mean "us-east-1"?): regions look like us-east-1`},
 		{"region typo before any call", []string{"doctor", "--region", "us-eats-1"}, 2, `rdsgate: --region: unknown region "us-eats-1" (did you mean "us-east-1"?)`},
 		{"output is a file, not a format", []string{"discover", "--output", "table"}, 2, "rdsgate: --output names the file to write the inventory to; for a table on standard output use --format table"},
-		{"discover is not for redshift", []string{"discover", "--types", "redshift", "--region", "us-east-1"}, 2, "--types redshift: discover lists RDS instances (rds), Aurora clusters (aurora) and RDS Proxies (rds-proxy)"},
+		{"discover an unknown type", []string{"discover", "--types", "redshift,dynamodb", "--region", "us-east-1"}, 2, `unknown type "dynamodb"; use rds, aurora, rds-proxy, redshift or redshift-serverless`},
 		{"role and user", []string{"bootstrap", "print-iam", "--role", "a", "--user", "b"}, 2, "cannot specify --role and --user at the same time"},
 		{"auto needs a name", []string{"bootstrap", "print-iam"}, 2, "give --role NAME or --user NAME, or use --manual"},
 		{"unknown type", []string{"bootstrap", "print-iam", "--manual", "--types", "rds,dynamodb"}, 2, `unknown type "dynamodb"`},

@@ -78,7 +78,7 @@ func discoverCommand(cfg *config) *cli.Command {
 			"under \"skipped\" with the reason. A database's users come from its rdsgate:db-users tag\n" +
 			"(comma separated), else from --db-users.",
 		Flags: append([]cli.Flag{
-			&cli.StringSliceFlag{Name: "types", Value: cli.NewStringSlice("rds", "aurora", "rds-proxy"), Usage: "what to list: rds, aurora, rds-proxy"},
+			&cli.StringSliceFlag{Name: "types", Value: cli.NewStringSlice("rds", "aurora", "rds-proxy"), Usage: "what to list: rds, aurora, rds-proxy, redshift (clusters), redshift-serverless (workgroups)"},
 			&cli.StringSliceFlag{Name: "regions", EnvVars: []string{"RDSGATE_REGIONS"}, Usage: "regions to list (default: --region)"},
 			&cli.StringSliceFlag{Name: "tag", Usage: "only databases with this tag, as key=value or key (repeat or separate with commas: all must match)"},
 			&cli.StringSliceFlag{Name: "db-users", Value: cli.NewStringSlice("*"), Usage: "users for databases without an rdsgate:db-users tag"},
