@@ -74,3 +74,45 @@ func declaresProvider(t *testing.T, dir string) bool {
 	}
 	return false
 }
+
+// TestReadmeHCLIsFormatted: the HCL in the READMEs that CI cannot validate
+// (the EC2 Auto Scaling example needs the AWS provider, which cannot be
+// installed offline) is at least valid, formatted HCL.
+func TestReadmeHCLIsFormatted(t *testing.T) {
+	root := testenv.RepoRoot()
+	var files []string
+	for _, pattern := range []string{"*.md", "*/README.md", "modules/*/README.md"} {
+		found, _ := filepath.Glob(filepath.Join(root, pattern))
+		files = append(files, found...)
+	}
+	blocks := 0
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rest := string(data)
+		for {
+			_, after, ok := strings.Cut(rest, "```hcl\n")
+			if !ok {
+				break
+			}
+			block, tail, _ := strings.Cut(after, "```")
+			rest = tail
+			blocks++
+			cmd := exec.Command("terraform", "fmt", "-no-color", "-")
+			cmd.Stdin = strings.NewReader(block)
+			out, err := cmd.Output()
+			if err != nil {
+				t.Errorf("%s: an hcl block is not valid HCL: %v\n%s", strings.TrimPrefix(f, root+"/"), err, block)
+				continue
+			}
+			if string(out) != block {
+				t.Errorf("%s: an hcl block is not formatted as terraform fmt would:\n%s", strings.TrimPrefix(f, root+"/"), out)
+			}
+		}
+	}
+	if blocks < 3 {
+		t.Fatalf("found %d hcl blocks in %d READMEs", blocks, len(files))
+	}
+}

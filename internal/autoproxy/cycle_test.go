@@ -280,17 +280,25 @@ func TestAutomaticMode(t *testing.T) {
 		}
 	}()
 
-	// Added, with IAM authentication off: the proxy turns it on, and
-	// serves it once RDS shows it on.
+	// Added with IAM authentication on: served by the first cycle that
+	// starts after it appears, so within one interval. Added with it off:
+	// the proxy turns it on, and serves it once RDS shows it on.
+	w.addDatabase("payments", true)
 	w.addDatabase("invoices", false)
 	w.reloadAddresses()
 	added := time.Now()
 	st = w.cycleAfter(added)
+	if st.Error != "" || w.srv.Addr("payments") == "" || w.srv.Addr("invoices") != "" {
+		t.Fatalf("the first cycle after payments appeared: %+v, listeners %q %q", st, w.srv.Addr("payments"), w.srv.Addr("invoices"))
+	}
+	if err := w.query(ctx, "payments"); err != nil {
+		t.Fatalf("payments, within one interval: %v (emulator: %s)", err, w.emus["payments"].LastRefusal())
+	}
 	if !strings.Contains(strings.Join(st.Report.Enabled, ","), "invoices") {
 		t.Fatalf("the cycle after invoices appeared did not enable IAM authentication on it: %+v", st)
 	}
 	st = w.cycleAfter(st.LastEnd)
-	if st.Error != "" || st.Databases != 4 {
+	if st.Error != "" || st.Databases != 5 {
 		t.Fatalf("the cycle after IAM authentication was on: %+v", st)
 	}
 	if err := w.query(ctx, "invoices"); err != nil {
@@ -300,7 +308,7 @@ func TestAutomaticMode(t *testing.T) {
 	// Removed.
 	w.removeDatabase("ledger")
 	st = w.cycleAfter(time.Now())
-	if st.Error != "" || st.Databases != 3 || w.srv.Addr("ledger") != "" {
+	if st.Error != "" || st.Databases != 4 || w.srv.Addr("ledger") != "" {
 		t.Fatalf("after ledger was removed: %+v, listener %q", st, w.srv.Addr("ledger"))
 	}
 	close(stop)
@@ -319,7 +327,7 @@ func TestAutomaticMode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, want := range map[string]bool{"orders": true, "users": true, "invoices": true, "ledger": false} {
+	for name, want := range map[string]bool{"orders": true, "users": true, "invoices": true, "payments": true, "ledger": false} {
 		arn := policies.DBUserARN{Partition: "aws", Region: region, AccountID: testenv.AccountID, ResourceID: w.resourceIDs[name], DBUser: "app"}.String()
 		if got := world.Allows(world.Base, "rds-db:connect", arn); got != want {
 			t.Errorf("IAM allows rds-db:connect on %s (%s): %v, want %v", name, arn, got, want)
@@ -362,7 +370,7 @@ func TestAutomaticMode(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var shown proxyd.AutoStatus
-	if err := json.NewDecoder(resp.Body).Decode(&shown); err != nil || shown.Databases != 3 || shown.Cycles < 4 || shown.Error != "" {
+	if err := json.NewDecoder(resp.Body).Decode(&shown); err != nil || shown.Databases != 4 || shown.Cycles < 4 || shown.Error != "" {
 		t.Fatalf("/automatic: %v %+v", err, shown)
 	}
 	resp2, err := http.Get("http://" + w.srv.HealthAddr() + "/metrics")
@@ -371,7 +379,7 @@ func TestAutomaticMode(t *testing.T) {
 	}
 	defer resp2.Body.Close()
 	metrics, _ := io.ReadAll(resp2.Body)
-	for _, want := range []string{"rdsgate_auto_databases 3", `rdsgate_auto_cycles_total{result="ok"}`, "rdsgate_auto_iam_auth_enabled_total 1"} {
+	for _, want := range []string{"rdsgate_auto_databases 4", `rdsgate_auto_cycles_total{result="ok"}`, "rdsgate_auto_iam_auth_enabled_total 1"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
