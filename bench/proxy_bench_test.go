@@ -315,17 +315,8 @@ func BenchmarkProxy(b *testing.B) {
 		}
 		for _, tg := range targets {
 			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && w.key == os.Getenv("BENCH_PROFILE_WORKLOAD") {
-				// Profile the proxy during its select-only run.
-				go func() {
-					resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", health, max(1, seconds-2)))
-					if err != nil {
-						return
-					}
-					defer resp.Body.Close()
-					f, _ := os.Create(profile)
-					_, _ = io.Copy(f, resp.Body)
-					f.Close()
-				}()
+				// Profile the proxy during this run.
+				go profileProxy(health, profile)
 			}
 			var t0 float64
 			if tg.pid != 0 {
@@ -357,6 +348,16 @@ func BenchmarkProxy(b *testing.B) {
 	} {
 		if !want("sysbench") {
 			break
+		}
+		if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && os.Getenv("BENCH_PROFILE_WORKLOAD") == "sysbench" {
+			go profileProxy(health, profile)
+		}
+		if os.Getenv("BENCH_STRACE") != "" && tg.name == "rdsgate" {
+			go func() {
+				time.Sleep(2 * time.Second)
+				out := filepath.Join(os.TempDir(), "strace-rdsgate-sysbench.txt")
+				_ = exec.Command("timeout", "-s", "INT", "4", "strace", "-c", "-f", "-p", itoa(pid), "-o", out).Run()
+			}()
 		}
 		t0 := cpuTicks(b, pid)
 		tps, lat := sysbench(b, tg.args...)
@@ -434,4 +435,20 @@ func BenchmarkProxy(b *testing.B) {
 	if idleClients > 0 {
 		b.ReportMetric(perConnRSS, "KiB/idle-conn")
 	}
+}
+
+// profileProxy writes a CPU profile of the proxy, taken over most of a run,
+// to path (BENCH_PROFILE, with BENCH_PROFILE_WORKLOAD naming the run).
+func profileProxy(health, path string) {
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", health, max(1, seconds-2)))
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(f, resp.Body)
+	f.Close()
 }

@@ -58,8 +58,8 @@ type Request struct {
 	KeyID string
 }
 
-// signingKey is the access key id of a SigV4 Authorization header.
-func signingKey(auth string) string {
+// SigningKey is the access key id of a SigV4 Authorization header.
+func SigningKey(auth string) string {
 	_, cred, ok := strings.Cut(auth, "Credential=")
 	if !ok {
 		return ""
@@ -110,7 +110,7 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 		}
 		fp.mu.Lock()
 		fp.seen[op]++
-		fp.requests = append(fp.requests, Request{Op: op, Form: form, KeyID: signingKey(r.Header.Get("Authorization"))})
+		fp.requests = append(fp.requests, Request{Op: op, Form: form, KeyID: SigningKey(r.Header.Get("Authorization"))})
 		var f *Fault
 		if fp.lag != nil {
 			f = fp.lag.decide(op, form)

@@ -60,13 +60,8 @@ func (s *Server) servePostgres(client net.Conn, socket string) {
 	}
 	user := startup.Parameters["user"]
 	// RDS asks IAM users for a password in clear text: the token.
-	ask, _ := (&pgproto3.AuthenticationCleartextPassword{}).Encode(nil)
-	if _, err := conn.Write(ask); err != nil {
-		return
-	}
-	br := bufio.NewReader(conn)
-	pw, err := readPassword(br)
-	if err != nil {
+	br, pw, ok := askPassword(conn, &pgproto3.AuthenticationCleartextPassword{})
+	if !ok {
 		return
 	}
 	if err := s.verify(pw, user); err != nil {
@@ -135,6 +130,18 @@ func (s *Server) startPostgres(client net.Conn, socket string) (net.Conn, *pgpro
 		return nil, nil, false
 	}
 	return conn, &startup, true
+}
+
+// askPassword sends an authentication request and reads the client's
+// answer; the reader may hold what the client sent after it.
+func askPassword(conn net.Conn, ask pgproto3.BackendMessage) (*bufio.Reader, string, bool) {
+	b, _ := ask.Encode(nil)
+	if _, err := conn.Write(b); err != nil {
+		return nil, "", false
+	}
+	br := bufio.NewReader(conn)
+	pw, err := readPassword(br)
+	return br, pw, err == nil
 }
 
 // readPassword reads a PasswordMessage.

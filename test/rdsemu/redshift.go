@@ -1,7 +1,6 @@
 package rdsemu
 
 import (
-	"bufio"
 	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
@@ -139,7 +138,7 @@ func roleName(arn string) string {
 
 func (a *RedshiftAPI) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	caller := a.who(signingKeyID(r.Header.Get("Authorization")))
+	caller := a.who(testenv.SigningKey(r.Header.Get("Authorization")))
 	if caller == "" {
 		http.Error(w, `{"__type":"UnrecognizedClientException","message":"The security token included in the request is invalid."}`, http.StatusForbidden)
 		return
@@ -242,16 +241,6 @@ func (a *RedshiftAPI) serverless(w http.ResponseWriter, target string, body []by
 	_ = json.NewEncoder(w).Encode(map[string]any{"dbUser": dbUser, "dbPassword": pw, "expiration": exp.Unix(), "nextRefreshTime": exp.Add(-10 * time.Minute).Unix()})
 }
 
-// signingKeyID is the access key id of a SigV4 Authorization header.
-func signingKeyID(auth string) string {
-	_, cred, ok := strings.Cut(auth, "Credential=")
-	if !ok {
-		return ""
-	}
-	id, _, _ := strings.Cut(cred, "/")
-	return id
-}
-
 // Redshift starts an emulated Redshift endpoint (a cluster or a serverless
 // workgroup) in front of pg: it asks for an md5 password, as Redshift does,
 // accepts the temporary credentials creds holds, and logs in to pg as the
@@ -273,13 +262,8 @@ func (s *Server) serveRedshift(client net.Conn, socket string, creds *RedshiftCr
 	user := startup.Parameters["user"]
 	salt := make([]byte, 4)
 	_, _ = rand.Read(salt)
-	ask, _ := (&pgproto3.AuthenticationMD5Password{Salt: [4]byte(salt)}).Encode(nil)
-	if _, err := conn.Write(ask); err != nil {
-		return
-	}
-	br := bufio.NewReader(conn)
-	pw, err := readPassword(br)
-	if err != nil {
+	br, pw, ok := askPassword(conn, &pgproto3.AuthenticationMD5Password{Salt: [4]byte(salt)})
+	if !ok {
 		return
 	}
 	if err := creds.checkMD5(user, pw, salt); err != nil {
