@@ -561,7 +561,8 @@ func (e *mysqlRefusal) Error() string { return fmt.Sprintf("ERROR %d: %s", e.cod
 func (s *session) loginMySQL(ctx context.Context, raw net.Conn, g *mysqlGreeting, resp *HandshakeResponse, relayed uint32, signer *Database) (net.Conn, *bufio.Reader, []byte, error) {
 	token, err := s.srv.creds.token(ctx, s.srv.base, signer, s.user)
 	if err != nil {
-		return nil, nil, nil, &backendError{msg: err.Error()}
+		raw.Close() // another principal logs in on a new connection
+		return nil, nil, nil, &backendError{msg: err.Error(), signing: true}
 	}
 	caps := (resp.Caps & relayed & g.caps) | mysql.CLIENT_SSL | mysql.CLIENT_PROTOCOL_41 | mysql.CLIENT_SECURE_CONNECTION |
 		mysql.CLIENT_PLUGIN_AUTH | mysql.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA

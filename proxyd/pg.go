@@ -336,7 +336,7 @@ func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string,
 		loginUser, password, err = s.srv.creds.redshiftLogin(ctx, s.srv.base, signer, s.user, s.dbName, s.srv.config().AWSEndpoints)
 	}
 	if err != nil {
-		return nil, nil, nil, &backendError{msg: err.Error()}
+		return nil, nil, nil, &backendError{msg: err.Error(), signing: true}
 	}
 	raw, err := s.dial(ctx)
 	if err != nil {

@@ -234,7 +234,12 @@ func isTimeout(err error) bool {
 
 // backendError is a failure on the database side, with a message that is
 // safe to show the client.
-type backendError struct{ msg string }
+type backendError struct {
+	msg string
+	// signing: the proxy could not get the credentials to sign with (a
+	// role it could not assume), so another principal may still do.
+	signing bool
+}
 
 func (e *backendError) Error() string { return e.msg }
 

@@ -46,8 +46,8 @@ func (c *signerChoice) try(s *session, login func(signer *Database) error) error
 			return err
 		}
 		s.srv.metrics.signerFallback.WithLabelValues(s.db.Name).Inc()
-		s.logger().Info("the database refused the token of one principal that may hold its permission; trying the next (an apply is moving it)",
-			"refused_role", principalName(signer.AssumeRoleARN), "next_role", principalName(signers[i+1].AssumeRoleARN))
+		s.logger().Info("the database refused the token of one principal that may hold its permission, or its credentials could not be had; trying the next (an apply is moving it)",
+			"refused_role", principalName(signer.AssumeRoleARN), "next_role", principalName(signers[i+1].AssumeRoleARN), "error", err.Error())
 	}
 	return nil // not reached: the last signer returns above
 }
@@ -71,12 +71,17 @@ func principalName(arn string) string {
 }
 
 // refusedToken reports whether the database refused the login's token
-// (as RDS does when the signer lacks rds-db:connect), rather than failing
-// in another way.
+// (as RDS does when the signer lacks rds-db:connect), or the signer's
+// credentials could not be had (a shard role IAM does not show yet, or
+// whose trust changed), rather than the login failing in another way.
 func refusedToken(err error) bool {
 	var pr *pgRefusal
 	if errors.As(err, &pr) {
 		return pr.Code == "28P01" || pr.Code == "28000"
+	}
+	var be *backendError
+	if errors.As(err, &be) {
+		return be.signing
 	}
 	var mr *mysqlRefusal
 	return errors.As(err, &mr) && mr.code == 1045

@@ -2,6 +2,7 @@ package proxyd
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -47,8 +48,18 @@ func TestFallbackRoles(t *testing.T) {
 		}
 	})
 	e.srv.Close()
+	// STS through a layer that refuses AssumeRole for one role on demand.
+	var unassumable atomic.Value
+	unassumable.Store("")
+	stsFront := testenv.StartFaultProxy(t, rec.URL)
+	stsFront.DecideOn(func(op string, form url.Values) *testenv.Fault {
+		if op == "AssumeRole" && form.Get("RoleArn") == unassumable.Load().(string) {
+			return &testenv.Fault{Status: 403, Code: "AccessDenied", Message: "not authorized to perform: sts:AssumeRole on resource: " + form.Get("RoleArn")}
+		}
+		return nil
+	})
 	cfg := e.awsConfig()
-	cfg.BaseEndpoint = aws.String(rec.URL)
+	cfg.BaseEndpoint = aws.String(stsFront.URL)
 	e.start(WithAWSConfig(cfg))
 	fallbacks := func() string {
 		_, metrics := get(t, "http://"+e.srv.HealthAddr()+"/metrics")
@@ -78,6 +89,18 @@ func TestFallbackRoles(t *testing.T) {
 	if got := fallbacks(); !strings.Contains(got, `{database="pg"} 3`) {
 		t.Fatalf("shard-002 refused, then the base role (shard-001 is tried at its turn): want 3 fallbacks in all, got\n%s", got)
 	}
+	// A role whose credentials cannot be had (IAM does not show a new
+	// shard role everywhere yet, or its trust changed) is passed over too.
+	holder.Store("rdsgate-proxy-shard-001")
+	unassumable.Store(shard2)
+	e.srv.creds.forgetRoles() // as when the cached role credentials run out
+	pgSelect("shard-002 cannot be assumed, shard-001 holds it")
+	host2, port2 := splitAddr(t, e.srv.Addr("my"))
+	if out, err := mysqlCLI(t, host2+":"+port2, "app", "-e", "select 1"); err != nil || !strings.Contains(out, "1") {
+		t.Fatalf("mysql, shard-002 cannot be assumed: %v %s (emulator: %s)", err, out, myEmu.LastRefusal())
+	}
+	unassumable.Store("")
+
 	// Nobody holds it: the client gets the database's own refusal.
 	holder.Store("nobody")
 	out, err := psql(t, e.pgDSN("pg", "app", "postgres"), "-c", "select 1")
@@ -87,4 +110,14 @@ func TestFallbackRoles(t *testing.T) {
 	if n := pgEmu.Refused.Load(); n < 3 {
 		t.Fatalf("the emulator refused %d logins, want every principal tried", n)
 	}
+}
+
+// forgetRoles drops the cached role credentials and tokens, as when they
+// run out.
+func (c *credentials) forgetRoles() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.roles = map[string]aws.CredentialsProvider{}
+	c.tokens = map[string]cachedToken{}
+	c.passwords = map[string]dbPassword{}
 }

@@ -41,6 +41,7 @@ type FaultProxy struct {
 	// Decide gets the operation and how many times it has been seen
 	// (counting this one) and returns a fault, or nil to pass it on.
 	decide   func(op string, n int) *Fault
+	decideOn func(op string, form url.Values) *Fault
 	seen     map[string]int
 	injected int
 	requests []Request
@@ -118,6 +119,9 @@ func StartFaultProxy(t T, target string) *FaultProxy {
 		if f == nil && fp.decide != nil {
 			f = fp.decide(op, fp.seen[op])
 		}
+		if f == nil && fp.decideOn != nil {
+			f = fp.decideOn(op, form)
+		}
 		if f != nil {
 			fp.injected++
 		}
@@ -181,6 +185,14 @@ func DistinctResourceIDs(_ string, body []byte) []byte {
 		id := "db-" + base32.StdEncoding.EncodeToString(sum[:])[:26]
 		return reResourceID.ReplaceAll(block, []byte("<DbiResourceId>"+id+"</DbiResourceId>"))
 	})
+}
+
+// DecideOn sets a fault rule that sees the request's parameters (a fault
+// for one role's AssumeRole, say).
+func (fp *FaultProxy) DecideOn(f func(op string, form url.Values) *Fault) {
+	fp.mu.Lock()
+	defer fp.mu.Unlock()
+	fp.decideOn = f
 }
 
 // Decide sets the fault rule.
