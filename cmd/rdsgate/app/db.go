@@ -209,8 +209,20 @@ func commandFlag(flags []cli.Flag, name string) cli.Flag {
 	return nil
 }
 
-// target finds the database and settles the db user and name.
-func target(c *cli.Context, gc *gatewayclient.Client, name string) (*proxyd.DatabaseAccess, string, string, error) {
+// target connects to the gateway, finds the database and settles the db
+// user and name.
+func target(c *cli.Context, name string) (*gatewayclient.Client, *proxyd.DatabaseAccess, string, string, error) {
+	gc, err := gatewayClient(c)
+	if err != nil {
+		return nil, nil, "", "", err
+	}
+	db, user, dbName, err := targetOn(c, gc, name)
+	return gc, db, user, dbName, err
+}
+
+// targetOn finds the database behind a gateway and settles the db user and
+// name.
+func targetOn(c *cli.Context, gc *gatewayclient.Client, name string) (*proxyd.DatabaseAccess, string, string, error) {
 	givenUser, givenName := c.String("db-user"), c.String("db-name")
 	if name == "" {
 		return nil, "", "", usageError("name the database: rdsgate db %s NAME (rdsgate db ls lists them)", c.Command.Name)
@@ -280,11 +292,7 @@ func dbConnect(c *cli.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	gc, err := gatewayClient(c)
-	if err != nil {
-		return err
-	}
-	db, user, dbName, err := target(c, gc, name)
+	gc, db, user, dbName, err := target(c, name)
 	if err != nil {
 		return err
 	}
@@ -340,11 +348,7 @@ func dbEnv(c *cli.Context, cfg *config) error {
 	if err := oneOf("format", c.String("format"), "sh", "json"); err != nil {
 		return err
 	}
-	gc, err := gatewayClient(c)
-	if err != nil {
-		return err
-	}
-	db, user, dbName, err := target(c, gc, name)
+	gc, db, user, dbName, err := target(c, name)
 	if err != nil {
 		return err
 	}
