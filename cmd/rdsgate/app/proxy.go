@@ -95,6 +95,13 @@ func proxyCommand(cfg *config) *cli.Command {
 					&cli.StringFlag{Name: "gateway-postgres", Category: "gateway", Usage: "PostgreSQL listener `ADDR` (default :5432 when there is a PostgreSQL database)"},
 					&cli.StringFlag{Name: "gateway-mysql", Category: "gateway", Usage: "MySQL listener `ADDR` (default :3306 when there is a MySQL database)"},
 					&cli.StringFlag{Name: "gateway-api", Category: "gateway", Value: ":8443", Usage: "HTTPS API `ADDR` for rdsgate db ls/connect/env (\"\" for none)"},
+					&cli.BoolFlag{Name: "auto", Category: "automatic mode", Usage: "write an automatic mode configuration: the proxy finds its databases, keeps its own connect shards in step and serves them"},
+					&cli.StringFlag{Name: "base-role", Category: "automatic mode", Usage: "with --auto: the proxy's role `ARN`, whose connect shards it manages (it runs as that role: an instance profile, IRSA)"},
+					&cli.StringSliceFlag{Name: "auto-regions", Category: "automatic mode", Usage: "with --auto: regions to discover in (default --region)"},
+					&cli.StringSliceFlag{Name: "auto-types", Category: "automatic mode", Usage: "with --auto: rds, aurora, rds-proxy, redshift, redshift-serverless (default the first three)"},
+					&cli.StringSliceFlag{Name: "auto-tag", Category: "automatic mode", Usage: "with --auto: only databases with this tag, key=value or key (repeat: all must match)"},
+					&cli.DurationFlag{Name: "auto-interval", Category: "automatic mode", Value: proxyd.DefaultAutoInterval, Usage: "with --auto: time between discovery cycles"},
+					&cli.BoolFlag{Name: "enable-iam-auth", Category: "automatic mode", Usage: "with --auto: turn IAM authentication on where it is off (modifies the databases)"},
 					&cli.StringFlag{Name: "kubernetes", Category: "kubernetes", Usage: "also write a gateway fleet's manifests to `DIR` (Deployment, Service, PodDisruptionBudget, HorizontalPodAutoscaler, ServiceAccount, ConfigMap), with the commands that apply them"},
 					&cli.StringFlag{Name: "image", Category: "kubernetes", Usage: "container `IMAGE` that runs rdsgate"},
 					&cli.StringFlag{Name: "namespace", Category: "kubernetes", Usage: "`NAMESPACE` of the objects (default: kubectl's)"},
@@ -208,6 +215,13 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 	}
 	var pc *proxyd.Config
 	gatewayOnly := c.Bool("gateway") && c.String("plan") == "" && c.String("name") == ""
+	if !c.Bool("auto") {
+		for _, f := range []string{"base-role", "auto-regions", "auto-types", "auto-tag", "auto-interval", "enable-iam-auth"} {
+			if c.IsSet(f) {
+				return usageError("--%s configures automatic mode: add --auto", f)
+			}
+		}
+	}
 	if !c.Bool("gateway") {
 		for _, f := range []string{"tls-cert", "tls-key", "client-ca", "iam-audience", "sts-endpoint", "gateway-postgres", "gateway-mysql"} {
 			if c.IsSet(f) {
@@ -215,7 +229,12 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 			}
 		}
 	}
-	if gatewayOnly {
+	if c.Bool("auto") {
+		var err error
+		if pc, err = autoConfig(c, out); err != nil {
+			return err
+		}
+	} else if gatewayOnly {
 		// --gateway alone turns the databases of an existing file into
 		// a gateway's.
 		data, err := os.ReadFile(out)
@@ -348,7 +367,16 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 	if err := writeOutput(out, data); err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.stdout, "Wrote %s: %s.\n", out, policies.Count(len(pc.Databases), "database"))
+	if a := pc.Auto; a != nil {
+		regions := a.Regions
+		if len(regions) == 0 {
+			regions = []string{pc.Region}
+		}
+		fmt.Fprintf(cfg.stdout, "Wrote %s: automatic mode for %s in %s, every %s; listeners from %s:%d.\n", out, a.BaseRole, strings.Join(regions, ", "),
+			time.Duration(a.Interval), a.ListenHost, a.FirstPort)
+	} else {
+		fmt.Fprintf(cfg.stdout, "Wrote %s: %s.\n", out, policies.Count(len(pc.Databases), "database"))
+	}
 	for _, d := range pc.Databases {
 		via := "the proxy's own credentials"
 		if d.AssumeRoleARN != "" {
@@ -397,6 +425,50 @@ func proxyConfigure(c *cli.Context, cfg *config) error {
 	}
 	fmt.Fprintf(cfg.stdout, "Start the proxy with: rdsgate proxy start --config %s\n", out)
 	return nil
+}
+
+// autoConfig is the configuration of --auto: no databases of its own, an
+// auto section from the flags.
+func autoConfig(c *cli.Context, out string) (*proxyd.Config, error) {
+	for _, f := range []string{"name", "protocol", "uri", "plan", "inventory", "merge"} {
+		if c.IsSet(f) {
+			return nil, usageError("cannot specify --auto and --%s at the same time: automatic mode finds the databases itself", f)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		return nil, usageError("%s exists: automatic mode writes a whole configuration; name another --output or move it away", out)
+	}
+	base := c.String("base-role")
+	if n, err := policies.ParseIAMARN(base); err != nil || n.Type != string(policies.PrincipalRole) {
+		return nil, usageError("--auto needs --base-role ARN, the proxy's role (arn:aws:iam::123456789012:role/rdsgate-proxy): its connect shards are what automatic mode manages")
+	}
+	region := c.String("region")
+	regions := splitList(c.StringSlice("auto-regions"))
+	if region == "" && len(regions) > 0 {
+		region = regions[0]
+	}
+	if region == "" {
+		return nil, usageError("--region (or --auto-regions) is required: where to discover and sign")
+	}
+	tags := map[string]string{}
+	for _, t := range splitList(c.StringSlice("auto-tag")) {
+		k, v, _ := strings.Cut(t, "=")
+		if k == "" {
+			return nil, usageError("--auto-tag %q must be key=value or key", t)
+		}
+		tags[k] = v
+	}
+	if len(tags) == 0 {
+		tags = nil
+	}
+	pc := &proxyd.Config{Region: region, CABundle: c.String("ca-bundle"), HealthAddress: c.String("health-address"), Databases: []proxyd.Database{},
+		Auto: &proxyd.Auto{Interval: proxyd.Duration(c.Duration("auto-interval")), Regions: regions, Types: splitList(c.StringSlice("auto-types")),
+			Tags: tags, DBUsers: splitList(c.StringSlice("db-user")), EnableIAMAuth: c.Bool("enable-iam-auth"), BaseRole: base,
+			ListenHost: c.String("listen-host"), FirstPort: c.Int("first-port")}}
+	if err := pc.Validate(); err != nil {
+		return nil, usageError("%v", err)
+	}
+	return pc, nil
 }
 
 // kubeManifests are a gateway fleet's manifests, to be written to dir.

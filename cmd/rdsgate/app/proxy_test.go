@@ -518,3 +518,49 @@ func TestProxyConfigureKubernetesRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestProxyConfigureAuto: --auto writes a configuration the proxy loads,
+// with no databases of its own and the automatic mode settings given; what
+// does not go with it is refused before anything is written.
+func TestProxyConfigureAuto(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "proxy.json")
+	r := run(t, "", "proxy", "configure", "--auto", "--base-role", "arn:aws:iam::123456789012:role/rdsgate-proxy", "--region", "eu-west-1",
+		"--auto-regions", "eu-west-1,eu-central-1", "--auto-tag", "team=payments", "--auto-tag", "rdsgate", "--auto-types", "rds,aurora,redshift",
+		"--auto-interval", "2m", "--enable-iam-auth", "--first-port", "20000", "--output", out)
+	if r.code != 0 || !strings.Contains(r.stdout, "automatic mode for arn:aws:iam::123456789012:role/rdsgate-proxy in eu-west-1, eu-central-1, every 2m0s") {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	pc, err := proxyd.LoadConfig(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := pc.Auto
+	if a == nil || len(pc.Databases) != 0 || a.Tags["team"] != "payments" || a.Tags["rdsgate"] != "" || len(a.Tags) != 2 || strings.Join(a.Types, ",") != "rds,aurora,redshift" ||
+		time.Duration(a.Interval) != 2*time.Minute || !a.EnableIAMAuth || a.FirstPort != 20000 || strings.Join(a.Regions, ",") != "eu-west-1,eu-central-1" {
+		t.Fatalf("auto: %+v", a)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auto", "--region", "eu-west-1"}, "--auto needs --base-role ARN"},
+		{[]string{"--auto", "--base-role", "arn:aws:iam::123456789012:role/p", "--region", "eu-west-1", "--name", "orders"}, "cannot specify --auto and --name"},
+		{[]string{"--auto", "--base-role", "arn:aws:iam::123456789012:role/p", "--region", "eu-west-1", "--auto-types", "dynamodb"}, `"dynamodb" is not rds, aurora`},
+		{[]string{"--auto-tag", "team=x", "--name", "orders", "--protocol", "postgres", "--uri", "h:5432", "--region", "eu-west-1"}, "--auto-tag configures automatic mode: add --auto"},
+	} {
+		path := filepath.Join(dir, "refused.json")
+		r := run(t, "", append([]string{"proxy", "configure", "--output", path}, tc.args...)...)
+		if r.code != ExitUsage || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%v: exit %d %q, want %q", tc.args, r.code, r.stderr, tc.want)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("%v: refused, but wrote the file", tc.args)
+		}
+	}
+	// An existing file is not overwritten by a whole automatic configuration.
+	if r := run(t, "", "proxy", "configure", "--auto", "--base-role", "arn:aws:iam::123456789012:role/p", "--region", "eu-west-1", "--output", out); r.code != ExitUsage ||
+		!strings.Contains(r.stderr, "exists") {
+		t.Fatalf("over an existing file: exit %d %s", r.code, r.stderr)
+	}
+}
