@@ -87,10 +87,13 @@ func (a *Auto) validate(c *Config) error {
 	if time.Duration(a.Interval) < MinAutoInterval {
 		return bad("interval %s is shorter than %s: every cycle reads IAM and RDS, and AWS throttles", time.Duration(a.Interval), MinAutoInterval)
 	}
-	if a.BaseRole == "" {
+	if len(a.Accounts) > 0 && a.BaseRole != "" {
+		return bad("base_role and accounts: with accounts, each account's role is the base of its own shards; list the proxy's own account among them")
+	}
+	if len(a.Accounts) == 0 && a.BaseRole == "" {
 		a.BaseRole = c.AssumeRoleARN
 	}
-	if !strings.HasPrefix(a.BaseRole, "arn:") || !strings.Contains(a.BaseRole, ":role/") {
+	if len(a.Accounts) == 0 && (!strings.HasPrefix(a.BaseRole, "arn:") || !strings.Contains(a.BaseRole, ":role/")) {
 		return bad("base_role %q must be the proxy's role ARN (arn:aws:iam::123456789012:role/rdsgate-proxy), whose connect shards automatic mode manages; or set assume_role_arn", a.BaseRole)
 	}
 	for _, t := range a.Types {

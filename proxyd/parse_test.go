@@ -126,6 +126,7 @@ func TestConfigValidation(t *testing.T) {
 		"iam without audience":     {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306"}],"gateway":{"listen_mysql":":3306","tls_cert":"c","tls_key":"k","rbac_file":"r","iam":{}}}`, "audience must name this gateway"},
 		"auto interval":            {`{"ca_bundle":"x","region":"r","databases":[],"assume_role_arn":"arn:aws:iam::1:role/p","auto":{"interval":"1s"}}`, "interval 1s is shorter than 10s"},
 		"auto without base role":   {`{"ca_bundle":"x","region":"r","databases":[],"auto":{}}`, "base_role \"\" must be the proxy's role ARN"},
+		"auto base and accounts":   {`{"ca_bundle":"x","region":"r","databases":[],"auto":{"base_role":"arn:aws:iam::1:role/p","accounts":[{"assume_role_arn":"arn:aws:iam::2:role/p"}]}}`, "base_role and accounts"},
 		"auto type":                {`{"ca_bundle":"x","region":"r","databases":[],"assume_role_arn":"arn:aws:iam::1:role/p","auto":{"types":["oracle"]}}`, `types: "oracle" is not rds, aurora, rds-proxy, redshift or redshift-serverless`},
 		"discovered in a file":     {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","discovered":true}]}`, `"discovered" is automatic mode's mark`},
 		"fallback not a role":      {`{"ca_bundle":"x","region":"r","databases":[{"name":"a","protocol":"mysql","endpoint":"h:3306","listen":"127.0.0.1:0","fallback_role_arns":["arn:aws:iam::1:user/u"]}]}`, "is not a role ARN"},
