@@ -255,6 +255,30 @@ func TestAutomaticMode(t *testing.T) {
 		ports[name] = w.srv.Addr(name)
 	}
 
+	// A session of users held open through every change below.
+	held, err := pgx.Connect(ctx, "host=127.0.0.1 port="+strings.Split(w.srv.Addr("users"), ":")[1]+" user=app dbname=postgres sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close(ctx)
+
+	// A cycle that fails (RDS throttles discovery past its retries) keeps
+	// what was served, and says so; the next one recovers.
+	w.front.Decide(func(op string, n int) *testenv.Fault {
+		if op == "DescribeDBInstances" {
+			return &testenv.Fault{Status: 400, Code: "Throttling", Message: "Rate exceeded"}
+		}
+		return nil
+	})
+	st = w.cycleAfter(time.Now())
+	if st.Error == "" || st.Failures == 0 || !strings.Contains(st.Error, "Throttling") || w.srv.Addr("orders") == "" {
+		t.Fatalf("a cycle whose discovery failed: %+v", st)
+	}
+	if err := w.query(ctx, "orders"); err != nil {
+		t.Fatalf("orders after a failed cycle: %v", err)
+	}
+	w.front.Decide(nil)
+
 	// A client of orders that must never fail while the fleet changes.
 	stop := make(chan struct{})
 	var ok, failed atomic.Int64
@@ -313,6 +337,10 @@ func TestAutomaticMode(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	var one int
+	if err := held.QueryRow(ctx, "select 1").Scan(&one); err != nil {
+		t.Fatalf("the session held open through the changes: %v", err)
+	}
 	if failed.Load() > 0 || ok.Load() == 0 {
 		t.Fatalf("orders through the changes: %d ok, %d failed (first: %v)", ok.Load(), failed.Load(), firstFailure.Load())
 	}
@@ -370,7 +398,7 @@ func TestAutomaticMode(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var shown proxyd.AutoStatus
-	if err := json.NewDecoder(resp.Body).Decode(&shown); err != nil || shown.Databases != 4 || shown.Cycles < 4 || shown.Error != "" {
+	if err := json.NewDecoder(resp.Body).Decode(&shown); err != nil || shown.Databases != 4 || shown.Cycles < 5 || shown.Failures != 1 || shown.Error != "" {
 		t.Fatalf("/automatic: %v %+v", err, shown)
 	}
 	resp2, err := http.Get("http://" + w.srv.HealthAddr() + "/metrics")
