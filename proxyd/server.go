@@ -423,6 +423,10 @@ func (s *Server) healthHandler() http.Handler {
 		switch {
 		case !s.started.Load():
 			http.Error(w, "starting", http.StatusServiceUnavailable)
+		case s.config().Auto != nil && s.autoCycle != nil && s.AutoStatus().Cycles == 0:
+			// A replica that has not discovered anything yet would
+			// refuse every client of a discovered database.
+			http.Error(w, "waiting for the first automatic mode cycle", http.StatusServiceUnavailable)
 		case s.stopping.Load():
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		case s.established.Load() >= int64(s.config().MaxConnections):
