@@ -33,14 +33,14 @@ type credentials struct {
 	now     func() time.Time
 	signing singleflight.Group
 
-	mu        sync.Mutex
-	roles     map[string]aws.CredentialsProvider
-	tokens    map[string]cachedToken
-	passwords map[string]dbPassword // Redshift's temporary credentials
+	mu      sync.Mutex
+	roles   map[string]aws.CredentialsProvider
+	entries map[string]cachedEntry // tokens and Redshift logins, by key
 }
 
-type cachedToken struct {
-	token   string
+// cachedEntry is a token or a Redshift login, valid until validTo.
+type cachedEntry struct {
+	value   any
 	validTo time.Time
 }
 
@@ -49,8 +49,7 @@ type cachedToken struct {
 const signTimeout = 30 * time.Second
 
 func newCredentials(base aws.Config, m *metrics) *credentials {
-	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, tokens: map[string]cachedToken{},
-		passwords: map[string]dbPassword{}}
+	return &credentials{base: base, metrics: m, now: time.Now, roles: map[string]aws.CredentialsProvider{}, entries: map[string]cachedEntry{}}
 }
 
 // provider returns the credentials for a role (or the base ones), chaining
@@ -115,46 +114,56 @@ func (p *countingProvider) Retrieve(ctx context.Context) (aws.Credentials, error
 
 // token returns an IAM authentication token for user on the database.
 func (c *credentials) token(ctx context.Context, base roleRef, db *Database, user string) (string, error) {
-	key := db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.chainKey()
-	c.mu.Lock()
-	cached, ok := c.tokens[key]
-	c.mu.Unlock()
-	if ok && c.now().Before(cached.validTo) {
-		c.metrics.tokenCache.WithLabelValues("hit").Inc()
-		return cached.token, nil
+	key := "token|" + db.Endpoint + "|" + db.Region + "|" + user + "|" + base.arn + "|" + db.chainKey()
+	v, err := c.cached(ctx, key, func(ctx context.Context) (any, time.Time, error) { return c.sign(ctx, base, db, user) })
+	if err != nil {
+		return "", err
 	}
-	// One signing per key at a time. It runs detached from this
-	// connection's context, so a client that gives up does not fail the
-	// others waiting for the same token.
-	signed := false
+	return v.(string), nil
+}
+
+// cached returns what key holds while it is valid; otherwise fetch runs
+// once for every caller that asks for key meanwhile, detached from this
+// caller's context, so a client that gives up does not fail the others
+// waiting for the same credentials. rdsgate_proxy_token_cache_total counts
+// a hit for each caller served without a fetch of its own.
+func (c *credentials) cached(ctx context.Context, key string, fetch func(context.Context) (any, time.Time, error)) (any, error) {
+	c.mu.Lock()
+	entry, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && c.now().Before(entry.validTo) {
+		c.metrics.tokenCache.WithLabelValues("hit").Inc()
+		return entry.value, nil
+	}
+	fetched := false
 	ch := c.signing.DoChan(key, func() (any, error) {
-		signed = true
+		fetched = true
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signTimeout)
 		defer cancel()
-		token, validTo, err := c.sign(sctx, base, db, user)
+		v, validTo, err := fetch(sctx)
 		if err != nil {
-			return "", err
+			return nil, err
 		}
 		c.mu.Lock()
-		c.tokens[key] = cachedToken{token, validTo}
+		c.entries[key] = cachedEntry{v, validTo}
 		c.mu.Unlock()
-		return token, nil
+		return v, nil
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return "", r.Err
+			return nil, r.Err
 		}
-		// Only the caller whose function ran sets signed; the channel
+		// Only the caller whose function ran sets fetched; the channel
 		// receive orders that write before this read.
-		if signed {
+		if fetched {
 			c.metrics.tokenCache.WithLabelValues("miss").Inc()
 		} else {
 			c.metrics.tokenCache.WithLabelValues("hit").Inc()
 		}
-		return r.Val.(string), nil
+		return r.Val, nil
 	case <-ctx.Done():
-		return "", ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

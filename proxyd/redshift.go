@@ -45,37 +45,16 @@ func (c *credentials) redshiftLogin(ctx context.Context, base roleRef, db *Datab
 	if db.IAMIdentity || db.Service == ServiceRedshiftServerless {
 		as = "iam" // the login user is the signer's identity, whoever the client says
 	}
-	key := db.Service + "|" + db.Cluster + db.Workgroup + "|" + db.Region + "|" + as + "|" + dbName + "|" + base.arn + "|" + db.chainKey()
-	c.mu.Lock()
-	cached, ok := c.passwords[key]
-	c.mu.Unlock()
-	if ok && c.now().Before(cached.validTo) {
-		c.metrics.tokenCache.WithLabelValues("hit").Inc()
-		return cached.user, cached.password, nil
-	}
-	ch := c.signing.DoChan("redshift|"+key, func() (any, error) {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), signTimeout)
-		defer cancel()
-		got, err := c.fetchRedshift(sctx, base, db, user, dbName, endpoints)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.passwords[key] = got
-		c.mu.Unlock()
-		c.metrics.tokenCache.WithLabelValues("miss").Inc()
-		return got, nil
+	key := "redshift|" + db.Service + "|" + db.Cluster + db.Workgroup + "|" + db.Region + "|" + as + "|" + dbName + "|" + base.arn + "|" + db.chainKey()
+	v, err := c.cached(ctx, key, func(ctx context.Context) (any, time.Time, error) {
+		got, err := c.fetchRedshift(ctx, base, db, user, dbName, endpoints)
+		return got, got.validTo, err
 	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return "", "", r.Err
-		}
-		got := r.Val.(dbPassword)
-		return got.user, got.password, nil
-	case <-ctx.Done():
-		return "", "", ctx.Err()
+	if err != nil {
+		return "", "", err
 	}
+	got := v.(dbPassword)
+	return got.user, got.password, nil
 }
 
 func (c *credentials) fetchRedshift(ctx context.Context, base roleRef, db *Database, user, dbName string, endpoints map[string]string) (dbPassword, error) {

@@ -118,6 +118,5 @@ func (c *credentials) forgetRoles() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.roles = map[string]aws.CredentialsProvider{}
-	c.tokens = map[string]cachedToken{}
-	c.passwords = map[string]dbPassword{}
+	c.entries = map[string]cachedEntry{}
 }
