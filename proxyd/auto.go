@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -271,7 +271,8 @@ func (s *Server) autoOnce(ctx context.Context) {
 	a.status.Cycles++
 	a.status.LastEnd = time.Now()
 	a.status.Report = report
-	a.status.Changes = dedupe(changes)
+	slices.Sort(changes)
+	a.status.Changes = slices.Compact(changes)
 	a.lastEnd.Set(float64(a.status.LastEnd.UnixNano()) / 1e9)
 	a.writes.Add(float64(report.Writes))
 	a.enabled.Add(float64(len(report.Enabled)))
@@ -291,17 +292,6 @@ func (s *Server) autoOnce(ctx context.Context) {
 	s.log.Info("automatic mode: cycle done", "databases", a.status.Databases, "discovered", report.Discovered, "skipped", len(report.Skipped),
 		"iam_auth_enabled", strings.Join(report.Enabled, ","), "iam_steps", report.Steps, "iam_writes", report.Writes, "changes", strings.Join(a.status.Changes, "; "),
 		"took", time.Since(start).Round(time.Millisecond).String())
-}
-
-func dedupe(in []string) []string {
-	sort.Strings(in)
-	out := in[:0]
-	for i, s := range in {
-		if i == 0 || s != in[i-1] {
-			out = append(out, s)
-		}
-	}
-	return out
 }
 
 // stopAuto ends the cycles and waits for one that runs.

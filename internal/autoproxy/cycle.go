@@ -251,9 +251,7 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 		if acct.err == nil {
 			report, err := bootstrap.ApplyPlan(ctx, acct.clients, acct.plan, bootstrap.ApplyOptions{Lease: bootstrap.LeaseOptions{Owner: c.owner,
 				Wait: min(time.Duration(a.Interval), 2*time.Minute)}})
-			if report != nil {
-				rep.Steps, rep.Writes = rep.Steps+len(report.Steps), rep.Writes+report.Writes
-			}
+			rep.Steps, rep.Writes = rep.Steps+len(report.Steps), rep.Writes+report.Writes // ApplyPlan always reports
 			if err != nil {
 				acct.err = fmt.Errorf("%s: applying the connect shards of %s (%d of %d steps done; the next cycle converges): %w",
 					acct, acct.base.Name, report.Done, len(report.Steps), err)

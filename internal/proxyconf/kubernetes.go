@@ -154,14 +154,13 @@ func Kubernetes(pc *proxyd.Config, o KubeOptions) (map[string][]byte, *proxyd.Co
 		{"name": "tls", "mountPath": kubeTLSDir, "readOnly": true},
 		{"name": "ca-bundle", "mountPath": kubeCADir, "readOnly": true},
 	}
-	podLabels := labels
 	deployment := obj{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta(o.Name), "spec": obj{
 		"replicas": o.Replicas,
 		"selector": obj{"matchLabels": labels},
 		// One pod at a time, a new one ready before an old one drains.
 		"strategy": obj{"type": "RollingUpdate", "rollingUpdate": obj{"maxUnavailable": 0, "maxSurge": 1}},
 		"template": obj{
-			"metadata": obj{"labels": podLabels},
+			"metadata": obj{"labels": labels},
 			"spec": obj{
 				"serviceAccountName": o.Name,
 				// SIGTERM drains for drain_timeout; the kubelet waits that

@@ -450,13 +450,9 @@ func autoConfig(c *cli.Context, out string) (*proxyd.Config, error) {
 	if region == "" {
 		return nil, usageError("--region (or --auto-regions) is required: where to discover and sign")
 	}
-	tags := map[string]string{}
-	for _, t := range splitList(c.StringSlice("auto-tag")) {
-		k, v, _ := strings.Cut(t, "=")
-		if k == "" {
-			return nil, usageError("--auto-tag %q must be key=value or key", t)
-		}
-		tags[k] = v
+	tags, err := tagFilters(c, "auto-tag")
+	if err != nil {
+		return nil, err
 	}
 	if len(tags) == 0 {
 		tags = nil

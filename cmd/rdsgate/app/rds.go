@@ -99,15 +99,9 @@ func discover(c *cli.Context, cfg *config) error {
 	if path := c.String("output"); path == "json" || path == "table" || path == "text" {
 		return usageError("--output names the file to write the inventory to; for a %s on standard output use --format %s", path, strings.Replace(path, "text", "table", 1))
 	}
-	tags := map[string]string{}
-	// AWS tags hold no commas, so env=prod,team=x is two tags, as every
-	// other list flag reads a comma.
-	for _, t := range splitList(c.StringSlice("tag")) {
-		k, v, _ := strings.Cut(t, "=")
-		if k == "" {
-			return usageError("--tag %q must be key=value or key", t)
-		}
-		tags[k] = v
+	tags, err := tagFilters(c, "tag")
+	if err != nil {
+		return err
 	}
 	if c.String("external-id") != "" && c.String("assume-role-arn") == "" {
 		return usageError("--external-id has no effect without --assume-role-arn")
@@ -198,3 +192,18 @@ func dbUserSQLCommand(cfg *config) *cli.Command {
 
 // isNoRegion reports a missing region, a usage error.
 func isNoRegion(err error) bool { return errors.Is(err, bootstrap.ErrNoRegion) }
+
+// tagFilters reads a repeatable flag of tags, key=value or key alone (any
+// value). AWS tags hold no commas, so env=prod,team=x is two tags, as
+// every other list flag reads a comma.
+func tagFilters(c *cli.Context, flag string) (map[string]string, error) {
+	tags := map[string]string{}
+	for _, t := range splitList(c.StringSlice(flag)) {
+		k, v, _ := strings.Cut(t, "=")
+		if k == "" {
+			return nil, usageError("--%s %q must be key=value or key", flag, t)
+		}
+		tags[k] = v
+	}
+	return tags, nil
+}
