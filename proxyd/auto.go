@@ -93,7 +93,7 @@ func (a *Auto) validate(c *Config) error {
 	if len(a.Accounts) == 0 && a.BaseRole == "" {
 		a.BaseRole = c.AssumeRoleARN
 	}
-	if len(a.Accounts) == 0 && (!strings.HasPrefix(a.BaseRole, "arn:") || !strings.Contains(a.BaseRole, ":role/")) {
+	if len(a.Accounts) == 0 && !isRoleARN(a.BaseRole) {
 		return bad("base_role %q must be the proxy's role ARN (arn:aws:iam::123456789012:role/rdsgate-proxy), whose connect shards automatic mode manages; or set assume_role_arn", a.BaseRole)
 	}
 	for _, t := range a.Types {
@@ -106,7 +106,7 @@ func (a *Auto) validate(c *Config) error {
 	}
 	seen := map[string]bool{}
 	for i, acct := range a.Accounts {
-		if !strings.HasPrefix(acct.AssumeRoleARN, "arn:") || !strings.Contains(acct.AssumeRoleARN, ":role/") {
+		if !isRoleARN(acct.AssumeRoleARN) {
 			return bad("accounts[%d].assume_role_arn %q must be a role ARN in that account (arn:aws:iam::210987654321:role/rdsgate-proxy)", i, acct.AssumeRoleARN)
 		}
 		if seen[acct.AssumeRoleARN] {

@@ -368,7 +368,7 @@ func (c *Config) Validate() error {
 		if d.ViaExternalID != "" && d.ViaRoleARN == "" {
 			return bad("%s: via_external_id has no effect without via_role_arn", at)
 		}
-		if d.ViaRoleARN != "" && (!strings.HasPrefix(d.ViaRoleARN, "arn:") || !strings.Contains(d.ViaRoleARN, ":role/")) {
+		if d.ViaRoleARN != "" && !isRoleARN(d.ViaRoleARN) {
 			return bad("%s: via_role_arn %q is not a role ARN", at, d.ViaRoleARN)
 		}
 		switch d.Service {
@@ -393,7 +393,7 @@ func (c *Config) Validate() error {
 			return bad("%s: service %q must be \"\" (RDS and Aurora), redshift or redshift-serverless", at, d.Service)
 		}
 		for _, arn := range d.FallbackRoleARNs {
-			if arn != "" && !strings.HasPrefix(arn, "arn:") || strings.HasPrefix(arn, "arn:") && !strings.Contains(arn, ":role/") {
+			if arn != "" && !isRoleARN(arn) {
 				return bad("%s: fallback_role_arns: %q is not a role ARN (arn:aws:iam::123456789012:role/NAME), nor \"\" for the proxy's own principal", at, arn)
 			}
 		}
@@ -453,6 +453,9 @@ func (c *Config) Database(name string) *Database {
 	}
 	return nil
 }
+
+// isRoleARN reports whether s looks like an IAM role ARN.
+func isRoleARN(s string) bool { return strings.HasPrefix(s, "arn:") && strings.Contains(s, ":role/") }
 
 // signers are the database as each principal that may sign its tokens
 // sees it: AssumeRoleARN, then the fallbacks, without repeats.
