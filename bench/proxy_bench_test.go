@@ -7,23 +7,31 @@
 // clients, directly over TLS, through rdsgate (plain on loopback to the
 // proxy, verify-full TLS from the proxy to the server) and through pgbouncer
 // in session mode (TLS to the server); new connections per second with
-// pgbench -C. MySQL: sysbench oltp_read_only with 8 threads directly over TLS
-// and through rdsgate. Query cancels while pgbench keeps the server busy:
+// pgbench -C. MySQL: sysbench oltp_read_only with 8 threads directly over TLS,
+// through rdsgate and through HAProxy forwarding the client's TLS (the floor:
+// a hop that does no work of its own). Query cancels while pgbench keeps the server busy:
 // how many succeed and how long they take, directly, through rdsgate and
 // through pgbouncer. Memory: 1,000 idle clients held through the proxy.
 // Every number is reported with its ratio to the direct connection; nothing
-// here asserts a time, because these machines are shared.
+// here asserts a time, because these machines are shared. BENCH_PIN=1 runs
+// the database servers on CPU 0 and everything else on the other CPUs, as
+// when the database is RDS on its own host; BENCH_ROUNDS=3 runs every
+// workload three times, the targets taking turns, and reports medians.
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -141,6 +149,142 @@ logfile = %s/pgbouncer.log
 	return port, cmd.Process.Pid
 }
 
+// startHAProxy runs HAProxy in TCP mode in front of a server: it forwards
+// bytes, so the client's TLS goes through it to the server untouched. It is
+// the cheapest hop a proxy can be (C, one event loop per core, no TLS of its
+// own, splice where it can), the floor for what any proxy between client and
+// server costs on this machine. Returns 0 when HAProxy is not installed.
+func startHAProxy(b *testing.B, backend string) (port, pid int) {
+	b.Helper()
+	if _, err := exec.LookPath("haproxy"); err != nil {
+		fmt.Println("haproxy not found (scripts/install-deps.sh --bench installs it): its row is left out")
+		return 0, 0
+	}
+	dir := b.TempDir()
+	port = testenv.FreePort(b)
+	cfg := fmt.Sprintf(`global
+  maxconn 4000
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+listen db
+  bind 127.0.0.1:%d
+  server db %s
+`, port, backend)
+	path := filepath.Join(dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command("haproxy", "-db", "-f", path)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	b.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+itoa(port)); err == nil {
+			c.Close()
+			return port, cmd.Process.Pid
+		}
+		select {
+		case err := <-exited:
+			b.Fatalf("haproxy exited: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("haproxy did not listen within 10s")
+		}
+	}
+}
+
+// pinServers models the database on its own host, as RDS is: the servers
+// get CPU 0 and this process, and everything it starts from now on (the
+// proxies, pgbouncer, HAProxy, pgbench, sysbench), the other CPUs. Without
+// it (the default) every process shares every CPU, and a proxy's hop is
+// paid for twice: in its own work and in the CPU the server no longer gets;
+// on two cores that costs even HAProxy, forwarding bytes, a third of direct.
+// With it, the client's own TLS is what limits a direct connection.
+func pinServers(b *testing.B, dirs ...string) {
+	b.Helper()
+	rest := "1-" + itoa(runtime.NumCPU()-1)
+	for _, dir := range dirs {
+		out, err := exec.Command("pgrep", "-f", dir).Output()
+		if err != nil {
+			b.Fatalf("pgrep -f %s: %v", dir, err)
+		}
+		for _, pid := range strings.Fields(string(out)) {
+			if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", pid).CombinedOutput(); err != nil {
+				b.Fatalf("taskset %s: %v\n%s", pid, err, out)
+			}
+		}
+	}
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", rest, itoa(os.Getpid())).CombinedOutput(); err != nil {
+		b.Fatalf("taskset: %v\n%s", err, out)
+	}
+	fmt.Printf("pinned: database servers on CPU 0, clients and proxies on CPUs %s\n", rest)
+}
+
+// target is one way to reach a server: directly or through a proxy (pid,
+// whose CPU time is counted), by a PostgreSQL DSN or sysbench arguments.
+type target struct {
+	name string
+	dsn  string
+	args []string
+	pid  int
+}
+
+// rounds is how many times each workload runs against each target; the
+// targets take turns, starting one further on each round, so a slow spell
+// of a shared machine falls on all of them, and each row is the median.
+// BENCH_STRACE=WORKLOAD counts the proxies' system calls for 4 s of that
+// workload's first round into $TMPDIR/strace-TARGET-WORKLOAD.txt.
+var rounds = envInt("BENCH_ROUNDS", 1)
+
+// measure runs a workload against every target, rounds times, and returns a
+// row per target: the median by throughput.
+func measure(b *testing.B, key, name, health string, targets []target, run func(target) (tps, latency float64)) []row {
+	b.Helper()
+	runs := make([][]row, len(targets))
+	for round := range rounds {
+		for k := range targets {
+			i := (k + round) % len(targets)
+			tg := targets[i]
+			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && key == os.Getenv("BENCH_PROFILE_WORKLOAD") && round == 0 {
+				go profileProxy(health, profile)
+			}
+			if os.Getenv("BENCH_STRACE") != "" && tg.pid != 0 && key == os.Getenv("BENCH_STRACE") && round == 0 {
+				// Count the proxy's system calls for a few seconds.
+				go func() {
+					time.Sleep(2 * time.Second)
+					out := filepath.Join(os.TempDir(), "strace-"+tg.name+"-"+key+".txt")
+					_ = exec.Command("timeout", "-s", "INT", "4", "strace", "-c", "-f", "-p", itoa(tg.pid), "-o", out).Run()
+				}()
+			}
+			var t0 float64
+			if tg.pid != 0 {
+				t0 = cpuTicks(b, tg.pid)
+			}
+			tps, lat := run(tg)
+			r := row{workload: name, target: tg.name, tps: tps, latencyMS: lat}
+			if tg.pid != 0 {
+				r.cpuUS = (cpuTicks(b, tg.pid) - t0) / ticksPerSecond * 1e6 / (tps * float64(seconds))
+			}
+			runs[i] = append(runs[i], r)
+			fmt.Printf("%-42s %-20s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", name, tg.name, tps, lat, r.cpuUS)
+		}
+	}
+	out := make([]row, len(targets))
+	for i, rs := range runs {
+		slices.SortFunc(rs, func(a, b row) int { return cmp.Compare(a.tps, b.tps) })
+		out[i] = rs[len(rs)/2]
+	}
+	return out
+}
+
 func pgDSN(port int, tls bool, ca string) string {
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=postgres", port)
 	if tls {
@@ -246,6 +390,12 @@ func BenchmarkProxy(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	if os.Getenv("BENCH_PIN") != "" {
+		if runtime.NumCPU() < 2 {
+			b.Fatal("BENCH_PIN needs at least two CPUs")
+		}
+		pinServers(b, pg.Dir, my.Dir)
+	}
 	bouncer, bouncerPID := startPgbouncer(b, pg)
 	bundle := filepath.Join(b.TempDir(), "bundle.pem")
 	pgCA, _ := os.ReadFile(pg.CA.PEMFile)
@@ -272,34 +422,34 @@ func BenchmarkProxy(b *testing.B) {
 	oldCfg.NoEventLoop, oldCfg.HealthAddress, oldCfg.Pprof = true, "127.0.0.1:"+itoa(oldHealth), false
 	oldCfg.Databases = []proxyd.Database{{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(oldPG)}}
 	oldPID, _ := startProxy(b, bin, &oldCfg)
-	var twoPID, twoPG int
-	if os.Getenv("BENCH_TWO_LOOPS") != "" {
-		two := oldCfg
-		twoPG = testenv.FreePort(b)
-		two.NoEventLoop, two.EventLoops, two.HealthAddress = false, 2, "127.0.0.1:"+itoa(testenv.FreePort(b))
-		two.Databases = []proxyd.Database{{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(twoPG)}}
-		twoPID, _ = startProxy(b, bin, &two)
+	// BENCH_LOOPS=N adds a proxy relaying with N event loops.
+	var loopsPID, loopsPG, loopsMy int
+	loops := envInt("BENCH_LOOPS", 0)
+	if loops > 0 {
+		extra := oldCfg
+		loopsPG, loopsMy = testenv.FreePort(b), testenv.FreePort(b)
+		extra.NoEventLoop, extra.EventLoops, extra.HealthAddress = false, loops, "127.0.0.1:"+itoa(testenv.FreePort(b))
+		extra.Databases = []proxyd.Database{
+			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(loopsPG)},
+			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(loopsMy)},
+		}
+		loopsPID, _ = startProxy(b, bin, &extra)
 	}
 
 	var rows []row
-	targets := []struct {
-		name string
-		dsn  string
-		pid  int
-	}{
-		{"direct", pgDSN(pg.Port, true, pg.CA.PEMFile), 0},
-		{"rdsgate", pgDSN(pgPort, false, ""), pid},
-		{"pgbouncer", pgDSN(bouncer, false, ""), bouncerPID},
-		{"rdsgate-goroutines", pgDSN(oldPG, false, ""), oldPID},
-		{"rdsgate-unix-socket", fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sockDir, sockPort), pid},
-		{"rdsgate-reuse", pgDSN(reusePort, false, ""), pid},
+	pgTarget := func(name, dsn string, pid int) target {
+		return target{name: name, dsn: dsn, pid: pid}
 	}
-	if twoPID != 0 {
-		targets = append(targets, struct {
-			name string
-			dsn  string
-			pid  int
-		}{"rdsgate-2-loops", pgDSN(twoPG, false, ""), twoPID})
+	targets := []target{
+		pgTarget("direct", pgDSN(pg.Port, true, pg.CA.PEMFile), 0),
+		pgTarget("rdsgate", pgDSN(pgPort, false, ""), pid),
+		pgTarget("pgbouncer", pgDSN(bouncer, false, ""), bouncerPID),
+		pgTarget("rdsgate-goroutines", pgDSN(oldPG, false, ""), oldPID),
+		pgTarget("rdsgate-unix-socket", fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sockDir, sockPort), pid),
+		pgTarget("rdsgate-reuse", pgDSN(reusePort, false, ""), pid),
+	}
+	if loopsPID != 0 {
+		targets = append(targets, pgTarget(fmt.Sprintf("rdsgate-%d-loops", loops), pgDSN(loopsPG, false, ""), loopsPID))
 	}
 	for _, w := range []struct {
 		key  string
@@ -310,63 +460,24 @@ func BenchmarkProxy(b *testing.B) {
 		{"tpcb", fmt.Sprintf("pgbench TPC-B like, %d clients", clients), nil},
 		{"connect", fmt.Sprintf("pgbench -C new connections/s, %d clients", clients), []string{"-S", "-C"}},
 	} {
-		if !want(w.key) {
-			continue
-		}
-		for _, tg := range targets {
-			if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && w.key == os.Getenv("BENCH_PROFILE_WORKLOAD") {
-				// Profile the proxy during this run.
-				go profileProxy(health, profile)
-			}
-			var t0 float64
-			if tg.pid != 0 {
-				t0 = cpuTicks(b, tg.pid)
-			}
-			if os.Getenv("BENCH_STRACE") != "" && tg.pid != 0 && w.key == "select" {
-				// Count the proxy's system calls for a few seconds.
-				go func(name string, pid int) {
-					time.Sleep(2 * time.Second)
-					out := filepath.Join(os.TempDir(), "strace-"+name+".txt")
-					_ = exec.Command("timeout", "-s", "INT", "4", "strace", "-c", "-f", "-p", itoa(pid), "-o", out).Run()
-				}(tg.name, tg.pid)
-			}
-			tps, lat := pgbench(b, tg.dsn, w.args...)
-			r := row{workload: w.name, target: tg.name, tps: tps, latencyMS: lat}
-			if tg.pid != 0 {
-				r.cpuUS = (cpuTicks(b, tg.pid) - t0) / ticksPerSecond * 1e6 / (tps * float64(seconds))
-			}
-			rows = append(rows, r)
-			fmt.Printf("%-42s %-18s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", w.name, tg.name, tps, lat, r.cpuUS)
+		if want(w.key) {
+			rows = append(rows, measure(b, w.key, w.name, health, targets, func(tg target) (float64, float64) { return pgbench(b, tg.dsn, w.args...) })...)
 		}
 	}
-	for _, tg := range []struct {
-		name string
-		args []string
-	}{
-		{"direct", []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(my.Port), "--mysql-ssl=on"}},
-		{"rdsgate", []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(myPort), "--mysql-ssl=off"}},
-	} {
-		if !want("sysbench") {
-			break
+	if want("sysbench") {
+		myTarget := func(name string, port int, tls bool, pid int) target {
+			ssl := map[bool]string{true: "on", false: "off"}[tls]
+			return target{name: name, pid: pid, args: []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(port), "--mysql-ssl=" + ssl}}
 		}
-		if profile := os.Getenv("BENCH_PROFILE"); profile != "" && tg.name == "rdsgate" && os.Getenv("BENCH_PROFILE_WORKLOAD") == "sysbench" {
-			go profileProxy(health, profile)
+		mysqlTargets := []target{myTarget("direct", my.Port, true, 0), myTarget("rdsgate", myPort, false, pid)}
+		if loopsPID != 0 {
+			mysqlTargets = append(mysqlTargets, myTarget(fmt.Sprintf("rdsgate-%d-loops", loops), loopsMy, false, loopsPID))
 		}
-		if os.Getenv("BENCH_STRACE") != "" && tg.name == "rdsgate" {
-			go func() {
-				time.Sleep(2 * time.Second)
-				out := filepath.Join(os.TempDir(), "strace-rdsgate-sysbench.txt")
-				_ = exec.Command("timeout", "-s", "INT", "4", "strace", "-c", "-f", "-p", itoa(pid), "-o", out).Run()
-			}()
+		if hp, hpid := startHAProxy(b, my.Addr()); hp != 0 {
+			mysqlTargets = append(mysqlTargets, myTarget("haproxy-tcp", hp, true, hpid))
 		}
-		t0 := cpuTicks(b, pid)
-		tps, lat := sysbench(b, tg.args...)
-		r := row{workload: fmt.Sprintf("sysbench oltp_read_only, %d threads", clients), target: tg.name, tps: tps, latencyMS: lat}
-		if tg.name == "rdsgate" {
-			r.cpuUS = (cpuTicks(b, pid) - t0) / ticksPerSecond * 1e6 / (tps * float64(seconds))
-		}
-		rows = append(rows, r)
-		fmt.Printf("%-42s %-18s %12.1f tps %8.3f ms %8.1f µs CPU/txn\n", "sysbench oltp_read_only", tg.name, tps, lat, r.cpuUS)
+		rows = append(rows, measure(b, "sysbench", fmt.Sprintf("sysbench oltp_read_only, %d threads", clients), health, mysqlTargets,
+			func(tg target) (float64, float64) { return sysbench(b, tg.args...) })...)
 	}
 
 	// Query cancels under load: success and latency, as the client sees them.

@@ -3,7 +3,7 @@
 # server and client, PostgreSQL 15, script(1), systemd-analyze, moto's
 # server and terraform.
 # .ci/run and `make demo` call it; on these machines most of it is there.
-# With --bench it also installs pgbouncer and sysbench, which
+# With --bench it also installs pgbouncer, HAProxy and sysbench, which
 # `make bench-proxy` compares the proxy with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +35,7 @@ if ! command -v initdb >/dev/null 2>&1 && [ ! -x /usr/lib/postgresql/15/bin/init
 fi
 command -v psql >/dev/null 2>&1 || apt_install postgresql-client-15
 if [ "${1:-}" = "--bench" ]; then
-  apt_install pgbouncer sysbench
+  apt_install pgbouncer haproxy sysbench
 fi
 # PostgreSQL refuses to run as root; the tests run it as this user.
 if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
