@@ -217,7 +217,8 @@ func Discover(ctx context.Context, c *Clients, o DiscoverOptions) (*policies.Inv
 			}
 		}
 	}
-	uniqueNames(inv)
+	// The same name in several regions gets the region.
+	policies.DisambiguateNames([]*policies.Inventory{inv}, func(d policies.Database) string { return d.Region })
 	sort.Slice(inv.Databases, func(i, j int) bool { return inv.Databases[i].Name < inv.Databases[j].Name })
 	sort.Slice(inv.Skipped, func(i, j int) bool { return inv.Skipped[i].Name < inv.Skipped[j].Name })
 	return inv, nil
@@ -482,19 +483,6 @@ func (d *discoverer) proxyEndpoints(ctx context.Context, proxy policies.Database
 			return
 		}
 		in.Marker = out.Marker
-	}
-}
-
-// uniqueNames suffixes the region to names that occur in several regions.
-func uniqueNames(inv *policies.Inventory) {
-	count := map[string]int{}
-	for _, db := range inv.Databases {
-		count[db.Name]++
-	}
-	for i := range inv.Databases {
-		if count[inv.Databases[i].Name] > 1 {
-			inv.Databases[i].Name += "-" + inv.Databases[i].Region
-		}
 	}
 }
 

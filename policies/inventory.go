@@ -81,6 +81,26 @@ type Inventory struct {
 	Skipped []SkippedDatabase `json:"skipped,omitempty"`
 }
 
+// DisambiguateNames makes names unique where several databases of the
+// inventories share one, as discovery across regions or accounts finds
+// them: each of those gets "-" and what suffix says of it (its region, its
+// account).
+func DisambiguateNames(invs []*Inventory, suffix func(Database) string) {
+	count := map[string]int{}
+	for _, inv := range invs {
+		for _, d := range inv.Databases {
+			count[d.Name]++
+		}
+	}
+	for _, inv := range invs {
+		for i, d := range inv.Databases {
+			if count[d.Name] > 1 {
+				inv.Databases[i].Name += "-" + suffix(d)
+			}
+		}
+	}
+}
+
 // SkippedDatabase is a database discovery left out.
 type SkippedDatabase struct {
 	Name   string `json:"name"`

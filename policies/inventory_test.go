@@ -3,6 +3,7 @@ package policies
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -126,5 +127,21 @@ func TestInventoryReportsEveryProblem(t *testing.T) {
 	_, err := ParseInventory(inventoryJSON(t, a, b), "inv.json")
 	if err == nil || !strings.Contains(err.Error(), "2 problems") || !strings.Contains(err.Error(), "oracle") || !strings.Contains(err.Error(), "nowhere-1") {
 		t.Fatalf("error %v does not list both problems", err)
+	}
+}
+
+func TestDisambiguateNames(t *testing.T) {
+	a := &Inventory{Databases: []Database{{Name: "orders", AccountID: "111111111111"}, {Name: "billing", AccountID: "111111111111"}}}
+	b := &Inventory{Databases: []Database{{Name: "orders", AccountID: "222222222222"}, {Name: "search", AccountID: "222222222222"}}}
+	DisambiguateNames([]*Inventory{a, b}, func(d Database) string { return d.AccountID })
+	var got []string
+	for _, inv := range []*Inventory{a, b} {
+		for _, d := range inv.Databases {
+			got = append(got, d.Name)
+		}
+	}
+	want := []string{"orders-111111111111", "billing", "orders-222222222222", "search"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("names %v, want %v", got, want)
 	}
 }

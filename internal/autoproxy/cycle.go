@@ -179,7 +179,14 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 			rep.Skipped = append(rep.Skipped, sk.Name+": "+sk.Reason)
 		}
 	}
-	uniqueAcrossAccounts(accts)
+	// The same name in several accounts gets the account.
+	var invs []*policies.Inventory
+	for _, acct := range accts {
+		if acct.inv != nil {
+			invs = append(invs, acct.inv)
+		}
+	}
+	policies.DisambiguateNames(invs, func(d policies.Database) string { return d.AccountID })
 	shards := a.MaxShardRoles
 	switch shards {
 	case 0:
@@ -284,30 +291,6 @@ func (c *Cycle) Run(ctx context.Context, current *proxyd.Config, serve func([]pr
 		return nil, rep, errors.Join(errs...)
 	}
 	return out, rep, errors.Join(errs...)
-}
-
-// uniqueAcrossAccounts suffixes the account id to names that occur in
-// several accounts.
-func uniqueAcrossAccounts(accts []*account) {
-	count := map[string]int{}
-	for _, acct := range accts {
-		if acct.inv == nil {
-			continue
-		}
-		for _, d := range acct.inv.Databases {
-			count[d.Name]++
-		}
-	}
-	for _, acct := range accts {
-		if acct.inv == nil {
-			continue
-		}
-		for i := range acct.inv.Databases {
-			if count[acct.inv.Databases[i].Name] > 1 {
-				acct.inv.Databases[i].Name += "-" + acct.base.AccountID
-			}
-		}
-	}
 }
 
 // databases makes the listeners of the planned databases: ports kept from
