@@ -8,9 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -51,12 +49,12 @@ func (r *accessRoleResource) Schema(_ context.Context, _ resource.SchemaRequest,
 			"or narrowed one does, in `trust_policy` and in the attributes it came from.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "The role's name.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+				PlanModifiers: keptFromState},
 			"name": schema.StringAttribute{Required: true, MarkdownDescription: "Role name (up to 64 of `A-Za-z0-9+=,.@_-`).",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers: replaces},
 			"path": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("/"),
 				MarkdownDescription: "Role path, such as `/rdsgate/` (default `/`). Changing it replaces the role.",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers:       replaces},
 			"description": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString(""),
 				MarkdownDescription: "Role description."},
 			"trusted_role_arns": schema.SetAttribute{Optional: true, ElementType: types.StringType,
@@ -73,8 +71,8 @@ func (r *accessRoleResource) Schema(_ context.Context, _ resource.SchemaRequest,
 				MarkdownDescription: "Tags of the role; keys starting with `rdsgate:` are reserved."},
 			"tags_all": schema.MapAttribute{Computed: true, ElementType: types.StringType,
 				MarkdownDescription: "Tags including the provider's `default_tags`."},
-			"arn":       schema.StringAttribute{Computed: true, MarkdownDescription: "The role's ARN.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
-			"unique_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The role's unique id (`AROA...`).", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"arn":       schema.StringAttribute{Computed: true, MarkdownDescription: "The role's ARN.", PlanModifiers: keptFromState},
+			"unique_id": schema.StringAttribute{Computed: true, MarkdownDescription: "The role's unique id (`AROA...`).", PlanModifiers: keptFromState},
 			"trust_policy": schema.StringAttribute{Computed: true,
 				MarkdownDescription: "The trust policy in canonical JSON, as the role should hold it; after a refresh, as it holds it when the two differ in meaning."},
 		},

@@ -13,7 +13,6 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/listdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -88,7 +87,7 @@ func bootstrapError(diags *diagsT, err error) {
 func bootstrapInputAttrs(resource bool) map[string]schema.Attribute {
 	var replace []planmodifier.String
 	if resource {
-		replace = []planmodifier.String{stringplanmodifier.RequiresReplace()}
+		replace = replaces
 	}
 	return map[string]schema.Attribute{
 		"types": schema.ListAttribute{Optional: true, Computed: true, ElementType: types.StringType,
@@ -137,7 +136,7 @@ func (r *bootstrapPolicyResource) Metadata(_ context.Context, req resource.Metad
 func (r *bootstrapPolicyResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	attrs := bootstrapInputAttrs(true)
 	attrs["id"] = schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the proxy's principal.",
-		PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}}
+		PlanModifiers: keptFromState}
 	attrs["principal_arn"] = schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the proxy's principal."}
 	attrs["policy_json"] = schema.StringAttribute{Computed: true, MarkdownDescription: "The inline policy `rdsgate-bootstrap` in canonical JSON; after a refresh, what IAM holds when it means something else."}
 	attrs["boundary_arn"] = schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the permissions boundary (automatic mode; empty in manual mode)."}

@@ -9,9 +9,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -48,7 +46,6 @@ func (r *databaseResource) Metadata(_ context.Context, req resource.MetadataRequ
 }
 
 func (r *databaseResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
-	keep := []planmodifier.String{stringplanmodifier.UseStateForUnknown()}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "An RDS instance or Aurora cluster served by rdsgate. The database itself is not created here (that is " +
 			"the AWS provider's job); this resource turns IAM database authentication on, checks that AWS supports it for the " +
@@ -56,15 +53,15 @@ func (r *databaseResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 			"the endpoint and the port. Pass these resources to `rdsgate_policy_shards.databases`.\n\n" +
 			"If IAM authentication is turned off outside Terraform, the next plan shows `enable_iam_auth` changing back to `true`.",
 		Attributes: map[string]schema.Attribute{
-			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "`REGION/KIND/IDENTIFIER`.", PlanModifiers: keep},
+			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "`REGION/KIND/IDENTIFIER`.", PlanModifiers: keptFromState},
 			"identifier": schema.StringAttribute{Required: true, MarkdownDescription: "The DB instance or DB cluster identifier.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers: replaces},
 			"kind": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("instance"),
 				MarkdownDescription: "`instance` (RDS) or `cluster` (Aurora: IAM users are authorized on the cluster).",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers:       replaces},
 			"region": schema.StringAttribute{Optional: true, Computed: true,
 				MarkdownDescription: "Region of the database (default: the provider's).",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers:       replaces},
 			"name": schema.StringAttribute{Optional: true, Computed: true,
 				MarkdownDescription: "rdsgate's name for the database in plans, proxy configuration and RBAC (default: the identifier)."},
 			"db_users": schema.ListAttribute{Required: true, ElementType: types.StringType,
@@ -77,12 +74,12 @@ func (r *databaseResource) Schema(_ context.Context, _ resource.SchemaRequest, r
 				MarkdownDescription: "Turn IAM database authentication on (default). `false` leaves the setting as it is."},
 			"apply_immediately": schema.BoolAttribute{Optional: true, Computed: true, Default: booldefault.StaticBool(true),
 				MarkdownDescription: "Apply the change now rather than in the next maintenance window (default `true`; the change does not restart the database)."},
-			"arn":              schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the instance or cluster.", PlanModifiers: keep},
-			"resource_id":      schema.StringAttribute{Computed: true, MarkdownDescription: "`DbiResourceId` (`db-...`) or `DbClusterResourceId` (`cluster-...`), as `rds-db:connect` ARNs name it.", PlanModifiers: keep},
-			"account_id":       schema.StringAttribute{Computed: true, MarkdownDescription: "Account that owns the database.", PlanModifiers: keep},
+			"arn":              schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the instance or cluster.", PlanModifiers: keptFromState},
+			"resource_id":      schema.StringAttribute{Computed: true, MarkdownDescription: "`DbiResourceId` (`db-...`) or `DbClusterResourceId` (`cluster-...`), as `rds-db:connect` ARNs name it.", PlanModifiers: keptFromState},
+			"account_id":       schema.StringAttribute{Computed: true, MarkdownDescription: "Account that owns the database.", PlanModifiers: keptFromState},
 			"engine_version":   schema.StringAttribute{Computed: true, MarkdownDescription: "Engine version."},
-			"endpoint":         schema.StringAttribute{Computed: true, MarkdownDescription: "Host name of the instance, or the cluster's writer endpoint.", PlanModifiers: keep},
-			"reader_endpoint":  schema.StringAttribute{Computed: true, MarkdownDescription: "The cluster's reader endpoint (empty for instances).", PlanModifiers: keep},
+			"endpoint":         schema.StringAttribute{Computed: true, MarkdownDescription: "Host name of the instance, or the cluster's writer endpoint.", PlanModifiers: keptFromState},
+			"reader_endpoint":  schema.StringAttribute{Computed: true, MarkdownDescription: "The cluster's reader endpoint (empty for instances).", PlanModifiers: keptFromState},
 			"port":             schema.Int64Attribute{Computed: true, MarkdownDescription: "Port."},
 			"iam_auth_enabled": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether RDS reports IAM database authentication on."},
 		},

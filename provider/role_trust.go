@@ -8,9 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/bootstrap"
@@ -43,16 +41,16 @@ func (r *roleTrustResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			"resource takes only that statement out.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{Computed: true, MarkdownDescription: "`ROLE_NAME/SID`.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+				PlanModifiers: keptFromState},
 			"role_name": schema.StringAttribute{Required: true, MarkdownDescription: "Name of the existing role to add trust to.",
-				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers: replaces},
 			"sid": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("RdsgateTrust"),
 				MarkdownDescription: "Statement id of rdsgate's statement (letters and digits; default `RdsgateTrust`).",
-				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()}},
+				PlanModifiers:       replaces},
 			"trusted_role_arns": schema.SetAttribute{Required: true, ElementType: types.StringType,
 				MarkdownDescription: "Role or user ARNs that may assume the role, typically the proxy's base role."},
 			"external_id": schema.StringAttribute{Optional: true, MarkdownDescription: "External id the callers must give."},
-			"role_arn":    schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the role.", PlanModifiers: []planmodifier.String{stringplanmodifier.UseStateForUnknown()}},
+			"role_arn":    schema.StringAttribute{Computed: true, MarkdownDescription: "ARN of the role.", PlanModifiers: keptFromState},
 			"statement": schema.StringAttribute{Computed: true,
 				MarkdownDescription: "rdsgate's statement as a policy document in canonical JSON; after a refresh, what the role holds under the sid when it means something else (empty when it was removed)."},
 		},

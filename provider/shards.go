@@ -11,9 +11,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/int64default"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
-	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/rdsgate/rdsgate/policies"
@@ -84,13 +82,12 @@ var dbEntryAttrs = map[string]schema.Attribute{
 // shardInputAttrs returns the input attributes, for a resource (with
 // defaults) or a data source (the same names).
 func shardInputAttrs() map[string]schema.Attribute {
-	replace := []planmodifier.String{stringplanmodifier.RequiresReplace()}
 	return map[string]schema.Attribute{
-		"base_role": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+		"base_role": schema.StringAttribute{Optional: true, PlanModifiers: replaces,
 			MarkdownDescription: "Name (or ARN) of the proxy's role, which holds the first documents and may assume the shard roles. Give `base_role` or `user`."},
-		"user": schema.StringAttribute{Optional: true, PlanModifiers: replace,
+		"user": schema.StringAttribute{Optional: true, PlanModifiers: replaces,
 			MarkdownDescription: "Name (or ARN) of the proxy's IAM user, when it runs as a user."},
-		"path": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("/"), PlanModifiers: replace,
+		"path": schema.StringAttribute{Optional: true, Computed: true, Default: stringdefault.StaticString("/"), PlanModifiers: replaces,
 			MarkdownDescription: "Path of the base principal (default `/`)."},
 		"account_id": schema.StringAttribute{Optional: true, Computed: true,
 			MarkdownDescription: "Account of the base principal; read from the databases (or the caller) when not given."},

@@ -407,12 +407,11 @@ func (r *policyShardsResource) Read(ctx context.Context, req resource.ReadReques
 			return
 		}
 	}
-	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, prev.Base.Kind, prev.Base.Name)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, tfText(err))
+	exists, ok := r.baseExists(ctx, prev, &resp.Diagnostics)
+	if !ok {
 		return
 	}
-	if base == nil {
+	if !exists {
 		// The base principal is gone, and with it every inline document:
 		// show that as drift rather than fail, so a plan can say so.
 		resp.Diagnostics.AddWarning("Base principal missing", fmt.Sprintf("%s %s does not exist; its documents will be written again once it does", prev.Base.Kind, prev.Base.Name))
@@ -523,12 +522,11 @@ func (r *policyShardsResource) Delete(ctx context.Context, req resource.DeleteRe
 		resp.Diagnostics.AddError("Cannot plan the removal", tfText(err))
 		return
 	}
-	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, prev.Base.Kind, prev.Base.Name)
-	if err != nil {
-		resp.Diagnostics.AddError("Cannot read "+string(prev.Base.Kind)+" "+prev.Base.Name, tfText(err))
+	exists, ok := r.baseExists(ctx, prev, &resp.Diagnostics)
+	if !ok {
 		return
 	}
-	if base == nil {
+	if !exists {
 		resp.Diagnostics.AddWarning("Base principal already gone", "its inline documents went with it; shard roles left under "+prev.Settings.ShardRolePath+" are removed only while it exists")
 		return
 	}
@@ -566,4 +564,15 @@ func stillUnknown(diags *diagsT) {
 	if !diags.HasError() {
 		diags.AddError("Inputs unknown at apply", "some input of rdsgate_policy_shards was still unknown when Terraform applied it; this is a bug in the rdsgate provider")
 	}
+}
+
+// baseExists says whether a plan's base principal is in IAM; ok is false,
+// with the error in diags, when IAM could not be read.
+func (r *policyShardsResource) baseExists(ctx context.Context, p *policies.Plan, diags *diag.Diagnostics) (exists, ok bool) {
+	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, p.Base.Kind, p.Base.Name)
+	if err != nil {
+		diags.AddError("Cannot read "+string(p.Base.Kind)+" "+p.Base.Name, tfText(err))
+		return false, false
+	}
+	return base != nil, true
 }

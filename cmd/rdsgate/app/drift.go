@@ -169,18 +169,21 @@ func writeDriftText(w io.Writer, plan *policies.Plan, r *bootstrap.DriftReport) 
 // statusSkip marks a group of doctor's checks that had nothing to check.
 const statusSkip = "skip"
 
-// doctorInput is the file doctor reads for --plan or --inventory: the flag,
-// or else the file of that name in the working directory, which is where
-// the README's commands write it (doctor says it used it).
-func doctorInput(c *cli.Context, cfg *config, flag, name string) (string, error) {
-	if p := c.String(flag); p != "" {
-		return p, nil
+// doctorInput reads the file doctor checks for --plan or --inventory: the
+// flag's, or else the file of that name in the working directory, which is
+// where the README's commands write it (doctor says it used it). No path and
+// nil data when there is neither.
+func doctorInput(c *cli.Context, cfg *config, flag, name string) (path string, data []byte, err error) {
+	path = c.String(flag)
+	if path == "" {
+		if st, err := os.Stat(name); err != nil || !st.Mode().IsRegular() {
+			return "", nil, nil
+		}
+		fmt.Fprintf(cfg.stderr, "doctor: using the %s %s in the working directory (--%s FILE names another)\n", flag, name, flag)
+		path = name
 	}
-	if st, err := os.Stat(name); err != nil || !st.Mode().IsRegular() {
-		return "", nil
-	}
-	fmt.Fprintf(cfg.stderr, "doctor: using the %s %s in the working directory (--%s FILE names another)\n", flag, name, flag)
-	return name, nil
+	data, err = readInput(cfg, flag, path)
+	return path, data, err
 }
 
 // ghEscape escapes a GitHub Actions workflow command's message or property.
@@ -215,29 +218,21 @@ func doctorCommand(cfg *config) *cli.Command {
 				return err
 			}
 			o := bootstrap.DoctorOptions{DialTimeout: c.Duration("timeout")}
-			planPath, err := doctorInput(c, cfg, "plan", "plan.json")
+			planPath, plan, err := doctorInput(c, cfg, "plan", "plan.json")
 			if err != nil {
 				return err
 			}
-			if planPath != "" {
-				data, err := readInput(cfg, "plan", planPath)
-				if err != nil {
-					return err
-				}
-				if o.Plan, err = policies.ReadPlan(data, planPath); err != nil {
+			if plan != nil {
+				if o.Plan, err = policies.ReadPlan(plan, planPath); err != nil {
 					return err
 				}
 			}
-			invPath, err := doctorInput(c, cfg, "inventory", "inventory.json")
+			invPath, inv, err := doctorInput(c, cfg, "inventory", "inventory.json")
 			if err != nil {
 				return err
 			}
-			if invPath != "" {
-				data, err := readInput(cfg, "inventory", invPath)
-				if err != nil {
-					return err
-				}
-				if o.Inventory, err = policies.ParseInventory(data, invPath); err != nil {
+			if inv != nil {
+				if o.Inventory, err = policies.ParseInventory(inv, invPath); err != nil {
 					return err
 				}
 			}
