@@ -394,13 +394,9 @@ func TestApplyRefusesWhatItDoesNotOwn(t *testing.T) {
 	if _, err := c.IAM.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("proxy-shard-001"), Path: aws.String(p.Settings.ShardRolePath), AssumeRolePolicyDocument: aws.String(trust)}); err != nil {
 		t.Fatal(err)
 	}
-	c.Calls.Reset()
-	_, err = ApplyPlan(ctx, c, p, ApplyOptions{})
+	err = refusedWithoutWriting(t, c, p)
 	if err == nil || !errors.Is(err, ErrPreflight) || !strings.Contains(err.Error(), "role proxy-shard-001 already exists and rdsgate does not own it (no rdsgate:managed tag)") {
 		t.Fatalf("foreign shard role: %v", err)
-	}
-	if _, writes := c.Calls.Count(); writes != 0 {
-		t.Fatalf("%d writes before refusing", writes)
 	}
 	if _, err := c.IAM.DeleteRole(ctx, &iam.DeleteRoleInput{RoleName: aws.String("proxy-shard-001")}); err != nil {
 		t.Fatal(err)
@@ -410,14 +406,22 @@ func TestApplyRefusesWhatItDoesNotOwn(t *testing.T) {
 	if _, err := c.IAM.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String("someone-elses"), PolicyDocument: aws.String(big)}); err != nil {
 		t.Fatal(err)
 	}
-	c.Calls.Reset()
-	_, err = ApplyPlan(ctx, c, p, ApplyOptions{})
+	err = refusedWithoutWriting(t, c, p)
 	if err == nil || !strings.Contains(err.Error(), "plan again with --reserved-inline") {
 		t.Fatalf("reserved inline: %v", err)
 	}
+}
+
+// refusedWithoutWriting applies a plan apply must refuse and returns its
+// error; the test fails if the apply wrote anything to IAM first.
+func refusedWithoutWriting(t *testing.T, c *Clients, p *policies.Plan) error {
+	t.Helper()
+	c.Calls.Reset()
+	_, err := ApplyPlan(context.Background(), c, p, ApplyOptions{})
 	if _, writes := c.Calls.Count(); writes != 0 {
-		t.Fatalf("%d writes before refusing", writes)
+		t.Fatalf("%d writes before refusing (%v)", writes, err)
 	}
+	return err
 }
 
 // TestOwnQuotaCheck shows why apply checks sizes itself: moto accepts a
@@ -442,14 +446,10 @@ func TestOwnQuotaCheck(t *testing.T) {
 	if _, err := c.IAM.DeleteRolePolicy(ctx, &iam.DeleteRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String("oversized")}); err != nil {
 		t.Fatal(err)
 	}
-	c.Calls.Reset()
-	_, err := ApplyPlan(ctx, c, p, ApplyOptions{})
+	err := refusedWithoutWriting(t, c, p)
 	var nf *policies.NoFitError
 	if !errors.As(err, &nf) || !strings.Contains(err.Error(), "over the") {
 		t.Fatalf("oversized plan: %v", err)
-	}
-	if _, writes := c.Calls.Count(); writes != 0 {
-		t.Fatalf("%d writes before refusing", writes)
 	}
 }
 

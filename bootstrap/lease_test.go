@@ -151,35 +151,52 @@ func TestLeaseWaits(t *testing.T) {
 	}
 }
 
+// appliedFleet is a fake IAM that holds a 300-database fleet's plan, and
+// the plan that moves it to another shape.
+func appliedFleet(t *testing.T) (f *iamfake.IAM, c *Clients, before, after *policies.Plan) {
+	t.Helper()
+	f = fakeWithRole(t, "proxy")
+	c = fakeClients(f)
+	before = plan(t, fleet(300, 0), 3, nil)
+	if _, err := ApplyPlan(context.Background(), c, before, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return f, c, before, plan(t, fleet(300, 40), 1, nil)
+}
+
+// onFirstWrite runs do once, when IAM has just taken the first write that
+// match accepts; the flag says whether it ran.
+func onFirstWrite(f *iamfake.IAM, match func(op string) bool, do func()) *bool {
+	ran := new(bool)
+	f.OnWrite = func(op string) {
+		if !*ran && match(op) {
+			*ran = true
+			do()
+		}
+	}
+	return ran
+}
+
 // A hand edit between the grants and the first revoke: the apply re-reads
 // IAM before it takes anything away and stops.
 func TestApplyStopsWhenIAMChangesUnderIt(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := fakeWithRole(t, "proxy")
-	c := fakeClients(f)
-	before := plan(t, fleet(300, 0), 3, nil)
-	if _, err := ApplyPlan(ctx, c, before, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	after := plan(t, fleet(300, 40), 1, nil)
+	f, c, before, after := appliedFleet(t)
 	keep := iamcheck.Survivors(worldOfFake(f, before.Base.ARN, ""), planworld.Of(after))
-	edited := false
 	start := len(f.Ops())
-	f.OnWrite = func(op string) {
-		if edited || op != "PutRolePolicy" && op != "CreatePolicyVersion" && op != "CreatePolicy" {
-			return
-		}
-		edited = true
+	edited := onFirstWrite(f, func(op string) bool {
+		return op == "PutRolePolicy" || op == "CreatePolicyVersion" || op == "CreatePolicy"
+	}, func() {
 		_, _ = f.PutRolePolicy(ctx, &iam.PutRolePolicyInput{RoleName: aws.String("proxy"), PolicyName: aws.String(policies.InlinePolicyName),
 			PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"rds-db:connect","Resource":"arn:aws:rds-db:us-east-1:123456789012:dbuser:db-HANDEDIT/admin"}]}`)})
-	}
+	})
 	_, err := ApplyPlan(ctx, c, after, ApplyOptions{})
 	f.OnWrite = nil
 	if !errors.Is(err, ErrIAMChanged) || !strings.Contains(err.Error(), "rewritten") || !strings.Contains(err.Error(), "run it again") {
 		t.Fatalf("want ErrIAMChanged, got %v", err)
 	}
-	if !edited {
+	if !*edited {
 		t.Fatal("the edit never happened")
 	}
 	// Nothing was taken away by the stopped apply (the hand edit took
@@ -203,22 +220,11 @@ func TestApplyStopsWhenIAMChangesUnderIt(t *testing.T) {
 func TestApplyStopsWhenLeaseIsLost(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	f := fakeWithRole(t, "proxy")
-	c := fakeClients(f)
-	before := plan(t, fleet(300, 0), 3, nil)
-	if _, err := ApplyPlan(ctx, c, before, ApplyOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	after := plan(t, fleet(300, 40), 1, nil)
-	stolen := false
-	f.OnWrite = func(op string) {
-		if stolen || op == "TagRole" || op == "UntagRole" {
-			return
-		}
-		stolen = true
+	f, c, _, after := appliedFleet(t)
+	onFirstWrite(f, func(op string) bool { return op != "TagRole" && op != "UntagRole" }, func() {
 		_, _ = f.TagRole(ctx, &iam.TagRoleInput{RoleName: aws.String("proxy"),
 			Tags: []iamtypes.Tag{{Key: aws.String(TagLease), Value: aws.String(fmt.Sprintf("someone-else %d", time.Now().Add(time.Hour).Unix()))}}})
-	}
+	})
 	_, err := ApplyPlan(ctx, c, after, ApplyOptions{})
 	f.OnWrite = nil
 	if !errors.Is(err, ErrLeaseLost) || !strings.Contains(err.Error(), "someone-else") {

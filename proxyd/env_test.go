@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/rdsgate/rdsgate/internal/testenv"
 	"github.com/rdsgate/rdsgate/test/rdsemu"
@@ -135,6 +136,18 @@ func (e *env) start(opts ...Option) {
 func (e *env) pgDSN(db, user, dbname string) string {
 	host, port := splitAddr(e.t, e.srv.Addr(db))
 	return "host=" + host + " port=" + port + " user=" + user + " dbname=" + dbname + " sslmode=disable connect_timeout=10"
+}
+
+// pgConn is a pgx connection as app to the postgres database of db's
+// listener, closed when the test ends.
+func (e *env) pgConn(t *testing.T, db string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(context.Background(), e.pgDSN(db, "app", "postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
 }
 
 func splitAddr(t *testing.T, addr string) (string, string) {

@@ -167,16 +167,7 @@ func TestGatewayMySQL(t *testing.T) {
 	busy, killer := connect(), connect()
 	defer busy.Close()
 	defer killer.Close()
-	done := make(chan string, 1)
-	go func() {
-		r, err := busy.Execute("SELECT SLEEP(30)")
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		v, _ := r.GetInt(0, 0)
-		done <- itoa(int(v))
-	}()
+	done := sleepQuery(busy)
 	time.Sleep(500 * time.Millisecond)
 	if _, err := killer.Execute("KILL QUERY " + itoa(int(busy.GetConnectionID()))); err != nil {
 		t.Fatalf("KILL QUERY: %v", err)

@@ -73,17 +73,8 @@ func TestMySQLSidecar(t *testing.T) {
 		}
 		defer conn.Close()
 		id := conn.GetConnectionID()
-		done := make(chan string, 1)
 		start := time.Now()
-		go func() {
-			r, err := conn.Execute("SELECT SLEEP(30)")
-			if err != nil {
-				done <- err.Error()
-				return
-			}
-			v, _ := r.GetInt(0, 0)
-			done <- itoa(int(v))
-		}()
+		done := sleepQuery(conn)
 		time.Sleep(500 * time.Millisecond)
 		// As the mysql client does on Ctrl-C: KILL QUERY on a new connection,
 		// with the id from the greeting.
@@ -111,11 +102,26 @@ func TestMySQLSidecar(t *testing.T) {
 	})
 }
 
+// sleepQuery runs SELECT SLEEP(30) and says how it ended: its result (1
+// when interrupted by KILL QUERY) or its error.
+func sleepQuery(conn *client.Conn) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		r, err := conn.Execute("SELECT SLEEP(30)")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		v, _ := r.GetInt(0, 0)
+		done <- itoa(int(v))
+	}()
+	return done
+}
+
 func TestMySQLTokenRefusedAndBackendGone(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(e *env, c *Config) {
-		c.Databases = append(c.Databases, Database{Name: "my-wrong-region", Protocol: ProtocolMySQL, Endpoint: e.myEmu.Endpoint,
-			Region: "eu-west-1", Listen: "127.0.0.1:0"})
+		c.Databases = append(c.Databases, wrongRegion("my-wrong-region", ProtocolMySQL, e.myEmu.Endpoint))
 	})
 	out, err := mysqlCLI(t, e.srv.Addr("my-wrong-region"), "app", "-e", "SELECT 1")
 	if err == nil || !strings.Contains(out, "Access denied for user 'app'") {

@@ -99,11 +99,7 @@ func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.pgDSN("pg", "app", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := e.pgConn(t, "pg")
 	addr := e.srv.Addr("pg")
 	healthAddr := e.srv.HealthAddr()
 	done := make(chan error, 1)
@@ -126,7 +122,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if err := conn.QueryRow(ctx, "select 7").Scan(&v); err != nil || v != 7 {
 		t.Fatalf("open session stopped working while draining: %v", err)
 	}
-	err = <-done
+	err := <-done
 	if err == nil || !strings.Contains(err.Error(), "closed 1 connection still open after the drain limit") || !strings.Contains(err.Error(), "user=app") {
 		t.Fatalf("shutdown: %v", err)
 	}

@@ -135,12 +135,16 @@ func TestPostgresSidecar(t *testing.T) {
 	})
 }
 
+// wrongRegion is a second listener for an endpoint that signs its tokens
+// for a region the database is not in, so the database refuses them.
+func wrongRegion(name, proto, endpoint string) Database {
+	return Database{Name: name, Protocol: proto, Endpoint: endpoint, Region: "eu-west-1", Listen: "127.0.0.1:0"}
+}
+
 func TestPostgresTokenRefused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(e *env, c *Config) {
-		// A second listener for the same endpoint, signing for the wrong region.
-		c.Databases = append(c.Databases, Database{Name: "pg-wrong-region", Protocol: ProtocolPostgres, Endpoint: e.pgEmu.Endpoint,
-			Region: "eu-west-1", Listen: "127.0.0.1:0"})
+		c.Databases = append(c.Databases, wrongRegion("pg-wrong-region", ProtocolPostgres, e.pgEmu.Endpoint))
 	})
 	out, err := psql(t, e.pgDSN("pg-wrong-region", "app", "postgres"), "-c", "select 1")
 	if err == nil || !strings.Contains(out, `PAM authentication failed for user "app"`) || !strings.Contains(out, "rdsgate enable-iam-auth") {
@@ -167,11 +171,7 @@ func TestPostgresBackendGoesAway(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, e.pgDSN("pg", "app", "postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := e.pgConn(t, "pg")
 	errc := make(chan error, 1)
 	go func() {
 		_, err := conn.Exec(ctx, "select pg_sleep(20)")

@@ -34,15 +34,7 @@ func TestBackendPIDIsTheServers(t *testing.T) {
 	ctx := context.Background()
 	for _, db := range []string{"pg", "pg-reuse"} {
 		t.Run(db, func(t *testing.T) {
-			connect := func() *pgx.Conn {
-				c, err := pgx.Connect(ctx, e.pgDSN(db, "app", "postgres"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { c.Close(ctx) })
-				return c
-			}
-			a, b := connect(), connect()
+			a, b := e.pgConn(t, db), e.pgConn(t, db)
 			for _, c := range []*pgx.Conn{a, b} {
 				var server uint32
 				if err := c.QueryRow(ctx, "select pg_backend_pid()").Scan(&server); err != nil {

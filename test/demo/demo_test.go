@@ -27,19 +27,7 @@ func TestDemoEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	env := Start(t, dir)
-	f := testFlow(t, dir, env)
-	if out, err := f.Apply(); err != nil {
-		t.Fatalf("%v\n%s", err, out)
-	}
-	p, err := f.StartProxy(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-
-	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
-		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
-	}
+	f, p := appliedAndServed(t, dir, env)
 	if out, err := p.MySQL(ctx, DBUser, "select total from billing.invoices where id = 1"); err != nil || out != "42.00" {
 		t.Fatalf("mysql through the proxy: %v: %s", err, out)
 	}
@@ -74,6 +62,25 @@ func TestDemoEndToEnd(t *testing.T) {
 	}
 }
 
+// appliedAndServed applies the demo's configuration, starts the proxy it
+// produced and checks that psql reaches PostgreSQL through it.
+func appliedAndServed(t *testing.T, dir string, env *Env) (*Flow, *Proxy) {
+	t.Helper()
+	f := testFlow(t, dir, env)
+	if out, err := f.Apply(); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	p, err := f.StartProxy(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Stop)
+	if out, err := p.PSQL(context.Background(), DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
+		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
+	}
+	return f, p
+}
+
 // narrow rewrites the proxy role's connect policy to name another database.
 func narrow(t *testing.T, env *Env) {
 	t.Helper()
@@ -103,21 +110,9 @@ func narrow(t *testing.T, env *Env) {
 // as real IAM does after each creation (make demo with
 // RDSGATE_DEMO_IAM_LAG=2s does the same).
 func TestDemoThroughIAMLag(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
 	env := StartWith(t, dir, Options{IAMLag: 2 * time.Second})
-	f := testFlow(t, dir, env)
-	if out, err := f.Apply(); err != nil {
-		t.Fatalf("apply through IAM's lag: %v\n%s", err, out)
-	}
-	p, err := f.StartProxy(false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Stop)
-	if out, err := p.PSQL(ctx, DBUser, "select item from orders where id = 1"); err != nil || out != "IAM-authenticated through rdsgate" {
-		t.Fatalf("psql through the proxy: %v: %s\nproxy log: %s", err, out, p.Log)
-	}
+	f, _ := appliedAndServed(t, dir, env)
 	if out, code, err := f.Terraform("plan", "-detailed-exitcode", "-input=false", "-no-color"); err != nil || code != 0 {
 		t.Fatalf("plan after apply: exit %d %v\n%s", code, err, out)
 	}
