@@ -44,6 +44,15 @@ func createBase(t testing.TB, c *Clients, name string) {
 	}
 }
 
+// motoWithBase is a moto of its own holding the base role "proxy", and
+// clients for it.
+func motoWithBase(t *testing.T) *Clients {
+	t.Helper()
+	c := connect(t, testenv.StartMoto(t).URL)
+	createBase(t, c, "proxy")
+	return c
+}
+
 func fleet(n, offset int) *policies.Inventory {
 	inv := &policies.Inventory{}
 	for i := range n {
@@ -130,8 +139,7 @@ func grantedARNs(p *policies.Plan) []string {
 
 func TestApplyCreatesAndIsIdempotent(t *testing.T) {
 	t.Parallel()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	p := plan(t, fleet(400, 0), 2, nil)
 	if len(p.Principals) < 3 {
 		t.Fatalf("want a plan over several roles, got %d principals", len(p.Principals))
@@ -429,8 +437,7 @@ func refusedWithoutWriting(t *testing.T, c *Clients, p *policies.Plan) error {
 func TestOwnQuotaCheck(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	p := plan(t, fleet(100, 0), 2, nil)
 	doc := p.Principals[0].InlinePolicies[0].Document
 	st := &doc.Statements[len(doc.Statements)-1]
@@ -456,8 +463,7 @@ func TestOwnQuotaCheck(t *testing.T) {
 func TestManagedPolicyVersionsArePruned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	var prev *policies.Plan
 	// The first managed policy changes on every run: more than five versions.
 	for i := range 8 {
@@ -494,8 +500,7 @@ func TestManagedPolicyVersionsArePruned(t *testing.T) {
 // and reports the API calls and times; the second run must write nothing.
 func TestApplyAtScale(t *testing.T) {
 	t.Parallel()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	p := plan(t, fleet(2000, 0), 10, nil)
 	first := apply(t, c, p)
 	second := apply(t, c, p)
@@ -512,8 +517,7 @@ func TestApplyAtScale(t *testing.T) {
 func TestApplyChecksTheChain(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	cap, err := c.IAM.CreatePolicy(ctx, &iam.CreatePolicyInput{PolicyName: aws.String("connect-only"),
 		PolicyDocument: aws.String(`{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"rds-db:connect","Resource":"*"}]}`)})
 	if err != nil {
@@ -538,8 +542,7 @@ func TestApplyChecksTheChain(t *testing.T) {
 func TestApplyEmptyPlanRemovesEverything(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	full := plan(t, fleet(300, 0), 2, nil)
 	if len(full.Principals) < 2 {
 		t.Fatalf("want shard roles in the test plan, got %d principals", len(full.Principals))

@@ -15,8 +15,7 @@ import (
 func TestCreateIAM(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	bp, err := policies.NewBootstrapPolicy(policies.BootstrapOptions{Types: []string{"rds", "rds-proxy"}, Name: "proxy", AccountID: account,
 		AssumeRoleARNs: []string{"arn:aws:iam::123456789012:role/rdsgate/proxy/*"}})
 	if err != nil {
@@ -113,8 +112,7 @@ func TestCreateIAMRefusals(t *testing.T) {
 func TestRemoveBootstrap(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	bp, err := policies.NewBootstrapPolicy(policies.BootstrapOptions{Types: []string{"rds"}, Name: "proxy", AccountID: account})
 	if err != nil {
 		t.Fatal(err)

@@ -29,8 +29,7 @@ func findings(r *DriftReport) string {
 func TestDrift(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	c := connect(t, testenv.StartMoto(t).URL)
-	createBase(t, c, "proxy")
+	c := motoWithBase(t)
 	p := plan(t, fleet(400, 0), 2, nil)
 	apply(t, c, p)
 	drift := func() *DriftReport {

@@ -29,6 +29,14 @@ func (f fixture) rds(region string) *rds.Client {
 	return cl
 }
 
+func tagList(tags map[string]string) []rdstypes.Tag {
+	var out []rdstypes.Tag
+	for k, v := range tags {
+		out = append(out, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	return out
+}
+
 func (f fixture) instance(region, id, engine, version string, iamAuth bool, tags map[string]string) {
 	f.t.Helper()
 	in := &rds.CreateDBInstanceInput{DBInstanceIdentifier: aws.String(id), Engine: aws.String(engine), DBInstanceClass: aws.String("db.t3.micro"),
@@ -37,9 +45,7 @@ func (f fixture) instance(region, id, engine, version string, iamAuth bool, tags
 	if version != "" {
 		in.EngineVersion = aws.String(version)
 	}
-	for k, v := range tags {
-		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
+	in.Tags = tagList(tags)
 	if _, err := f.rds(region).CreateDBInstance(context.Background(), in); err != nil {
 		f.t.Fatal(err)
 	}
@@ -52,9 +58,7 @@ func (f fixture) cluster(region, id, engine, mode string, iamAuth bool, tags map
 	if mode != "" {
 		in.EngineMode = aws.String(mode)
 	}
-	for k, v := range tags {
-		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
+	in.Tags = tagList(tags)
 	if _, err := f.rds(region).CreateDBCluster(context.Background(), in); err != nil {
 		f.t.Fatal(err)
 	}
@@ -66,9 +70,7 @@ func (f fixture) proxy(region, name, family string, iam rdstypes.IAMAuthMode, ta
 	in := &rds.CreateDBProxyInput{DBProxyName: aws.String(name), EngineFamily: rdstypes.EngineFamily(family),
 		Auth:    []rdstypes.UserAuthConfig{{AuthScheme: rdstypes.AuthSchemeSecrets, IAMAuth: iam, SecretArn: aws.String("arn:aws:secretsmanager:" + region + ":123456789012:secret:db")}},
 		RoleArn: aws.String("arn:aws:iam::123456789012:role/proxy-secrets"), VpcSubnetIds: subnets}
-	for k, v := range tags {
-		in.Tags = append(in.Tags, rdstypes.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
+	in.Tags = tagList(tags)
 	if _, err := f.rds(region).CreateDBProxy(context.Background(), in); err != nil {
 		f.t.Fatal(err)
 	}
