@@ -422,18 +422,35 @@ func BenchmarkProxy(b *testing.B) {
 	oldCfg.NoEventLoop, oldCfg.HealthAddress, oldCfg.Pprof = true, "127.0.0.1:"+itoa(oldHealth), false
 	oldCfg.Databases = []proxyd.Database{{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(oldPG)}}
 	oldPID, _ := startProxy(b, bin, &oldCfg)
-	// BENCH_LOOPS=N adds a proxy relaying with N event loops.
-	var loopsPID, loopsPG, loopsMy int
-	loops := envInt("BENCH_LOOPS", 0)
-	if loops > 0 {
-		extra := oldCfg
-		loopsPG, loopsMy = testenv.FreePort(b), testenv.FreePort(b)
-		extra.NoEventLoop, extra.EventLoops, extra.HealthAddress = false, loops, "127.0.0.1:"+itoa(testenv.FreePort(b))
-		extra.Databases = []proxyd.Database{
-			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(loopsPG)},
-			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(loopsMy)},
+	// More proxies to compare, each serving pg and my: BENCH_LOOPS=N, one
+	// relaying with N event loops; BENCH_BASELINE_REF=REF, the proxy built
+	// from that git revision (an older version, side by side in this run).
+	type extraProxy struct {
+		name           string
+		pid            int
+		pgPort, myPort int
+	}
+	var extras []extraProxy
+	addExtra := func(name, bin string, loops int) {
+		c := oldCfg
+		e := extraProxy{name: name, pgPort: testenv.FreePort(b), myPort: testenv.FreePort(b)}
+		c.NoEventLoop, c.EventLoops, c.HealthAddress = false, loops, "127.0.0.1:"+itoa(testenv.FreePort(b))
+		c.Databases = []proxyd.Database{
+			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(e.pgPort)},
+			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(e.myPort)},
 		}
-		loopsPID, _ = startProxy(b, bin, &extra)
+		e.pid, _ = startProxy(b, bin, &c)
+		extras = append(extras, e)
+	}
+	if loops := envInt("BENCH_LOOPS", 0); loops > 0 {
+		addExtra(fmt.Sprintf("rdsgate-%d-loops", loops), bin, loops)
+	}
+	if ref := os.Getenv("BENCH_BASELINE_REF"); ref != "" {
+		old, err := buildAt(b, ref)
+		if err != nil {
+			b.Fatal(err)
+		}
+		addExtra("rdsgate@"+ref, old, 0)
 	}
 
 	var rows []row
@@ -448,8 +465,8 @@ func BenchmarkProxy(b *testing.B) {
 		pgTarget("rdsgate-unix-socket", fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres", sockDir, sockPort), pid),
 		pgTarget("rdsgate-reuse", pgDSN(reusePort, false, ""), pid),
 	}
-	if loopsPID != 0 {
-		targets = append(targets, pgTarget(fmt.Sprintf("rdsgate-%d-loops", loops), pgDSN(loopsPG, false, ""), loopsPID))
+	for _, e := range extras {
+		targets = append(targets, pgTarget(e.name, pgDSN(e.pgPort, false, ""), e.pid))
 	}
 	for _, w := range []struct {
 		key  string
@@ -470,8 +487,8 @@ func BenchmarkProxy(b *testing.B) {
 			return target{name: name, pid: pid, args: []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(port), "--mysql-ssl=" + ssl}}
 		}
 		mysqlTargets := []target{myTarget("direct", my.Port, true, 0), myTarget("rdsgate", myPort, false, pid)}
-		if loopsPID != 0 {
-			mysqlTargets = append(mysqlTargets, myTarget(fmt.Sprintf("rdsgate-%d-loops", loops), loopsMy, false, loopsPID))
+		for _, e := range extras {
+			mysqlTargets = append(mysqlTargets, myTarget(e.name, e.myPort, false, e.pid))
 		}
 		if hp, hpid := startHAProxy(b, my.Addr()); hp != 0 {
 			mysqlTargets = append(mysqlTargets, myTarget("haproxy-tcp", hp, true, hpid))

@@ -154,7 +154,12 @@ func (l *loop) run() {
 		if len(l.parked) > 0 {
 			timeout = 1000 // sweep idle server connections every second
 		}
-		n, err := syscall.EpollWait(l.epfd, events, timeout)
+		// Under load something is usually ready: take it without a
+		// blocking call (see nbRead); wait only when nothing is.
+		n, err := pollReady(l.epfd, events), error(nil)
+		if n == 0 {
+			n, err = syscall.EpollWait(l.epfd, events, timeout)
+		}
 		if len(l.parked) > 0 {
 			l.sweep(time.Now())
 		}
@@ -231,7 +236,7 @@ func (l *loop) control() {
 }
 
 func (l *loop) read(ep *endpoint) {
-	n, err := syscall.Read(ep.fd, l.buf)
+	n, err := nbRead(ep.fd, l.buf)
 	if n > 0 {
 		if ep.tls == nil {
 			l.deliver(ep, l.buf[:n])

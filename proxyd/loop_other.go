@@ -26,3 +26,7 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool { return fal
 // endpoint and loop exist only on Linux.
 type endpoint struct{}
 type loop struct{}
+
+// nbWrite is only called on a socket an event loop owns, which never
+// happens without loops.
+func nbWrite(int, []byte) (int, error) { return 0, errNotSocket }

@@ -72,7 +72,7 @@ func (c *switchConn) Write(p []byte) (int, error) {
 	total := len(p)
 	if len(c.out) == 0 {
 		// Straight to the kernel; keep only what it does not take.
-		n, err := syscall.Write(c.fd, p)
+		n, err := nbWrite(c.fd, p)
 		if n < 0 {
 			n = 0
 		}
@@ -91,7 +91,7 @@ func (c *switchConn) Write(p []byte) (int, error) {
 // flush writes pending output; it reports whether everything went out.
 func (c *switchConn) flush() (bool, error) {
 	for len(c.out) > 0 {
-		n, err := syscall.Write(c.fd, c.out)
+		n, err := nbWrite(c.fd, c.out)
 		if n > 0 {
 			c.out = c.out[n:]
 		}
