@@ -296,9 +296,18 @@ func (l *loop) deliver(ep *endpoint, data []byte) {
 }
 
 // drainTLS hands on everything crypto/tls can decrypt from what was read.
+// A read may hold several records (a result set the server flushed in
+// parts): they are decrypted one after another into the loop's buffer and
+// passed on together, one write instead of one per record.
 func (l *loop) drainTLS(ep *endpoint) {
 	for !ep.closed && (ep.state != stateActive || !ep.pair.closed) {
-		n, err := ep.tls.Read(l.buf)
+		n := 0
+		var err error
+		for n < len(l.buf) && err == nil {
+			var k int
+			k, err = ep.tls.Read(l.buf[n:])
+			n += k
+		}
 		if n > 0 {
 			l.deliver(ep, l.buf[:n])
 		}
