@@ -240,12 +240,13 @@ type target struct {
 // rounds is how many times each workload runs against each target; the
 // targets take turns, starting one further on each round, so a slow spell
 // of a shared machine falls on all of them, and each row is the median.
-// BENCH_STRACE=WORKLOAD counts the proxies' system calls for 4 s of that
-// workload's first round into $TMPDIR/strace-TARGET-WORKLOAD.txt.
 var rounds = envInt("BENCH_ROUNDS", 1)
 
 // measure runs a workload against every target, rounds times, and returns a
-// row per target: the median by throughput.
+// row per target: the median by throughput. BENCH_STRACE=WORKLOAD counts
+// the proxies' system calls for 4 s of that workload's first round into
+// $TMPDIR/strace-TARGET-WORKLOAD.txt; BENCH_PROFILE does the same for a CPU
+// profile of rdsgate (BENCH_PROFILE_WORKLOAD names the workload).
 func measure(b *testing.B, key, name, health string, targets []target, run func(target) (tps, latency float64)) []row {
 	b.Helper()
 	runs := make([][]row, len(targets))

@@ -568,7 +568,7 @@ func stillUnknown(diags *diagsT) {
 
 // baseExists says whether a plan's base principal is in IAM; ok is false,
 // with the error in diags, when IAM could not be read.
-func (r *policyShardsResource) baseExists(ctx context.Context, p *policies.Plan, diags *diag.Diagnostics) (exists, ok bool) {
+func (r *policyShardsResource) baseExists(ctx context.Context, p *policies.Plan, diags *diagsT) (exists, ok bool) {
 	base, err := bootstrap.ReadPrincipal(ctx, r.p.clients.IAM, p.Base.Kind, p.Base.Name)
 	if err != nil {
 		diags.AddError("Cannot read "+string(p.Base.Kind)+" "+p.Base.Name, tfText(err))

@@ -156,7 +156,8 @@ func (l *loop) run() {
 		}
 		// Under load something is usually ready: take it without a
 		// blocking call (see nbRead); wait only when nothing is.
-		n, err := pollReady(l.epfd, events), error(nil)
+		n := pollReady(l.epfd, events)
+		var err error
 		if n == 0 {
 			n, err = syscall.EpollWait(l.epfd, events, timeout)
 		}
