@@ -89,13 +89,13 @@ type settings struct {
 	rbac       *RBAC
 	gatewayTLS *tls.Config
 	sidecarTLS *tls.Config // TLS for sidecar clients that ask for it
-	backendCAs *x509.CertPool
+	backendTLS *backendTLS // verifies databases against the CA bundle
 }
 
-func (s *Server) config() *Config             { return s.current.Load().cfg }
-func (s *Server) rules() *RBAC                { return s.current.Load().rbac }
-func (s *Server) tlsForClients() *tls.Config  { return s.current.Load().gatewayTLS }
-func (s *Server) databaseCAs() *x509.CertPool { return s.current.Load().backendCAs }
+func (s *Server) config() *Config            { return s.current.Load().cfg }
+func (s *Server) rules() *RBAC               { return s.current.Load().rbac }
+func (s *Server) tlsForClients() *tls.Config { return s.current.Load().gatewayTLS }
+func (s *Server) databaseTLS() *backendTLS   { return s.current.Load().backendTLS }
 
 // loadSettings reads the files a configuration names; selfSigned is what
 // sidecar listeners answer TLS with when no client_tls_cert is set.
@@ -116,10 +116,11 @@ func loadSettings(cfg *Config, selfSigned tls.Certificate) (*settings, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: ca_bundle: %v", ErrConfig, err)
 	}
-	st.backendCAs = x509.NewCertPool()
-	if !st.backendCAs.AppendCertsFromPEM(pem) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
 		return nil, fmt.Errorf("%w: ca_bundle %s holds no PEM certificates: %s", ErrConfig, cfg.CABundle, caBundleHint(cfg.CABundle))
 	}
+	st.backendTLS = newBackendTLS(roots)
 	if g := cfg.Gateway; g != nil {
 		if st.gatewayTLS, err = gatewayTLSConfig(g); err != nil {
 			return nil, err

@@ -250,9 +250,8 @@ func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
 	if name == "" {
 		name = s.db.host()
 	}
-	tc := tls.Client(raw, &tls.Config{RootCAs: s.srv.databaseCAs(), ServerName: name, MinVersion: tls.VersionTLS12})
 	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
-	err := tc.Handshake()
+	tc, err := s.srv.databaseTLS().handshake(raw, s.db.dialAddress(), name)
 	_ = raw.SetDeadline(time.Time{})
 	if err != nil {
 		var unknown x509.UnknownAuthorityError
