@@ -34,7 +34,8 @@ type loop struct {
 	attaches   []attach
 	releases   []*parkedConn // taken but not used: close them
 	eps        map[int]*endpoint
-	buf        []byte
+	buf        []byte        // what is read from plain sockets and decrypted from TLS
+	raw        []byte        // what is read from TLS sockets
 	parked     []*parkedConn // idle server connections this loop keeps
 }
 
@@ -123,7 +124,7 @@ func newLoop() (*loop, error) {
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, wake, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(wake)}); err != nil {
 		return nil, err
 	}
-	return &loop{epfd: epfd, wake: wake, eps: map[int]*endpoint{}, buf: make([]byte, loopBuffer)}, nil
+	return &loop{epfd: epfd, wake: wake, eps: map[int]*endpoint{}, buf: make([]byte, loopBuffer), raw: make([]byte, loopBuffer)}, nil
 }
 
 func (l *loop) notify() {
@@ -237,20 +238,23 @@ func (l *loop) control() {
 }
 
 func (l *loop) read(ep *endpoint) {
-	n, err := nbRead(ep.fd, l.buf)
-	if n > 0 {
-		if ep.tls == nil {
-			l.deliver(ep, l.buf[:n])
-		} else {
-			ep.sc.feed(l.buf[:n])
-			l.drainTLS(ep)
-		}
-		return
+	// Plain bytes are read into buf; TLS records into raw, and decrypted
+	// into buf.
+	buf := l.buf
+	if ep.tls != nil {
+		buf = l.raw
 	}
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		return
+	n, err := nbRead(ep.fd, buf)
+	switch {
+	case n > 0 && ep.tls == nil:
+		l.deliver(ep, buf[:n])
+	case n > 0:
+		ep.sc.lend(buf[:n])
+		l.drainTLS(ep)
+		ep.sc.keep()
+	case err != syscall.EAGAIN && err != syscall.EINTR:
+		l.fail(ep) // EOF or a socket error
 	}
-	l.fail(ep) // EOF or a socket error
 }
 
 // fail ends whatever an endpoint is part of.

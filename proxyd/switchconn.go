@@ -1,6 +1,7 @@
 package proxyd
 
 import (
+	"bytes"
 	"errors"
 	"net"
 	"sync/atomic"
@@ -57,7 +58,7 @@ func (c *switchConn) Read(p []byte) (int, error) {
 	n := copy(p, c.in)
 	c.in = c.in[n:]
 	if len(c.in) == 0 {
-		c.in = c.in[:0:0]
+		c.in = nil
 	}
 	return n, nil
 }
@@ -141,8 +142,25 @@ func (c *switchConn) takeOver() (int, error) {
 	return fd, nil
 }
 
-// feed adds bytes the loop read from the socket.
-func (c *switchConn) feed(p []byte) { c.in = append(c.in, p...) }
+// lend gives Read bytes the loop read from the socket, in the loop's own
+// buffer: no copy, nothing allocated. The loop calls keep before it reads
+// into that buffer again.
+func (c *switchConn) lend(p []byte) {
+	if len(c.in) == 0 {
+		c.in = p
+		return
+	}
+	c.in = append(c.in, p...) // after what keep copied
+}
+
+// keep copies what Read has not taken of lent bytes out of the loop's
+// buffer. crypto/tls takes everything it is given when the loop drains it,
+// so this is rare.
+func (c *switchConn) keep() {
+	if len(c.in) > 0 {
+		c.in = bytes.Clone(c.in)
+	}
+}
 
 // Close closes the socket, whoever owns it; a loop closes its descriptor
 // when it drops the session.
