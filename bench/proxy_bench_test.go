@@ -506,31 +506,6 @@ func BenchmarkProxy(b *testing.B) {
 		}
 	}
 
-	// Memory: idle clients held through the proxy.
-	if !want("idle") {
-		idleClients = 0
-	}
-	before := rssKiB(b, pid)
-	heapBefore := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
-	ctx := context.Background()
-	conns := make([]*pgx.Conn, 0, idleClients)
-	for range idleClients {
-		c, err := pgx.Connect(ctx, pgDSN(pgPort, false, ""))
-		if err != nil {
-			b.Fatalf("idle client %d: %v", len(conns)+1, err)
-		}
-		conns = append(conns, c)
-	}
-	time.Sleep(time.Second)
-	after := rssKiB(b, pid)
-	heapAfter := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
-	active := metric(b, health, `rdsgate_proxy_connections_active{database="pg"}`)
-	for _, c := range conns {
-		c.Close(ctx)
-	}
-	perConnRSS := float64(after-before) / float64(max(1, idleClients))
-	perConnHeap := (heapAfter - heapBefore) / 1024 / float64(max(1, idleClients))
-
 	// The table.
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\n%-42s %-18s %12s %12s %10s %14s\n", "workload", "target", "tps", "latency ms", "vs direct", "proxy CPU/txn")
@@ -551,8 +526,12 @@ func BenchmarkProxy(b *testing.B) {
 		fmt.Fprintf(&sb, "%-42s %-18s %5d/%-5d ok %6.2f ms p50 %6.2f ms p99 (%.2fx, %.2fx direct)\n", "cancel under select-only load", c.target,
 			c.ok, c.trials, ms(c.p50), ms(c.p99), ms(c.p50)/ms(cancels[0].p50), ms(c.p99)/ms(cancels[0].p99))
 	}
-	fmt.Fprintf(&sb, "\nidle clients held through rdsgate: %.0f; proxy RSS %d KiB -> %d KiB: %.1f KiB per idle connection (Go heap and stacks: %.1f KiB)\n",
-		active, before, after, perConnRSS, perConnHeap)
+	var perConnRSS float64
+	if want("idle") {
+		var line string
+		perConnRSS, line = idleMemory(b, pid, health, pgDSN(pgPort, false, ""))
+		sb.WriteString("\n" + line)
+	}
 	b.Log(sb.String())
 	fmt.Print(sb.String())
 	for _, r := range rows {
@@ -561,9 +540,42 @@ func BenchmarkProxy(b *testing.B) {
 			b.ReportMetric(r.tps/direct[r.workload], name+"_"+r.target+"/direct")
 		}
 	}
-	if idleClients > 0 {
+	if perConnRSS > 0 {
 		b.ReportMetric(perConnRSS, "KiB/idle-conn")
 	}
+}
+
+// idleMemory holds idleClients clients through the proxy (pid, with its
+// metrics at health), idle, and reports what each costs it in memory.
+func idleMemory(b *testing.B, pid int, health, dsn string) (perConnRSS float64, line string) {
+	b.Helper()
+	before := rssKiB(b, pid)
+	heapBefore := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
+	ctx := context.Background()
+	conns := make([]*pgx.Conn, 0, idleClients)
+	for range idleClients {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			b.Fatalf("idle client %d: %v", len(conns)+1, err)
+		}
+		conns = append(conns, c)
+	}
+	// Measure once the proxy counts every client as connected.
+	active := 0.0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if active = metric(b, health, `rdsgate_proxy_connections_active{database="pg"}`); active >= float64(idleClients) {
+			break
+		}
+	}
+	after := rssKiB(b, pid)
+	heapAfter := metric(b, health, "go_memstats_heap_inuse_bytes") + metric(b, health, "go_memstats_stack_inuse_bytes")
+	for _, c := range conns {
+		c.Close(ctx)
+	}
+	perConnRSS = float64(after-before) / float64(idleClients)
+	perConnHeap := (heapAfter - heapBefore) / 1024 / float64(idleClients)
+	return perConnRSS, fmt.Sprintf("idle clients held through rdsgate: %.0f; proxy RSS %d KiB -> %d KiB: %.1f KiB per idle connection (Go heap and stacks: %.1f KiB)\n",
+		active, before, after, perConnRSS, perConnHeap)
 }
 
 // profileProxy writes a CPU profile of the proxy, taken over most of a run,
