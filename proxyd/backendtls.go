@@ -72,8 +72,8 @@ func newBackendTLS(roots *x509.CertPool) *backendTLS {
 	return &backendTLS{roots: roots, now: time.Now, groups: map[string]learnedGroup{}, verified: map[[sha256.Size]byte]time.Time{}, configs: map[configKey]*tls.Config{}}
 }
 
-// config is the TLS configuration for a connection to addr, verifying the
-// server as name.
+// config is the TLS configuration for a connection to the server at addr
+// (the address reached, IP and port), verifying it as name.
 func (b *backendTLS) config(addr, name string) *tls.Config {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -99,9 +99,13 @@ func (b *backendTLS) config(addr, name string) *tls.Config {
 	return c
 }
 
-// handshake runs the TLS handshake on a connection to the database at addr,
-// verifying it as name.
-func (b *backendTLS) handshake(raw net.Conn, addr, name string) (*tls.Conn, error) {
+// handshake runs the TLS handshake on a connection to a database, verifying
+// it as name. What it learns belongs to the address the connection reached,
+// not to the endpoint's name: an Aurora reader endpoint or a DNS name in a
+// blue/green switchover resolves to servers that may choose differently,
+// and a newer one must not be offered only what an older one took.
+func (b *backendTLS) handshake(raw net.Conn, name string) (*tls.Conn, error) {
+	addr := raw.RemoteAddr().String()
 	tc := tls.Client(raw, b.config(addr, name))
 	if err := tc.Handshake(); err != nil {
 		// A server whose groups changed to one ranked above the one it

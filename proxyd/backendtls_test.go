@@ -100,7 +100,7 @@ func connect(t *testing.T, b *backendTLS, s *tlsServer, name string) (*tls.Conn,
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { raw.Close() })
-	tc, err := b.handshake(raw, s.addr, name)
+	tc, err := b.handshake(raw, name)
 	if err == nil {
 		var one [1]byte
 		if _, err := tc.Read(one[:]); err != nil {
@@ -191,6 +191,36 @@ func TestBackendTLSKeepsTheFullListForTheFirstChoice(t *testing.T) {
 	}
 	if c := b.config(srv.addr, "localhost"); c.CurvePreferences != nil {
 		t.Fatalf("offer narrowed to %v for a server that takes the first choice", c.CurvePreferences)
+	}
+}
+
+// Servers behind one endpoint name (an Aurora reader endpoint, a blue/green
+// switchover) may choose differently: what one server chose does not
+// narrow the offer to another.
+func TestBackendTLSLearnsPerServer(t *testing.T) {
+	ca := testenv.NewCA(t, t.TempDir())
+	cert := serverCert(t, ca, "localhost")
+	older := startTLSServer(t, &tls.Config{Certificates: []tls.Certificate{cert}, CurvePreferences: []tls.CurveID{tls.CurveP256}})
+	newer := startTLSServer(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	b := newBackendTLS(ca.Pool)
+	for _, step := range []struct {
+		srv    *tlsServer
+		hellos int
+		group  tls.CurveID
+	}{
+		{older, 2, tls.CurveP256},
+		{older, 1, tls.CurveP256},
+		{newer, 1, tls.X25519MLKEM768},
+		{older, 1, tls.CurveP256},
+		{newer, 1, tls.X25519MLKEM768},
+	} {
+		tc, hellos, err := connect(t, b, step.srv, "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hellos != step.hellos || tc.ConnectionState().CurveID != step.group {
+			t.Fatalf("server %s: %d ClientHellos, group %v; want %d and %v", step.srv.addr, hellos, tc.ConnectionState().CurveID, step.hellos, step.group)
+		}
 	}
 }
 

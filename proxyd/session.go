@@ -251,7 +251,7 @@ func (s *session) startTLS(raw net.Conn) (*tls.Conn, error) {
 		name = s.db.host()
 	}
 	_ = raw.SetDeadline(time.Now().Add(time.Duration(s.srv.config().DialTimeout)))
-	tc, err := s.srv.databaseTLS().handshake(raw, s.db.dialAddress(), name)
+	tc, err := s.srv.databaseTLS().handshake(raw, name)
 	_ = raw.SetDeadline(time.Time{})
 	if err != nil {
 		var unknown x509.UnknownAuthorityError
