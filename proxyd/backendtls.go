@@ -59,6 +59,7 @@ const (
 	groupTTL    = 10 * time.Minute
 	verifiedTTL = time.Hour
 	maxVerified = 4096 // chains remembered; past this the cache starts over
+	maxGroups   = 4096 // servers' groups remembered (addresses change on failover); likewise
 )
 
 // goGroupOrder is the order in which crypto/tls picks the group it sends a
@@ -128,6 +129,9 @@ func (b *backendTLS) learn(addr string, cs tls.ConnectionState) {
 	g, ok := b.groups[addr]
 	if ok && g.id == cs.CurveID && b.now().Before(g.until) {
 		return
+	}
+	if len(b.groups) >= maxGroups {
+		clear(b.groups)
 	}
 	b.groups[addr] = learnedGroup{id: cs.CurveID, until: b.now().Add(groupTTL)}
 }

@@ -7,7 +7,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -292,5 +294,22 @@ func TestBackendTLSVerificationCache(t *testing.T) {
 	now = leaf.NotAfter.Add(time.Second)
 	if _, _, err := connect(t, b, srv, "db.example"); !errors.As(err, &invalid) || invalid.Reason != x509.Expired {
 		t.Fatalf("an expired certificate that verified a minute before it expired: %v, want it expired", err)
+	}
+}
+
+// Addresses change on every failover: what is remembered stays bounded,
+// and the server learnt last is kept.
+func TestBackendTLSRemembersBoundedGroups(t *testing.T) {
+	b := newBackendTLS(x509.NewCertPool())
+	var last string
+	for i := range maxGroups + 10 {
+		last = fmt.Sprintf("10.0.%d.%d:5432", i/256, i%256)
+		b.learn(last, tls.ConnectionState{CurveID: tls.CurveP256})
+	}
+	if len(b.groups) > maxGroups {
+		t.Fatalf("%d groups remembered, want at most %d", len(b.groups), maxGroups)
+	}
+	if c := b.config(last, "db"); !slices.Equal(c.CurvePreferences, []tls.CurveID{tls.CurveP256, tls.CurveP384, tls.CurveP521}) {
+		t.Fatalf("the server learnt last is offered %v, want P-256 first", c.CurvePreferences)
 	}
 }
