@@ -405,8 +405,8 @@ func BenchmarkProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	pgPort, myPort, healthPort, reusePort := testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b), testenv.FreePort(b)
-	// A sidecar can also listen on a unix socket, which libpq finds as
-	// <dir>/.s.PGSQL.<port>.
+	// A sidecar can also listen on unix sockets: libpq finds one as
+	// <dir>/.s.PGSQL.<port>, mysql and sysbench take its path.
 	sockDir := testenv.ServerDir(b, "rdsgate-sock-")
 	sockPort := testenv.FreePort(b)
 	cfg := &proxyd.Config{Region: "us-east-1", CABundle: bundle, HealthAddress: "127.0.0.1:" + itoa(healthPort), LogLevel: "warn", Pprof: true,
@@ -414,6 +414,7 @@ func BenchmarkProxy(b *testing.B) {
 			{Name: "pg", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(pgPort)},
 			{Name: "pg-socket", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "unix:" + filepath.Join(sockDir, ".s.PGSQL."+itoa(sockPort))},
 			{Name: "my", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "127.0.0.1:" + itoa(myPort)},
+			{Name: "my-socket", Protocol: proxyd.ProtocolMySQL, Endpoint: my.Addr(), Listen: "unix:" + filepath.Join(sockDir, "my.sock")},
 			{Name: "pg-reuse", Protocol: proxyd.ProtocolPostgres, Endpoint: pg.Addr(), Listen: "127.0.0.1:" + itoa(reusePort), ReuseConnections: true},
 		}}
 	pid, health := startProxy(b, bin, cfg)
@@ -487,7 +488,8 @@ func BenchmarkProxy(b *testing.B) {
 			ssl := map[bool]string{true: "on", false: "off"}[tls]
 			return target{name: name, pid: pid, args: []string{"--mysql-host=127.0.0.1", "--mysql-port=" + itoa(port), "--mysql-ssl=" + ssl}}
 		}
-		mysqlTargets := []target{myTarget("direct", my.Port, true, 0), myTarget("rdsgate", myPort, false, pid)}
+		mysqlTargets := []target{myTarget("direct", my.Port, true, 0), myTarget("rdsgate", myPort, false, pid),
+			{name: "rdsgate-unix-socket", pid: pid, args: []string{"--mysql-socket=" + filepath.Join(sockDir, "my.sock"), "--mysql-ssl=off"}}}
 		for _, e := range extras {
 			mysqlTargets = append(mysqlTargets, myTarget(e.name, e.myPort, false, e.pid))
 		}
