@@ -69,7 +69,7 @@ type pair struct {
 	l      *loop
 	srv    *Server
 	a, b   *endpoint
-	done   chan struct{}
+	ended  func()     // the session's end work, started when the relay is over
 	closed bool       // guarded by the loop thread
 	track  *pgTracker // set when the server connection may be reused
 }
@@ -383,7 +383,8 @@ func (l *loop) interest(ep *endpoint) {
 	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, ep.fd, &syscall.EpollEvent{Events: ev, Fd: int32(ep.fd)})
 }
 
-// end closes both sides of a session once and lets its goroutine finish.
+// end closes both sides of a session once and starts the session's end
+// work (its goroutine returned when the loop took it).
 func (l *loop) end(p *pair) {
 	if p.closed {
 		return
@@ -392,7 +393,7 @@ func (l *loop) end(p *pair) {
 	for _, ep := range []*endpoint{p.a, p.b} {
 		l.closeEndpoint(ep)
 	}
-	close(p.done)
+	go p.ended()
 }
 
 func (l *loop) closeEndpoint(ep *endpoint) {
@@ -417,7 +418,7 @@ func (l *loop) recycle(p *pair) {
 	client, server := p.a, p.b
 	l.closeEndpoint(client)
 	p.closed = true
-	close(p.done)
+	go p.ended()
 	server.state, server.peer, server.paused = stateResetting, nil, false
 	server.reset = newPGTracker()
 	server.reset.pending = 1
@@ -505,9 +506,11 @@ func (l *loop) attach(at attach) {
 	l.interest(server)
 }
 
-// relayInLoop hands a logged-in session to an event loop and waits for it to
-// end. It returns false when the loop cannot take it (then the caller relays
-// with goroutines).
+// relayInLoop hands a logged-in session to an event loop. It returns true
+// once the loop has it (the caller's goroutine then returns, holding
+// nothing; the loop runs the session's atEnd work when the relay is over)
+// or the session has ended, and false when the loop cannot take it (then
+// the caller relays with goroutines).
 func (s *session) relayInLoop(client, backend net.Conn, toBackend, toClient []byte) bool {
 	return s.relayInLoopReusable(client, backend, toBackend, toClient, nil)
 }
@@ -538,7 +541,7 @@ func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toCli
 	db := s.dbLabel()
 	a.counter = s.countBytes(db, "to_database")
 	b.counter = s.countBytes(db, "to_client")
-	p := &pair{l: l, srv: s.srv, a: a, b: b, done: make(chan struct{})}
+	p := &pair{l: l, srv: s.srv, a: a, b: b, ended: s.end}
 	a.peer, b.peer, a.pair, b.pair = b, a, p, p
 	if info != nil {
 		p.track, b.info = newPGTracker(), *info
@@ -563,9 +566,9 @@ func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toCli
 		return true // the sockets are half taken: the session ends
 	}
 	s.loopPair = p
+	s.detached.Store(true) // before the loop may end it
 	s.mu.Unlock()
 	l.add(p)
-	<-p.done
 	return true
 }
 
@@ -591,7 +594,7 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 		return false
 	}
 	pid, secret := s.srv.cancels.add(cancelTarget{db: s.db, pid: pc.info.pid, secret: pc.info.secret}, len(pc.info.secret))
-	defer s.srv.cancels.remove(pid, secret)
+	s.atEnd(func() { s.srv.cancels.remove(pid, secret) })
 	greeting := append(append([]byte(nil), pc.info.negotiate...), pgAuthOK()...)
 	greeting = append(greeting, pc.info.params...)
 	greeting = append(greeting, pgKeyData(pid, secret)...)
@@ -608,7 +611,7 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 	}
 	a.counter = s.countBytes(s.dbLabel(), "to_database")
 	pc.ep.counter = s.countBytes(s.dbLabel(), "to_client")
-	p := &pair{l: pc.l, srv: s.srv, a: a, b: pc.ep, done: make(chan struct{}), track: newPGTracker()}
+	p := &pair{l: pc.l, srv: s.srv, a: a, b: pc.ep, ended: s.end, track: newPGTracker()}
 	a.pair = p
 	s.mu.Lock()
 	if s.closed.Load() {
@@ -624,11 +627,11 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 	}
 	a.fd = fd
 	s.loopPair = p
+	s.detached.Store(true) // before the loop may end it
 	s.mu.Unlock()
 	pc.l.mu.Lock()
 	pc.l.attaches = append(pc.l.attaches, attach{p: p, parked: pc})
 	pc.l.mu.Unlock()
 	pc.l.notify()
-	<-p.done
 	return true
 }

@@ -511,7 +511,7 @@ func (s *session) runMySQL() {
 		return
 	}
 	_ = conn.SetDeadline(time.Time{})
-	defer s.established(start, "thread_id", g.threadID)()
+	s.atEnd(s.established(start, "thread_id", g.threadID))
 	pending := unread(br)
 	if gateway {
 		s.srv.mysqlIDs.set(s.id, mysqlThread{db: s.db, thread: g.threadID, identity: s.identity})

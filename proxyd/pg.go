@@ -224,9 +224,9 @@ func (s *session) runPostgres() {
 			s.count("ok")
 			s.srv.metrics.reused.WithLabelValues(s.db.Name).Inc()
 			s.srv.metrics.active.WithLabelValues(s.db.Name).Inc()
-			defer s.srv.metrics.active.WithLabelValues(s.db.Name).Dec()
+			s.atEnd(s.srv.metrics.active.WithLabelValues(s.db.Name).Dec)
 			s.logger().Info("session started on a kept server connection", "db_name", sanitize(s.dbName))
-			defer s.auditStart()()
+			s.atEnd(s.auditStart())
 			s.relayReused(conn, pc)
 			return
 		}
@@ -262,7 +262,7 @@ func (s *session) runPostgres() {
 	}
 	s.srv.metrics.dialSeconds.WithLabelValues(s.db.Name).Observe(time.Since(start).Seconds())
 	_ = conn.SetDeadline(time.Time{})
-	defer s.established(start)()
+	s.atEnd(s.established(start))
 	pending := unread(br)
 	if reuse != nil && len(pending) == 0 && s.relayInLoopReusable(conn, backend, nil, greeting, reuse) {
 		return
@@ -409,10 +409,7 @@ func (s *session) loginPostgresAs(req *StartupRequest, params map[string]string,
 				reuse.pid, reuse.secret = k.ProcessID, k.SecretKey
 			}
 			pid, secret := s.srv.cancels.add(cancelTarget{db: s.db, pid: k.ProcessID, secret: k.SecretKey}, len(k.SecretKey))
-			go func() {
-				<-s.done
-				s.srv.cancels.remove(pid, secret)
-			}()
+			s.atEnd(func() { s.srv.cancels.remove(pid, secret) })
 			greeting = append(greeting, pgKeyData(pid, secret)...)
 		case 'v':
 			// NegotiateProtocolVersion comes before the authentication

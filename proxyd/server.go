@@ -338,12 +338,15 @@ func (s *Server) serve(ln net.Listener, dbName, proto string) {
 			s.active.Add(1)
 			s.track(sess, true)
 			s.wg.Add(1)
+			sess.atEnd(s.wg.Done)
+			sess.atEnd(func() { s.active.Add(-1) })
+			sess.atEnd(func() { s.track(sess, false) })
+			sess.atEnd(sess.finish)
 			go func() {
-				defer s.wg.Done()
-				defer s.active.Add(-1)
-				defer s.track(sess, false)
-				defer sess.finish()
 				sess.run()
+				if !sess.detached.Load() {
+					sess.end()
+				}
 			}()
 		}
 	}()

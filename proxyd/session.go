@@ -45,10 +45,34 @@ type session struct {
 	done                     chan struct{} // closed with the session
 	loopPair                 *pair         // set while an event loop relays the session
 	mu                       sync.Mutex
+	ends                     []func()    // run when the session ends, last added first
+	detached                 atomic.Bool // an event loop relays it, and runs ends when it is over
+}
+
+// atEnd adds work for the end of the session, as defer would, but it runs
+// on whichever goroutine ends the session: the session's own, or, once an
+// event loop relays it, one the loop starts when the relay is over. So a
+// session relayed by a loop holds no goroutine (nor the stack its login
+// grew) while it is idle.
+func (s *session) atEnd(f func()) {
+	s.mu.Lock()
+	s.ends = append(s.ends, f)
+	s.mu.Unlock()
+}
+
+// end runs the session's end work, once.
+func (s *session) end() {
+	s.mu.Lock()
+	ends := s.ends
+	s.ends = nil
+	s.mu.Unlock()
+	for i := len(ends) - 1; i >= 0; i-- {
+		ends[i]()
+	}
 }
 
 func (s *session) run() {
-	defer s.close()
+	s.atEnd(s.close)
 	defer func() {
 		// A bug in one session must not end every other one.
 		if r := recover(); r != nil {
