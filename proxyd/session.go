@@ -120,14 +120,14 @@ func (s *session) describe() string {
 }
 
 func (s *session) logger() *slog.Logger {
-	l := s.srv.log.With("conn", s.id, "database", s.dbLabel(), "client", s.client.RemoteAddr().String())
+	attrs := []slog.Attr{slog.Any("conn", s.id), slog.String("database", s.dbLabel()), slog.String("client", s.client.RemoteAddr().String())}
 	if s.user != "" {
-		l = l.With("db_user", s.user)
+		attrs = append(attrs, slog.String("db_user", s.user))
 	}
 	if s.identity != "" {
-		l = l.With("identity", s.identity)
+		attrs = append(attrs, slog.String("identity", s.identity))
 	}
-	return l
+	return slog.New(lazyAttrs{h: s.srv.log.Handler(), attrs: attrs})
 }
 
 func (s *session) count(result string) {
