@@ -566,7 +566,6 @@ func (s *session) relayInLoopReusable(client, backend net.Conn, toBackend, toCli
 		return true // the sockets are half taken: the session ends
 	}
 	s.loopPair = p
-	s.detached.Store(true) // before the loop may end it
 	s.mu.Unlock()
 	l.add(p)
 	return true
@@ -627,7 +626,6 @@ func (s *session) relayReused(client net.Conn, pc *parkedConn) bool {
 	}
 	a.fd = fd
 	s.loopPair = p
-	s.detached.Store(true) // before the loop may end it
 	s.mu.Unlock()
 	pc.l.mu.Lock()
 	pc.l.attaches = append(pc.l.attaches, attach{p: p, parked: pc})

@@ -258,7 +258,7 @@ func TestDialErrorSaysWhatToCheck(t *testing.T) {
 	db := &Database{Name: "orders", Endpoint: "127.0.0.1:1"}
 	srv := &Server{}
 	srv.current.Store(&settings{cfg: &Config{DialTimeout: Duration(time.Second)}})
-	s := &session{srv: srv, db: db, done: make(chan struct{})}
+	s := &session{srv: srv, db: db}
 	_, err := s.dial(context.Background())
 	var be *backendError
 	if !errors.As(err, &be) || !strings.Contains(be.msg, "nothing accepts connections on 127.0.0.1:1: check the port") {

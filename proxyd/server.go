@@ -333,7 +333,7 @@ func (s *Server) serve(ln net.Listener, dbName, proto string) {
 				continue
 			}
 			s.metrics.pending.Inc()
-			sess := &session{srv: s, client: newSwitchConn(c), db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), done: make(chan struct{}), source: source}
+			sess := &session{srv: s, client: newSwitchConn(c), db: db, proto: proto, id: s.nextID.Add(1), started: time.Now(), source: source}
 			sess.pendingHeld.Store(true)
 			s.active.Add(1)
 			s.track(sess, true)
@@ -344,7 +344,7 @@ func (s *Server) serve(ln net.Listener, dbName, proto string) {
 			sess.atEnd(sess.finish)
 			go func() {
 				sess.run()
-				if !sess.detached.Load() {
+				if !sess.inLoop() {
 					sess.end()
 				}
 			}()

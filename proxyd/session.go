@@ -39,14 +39,12 @@ type session struct {
 	// Bytes relayed each way, for the audit trail.
 	bytesToDB, bytesToClient atomic.Int64
 	closed                   atomic.Bool
-	source                   string        // the client's address, as pending logins are counted
-	pendingHeld              atomic.Bool   // holds a place among pending logins
-	promoted                 atomic.Bool   // holds a place among max_connections
-	done                     chan struct{} // closed with the session
-	loopPair                 *pair         // set while an event loop relays the session
+	source                   string      // the client's address, as pending logins are counted
+	pendingHeld              atomic.Bool // holds a place among pending logins
+	promoted                 atomic.Bool // holds a place among max_connections
+	loopPair                 *pair       // set while an event loop relays the session
 	mu                       sync.Mutex
-	ends                     []func()    // run when the session ends, last added first
-	detached                 atomic.Bool // an event loop relays it, and runs ends when it is over
+	ends                     []func() // run when the session ends, last added first
 }
 
 // atEnd adds work for the end of the session, as defer would, but it runs
@@ -58,6 +56,14 @@ func (s *session) atEnd(f func()) {
 	s.mu.Lock()
 	s.ends = append(s.ends, f)
 	s.mu.Unlock()
+}
+
+// inLoop reports whether an event loop took the session; the loop then
+// runs its end work when the relay is over.
+func (s *session) inLoop() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loopPair != nil
 }
 
 // end runs the session's end work, once.
@@ -92,7 +98,6 @@ func (s *session) close() {
 	if s.closed.Swap(true) {
 		return
 	}
-	close(s.done)
 	s.mu.Lock()
 	b, p := s.backend, s.loopPair
 	s.mu.Unlock()
